@@ -1,0 +1,56 @@
+"""Batches of GloVe vectors gathered on the fly from compact ids: never the whole float dataset.
+
+12.7k rows x 303 steps x 300 dims would be 4.6 GB of float32; the ids are 15 MB and one gather
+per batch costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from kboolq.preprocess import Split
+
+
+class Batches(keras.utils.PyDataset):
+    """Yields ({"vectors": (B, T, D) float32, "lengths": (B, 2) int32}, labels (B,) float32).
+
+    `lengths` holds each row's real question and passage lengths, from which the model builds
+    its padding mask. Training order is reshuffled every epoch from (seed, epoch); without
+    `shuffle` the order is the split's own, for reproducible evaluation.
+    """
+
+    def __init__(
+        self, split: Split, table: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.split = split
+        self.table = np.ascontiguousarray(table, dtype=np.float32)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.lengths = np.stack([split.q_len, split.p_len], axis=1).astype(np.int32)
+        self.labels = split.labels.astype(np.float32)
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.split))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.split))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.split) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        vectors = np.take(self.table, self.split.ids[rows], axis=0)
+        return {"vectors": vectors, "lengths": self.lengths[rows]}, self.labels[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()

@@ -1,0 +1,213 @@
+"""BoolQ rows from the Hugging Face hub, TFDS, or local files, split the way the seed split them.
+
+The seed's split: train = official train[:-1000], valid = train[-1000:], test = the official
+validation split. Every row is checked; a bad one stops loading with its file, line and field.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kboolq.errors import UserError
+from kboolq.files import sha256_file, sha256_json
+from kboolq.network import hub_host, hub_offline, require_host
+
+DEFAULT_VALID_SIZE = 1000
+SPLIT_FILES = {"train": "train", "test": "validation"}
+SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+LOCAL_HINT = (
+    "pass --data DIR, a directory holding train.jsonl (and validation.jsonl for a test split)"
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    question: str
+    passage: str
+    label: int
+    where: str  # "file:line" or "hub split:index", for error messages further down
+
+
+@dataclass(frozen=True)
+class BoolQ:
+    splits: dict[str, list[Row]]  # train, valid and, when the source has one, test
+    source: str
+    fingerprint: str
+
+
+def parse_row(record: Any, where: str, labelled: bool = True) -> Row:
+    """Validate one raw record; accepts BoolQ's `answer` (bool) or SuperGLUE's `label` (0/1).
+
+    Unlabelled rows (for prediction) get label -1 and any answer they carry is ignored.
+    """
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    texts = {}
+    for field in ("question", "passage"):
+        if field not in record:
+            raise UserError(f"{where}: missing field '{field}'")
+        value = record[field]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, str):
+            raise UserError(f"{where}: field '{field}' must be a string, got {value!r:.40}")
+        if not value.strip():
+            raise UserError(f"{where}: field '{field}' is empty")
+        texts[field] = value
+    if not labelled:
+        return Row(texts["question"], texts["passage"], -1, where)
+    if "answer" in record:
+        answer = record["answer"]
+        if not isinstance(answer, bool):
+            raise UserError(f"{where}: field 'answer' must be true or false, got {answer!r:.40}")
+        label = int(answer)
+    elif "label" in record:
+        label = record["label"]
+        if isinstance(label, bool) or label not in (0, 1):
+            raise UserError(f"{where}: field 'label' must be 0 or 1, got {label!r:.40}")
+        label = int(label)
+    else:
+        raise UserError(f"{where}: missing field 'answer' (or SuperGLUE's 'label')")
+    return Row(texts["question"], texts["passage"], label, where)
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[Any, str]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    yield json.loads(line), where
+                except json.JSONDecodeError as exc:
+                    raise UserError(
+                        f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
+                    ) from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[Any, str]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+        raise UserError(f"{path}: cannot read parquet ({exc})") from None
+    for number, record in enumerate(table.to_pylist(), start=1):
+        yield record, f"{path}:row {number}"
+
+
+def find_split_file(directory: Path, stem: str) -> Path | None:
+    found = [directory / f"{stem}{suffix}" for suffix in SUFFIXES]
+    found = [path for path in found if path.exists()]
+    if len(found) > 1:
+        names = ", ".join(path.name for path in found)
+        raise UserError(f"{directory}: several files for the {stem} split ({names}); keep one")
+    return found[0] if found else None
+
+
+def read_records(path: Path) -> Iterator[tuple[Any, str]]:
+    """Raw records with their "file:line" locations, from .jsonl, .jsonl.gz or .parquet."""
+    return _parquet_records(path) if path.suffix == ".parquet" else _jsonl_records(path)
+
+
+def read_rows(path: Path) -> list[Row]:
+    rows = [parse_row(record, where) for record, where in read_records(path)]
+    if not rows:
+        raise UserError(f"{path}: no rows")
+    return rows
+
+
+def seed_split(train: list[Row], test: list[Row] | None, valid_size: int) -> dict[str, list[Row]]:
+    """The seed's split: the last `valid_size` training rows become the validation split."""
+    if valid_size < 1:
+        raise UserError(f"--valid-size must be at least 1, got {valid_size}")
+    if len(train) <= valid_size:
+        raise UserError(
+            f"the train split has {len(train)} rows, not more than --valid-size {valid_size}; "
+            "pass a smaller --valid-size"
+        )
+    splits = {"train": train[:-valid_size], "valid": train[-valid_size:]}
+    if test is not None:
+        splits["test"] = test
+    return splits
+
+
+def load_local(directory: Path, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+    if not directory.is_dir():
+        raise UserError(f"--data {directory}: no such directory (or use 'hub' or 'tfds')")
+    train_path = find_split_file(directory, SPLIT_FILES["train"])
+    if train_path is None:
+        wanted = " or ".join(f"train{suffix}" for suffix in SUFFIXES)
+        raise UserError(f"{directory}: no {wanted}")
+    test_path = find_split_file(directory, SPLIT_FILES["test"])
+    paths = [train_path] + ([test_path] if test_path else [])
+    fingerprint = sha256_json(
+        {"files": [[p.name, sha256_file(p)] for p in paths], "valid_size": valid_size}
+    )
+    test = read_rows(test_path) if test_path else None
+    splits = seed_split(read_rows(train_path), test, valid_size)
+    return BoolQ(splits, f"local:{directory}", fingerprint)
+
+
+def _rows_from_records(records: Iterable[dict], name: str) -> list[Row]:
+    return [parse_row(record, f"{name}:{index}") for index, record in enumerate(records)]
+
+
+def load_hub(valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+    """google/boolq through `datasets`; probes the network first so offline fails in seconds."""
+    import datasets
+
+    if not hub_offline():
+        require_host(hub_host(), "the BoolQ dataset (google/boolq)", LOCAL_HINT)
+    try:
+        loaded = datasets.load_dataset("google/boolq")
+    except Exception as exc:  # datasets wraps network and cache misses in many types
+        raise UserError(f"could not load google/boolq from the hub: {exc}\n{LOCAL_HINT}") from None
+    train = _rows_from_records(loaded["train"], "google/boolq train")
+    test = _rows_from_records(loaded["validation"], "google/boolq validation")
+    fingerprint = sha256_json(
+        {"hub": [loaded["train"]._fingerprint, loaded["validation"]._fingerprint], "v": valid_size}
+    )
+    return BoolQ(seed_split(train, test, valid_size), "hub:google/boolq", fingerprint)
+
+
+def load_tfds(valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None) -> BoolQ:
+    """TFDS's super_glue/boolq, which needs TensorFlow to build; only with the tfds extra."""
+    missing = [
+        m for m in ("tensorflow_datasets", "tensorflow") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise UserError(
+            f"--data tfds needs {' and '.join(missing)}: pip install 'kboolq[tfds]'\n{LOCAL_HINT}"
+        )
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("super_glue/boolq", data_dir=str(data_dir) if data_dir else None)
+    if not builder.is_prepared():
+        require_host("storage.googleapis.com", "super_glue/boolq for TFDS", LOCAL_HINT)
+        builder.download_and_prepare()
+    splits = {}
+    for name, split in (("train", "train"), ("test", "validation")):
+        records = tfds.as_numpy(builder.as_dataset(split=split))
+        splits[name] = _rows_from_records(records, f"tfds super_glue/boolq {split}")
+    fingerprint = sha256_json({"tfds": str(builder.info.version), "valid_size": valid_size})
+    return BoolQ(seed_split(splits["train"], splits["test"], valid_size), "tfds", fingerprint)
+
+
+def load_boolq(source: str, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+    """`source` is 'hub', 'tfds' or a directory path."""
+    if source == "hub":
+        return load_hub(valid_size)
+    if source == "tfds":
+        return load_tfds(valid_size)
+    return load_local(Path(source).expanduser(), valid_size)

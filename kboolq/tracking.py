@@ -1,0 +1,64 @@
+"""Optional Weights & Biases logging through a plain Keras callback.
+
+wandb's own Keras callbacks import TensorFlow, which kboolq does not have; this one logs epoch
+metrics itself. wandb is imported only when tracking is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from kboolq.errors import UserError
+
+
+def start(config: dict[str, Any], name: str | None = None, group: str | None = None):
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("--wandb needs wandb: pip install 'kboolq[tracking]'") from None
+    try:
+        return wandb.init(project="kboolq", config=config, name=name, group=group, reinit=True)
+    except Exception as exc:  # wandb raises its own error types for login/network problems
+        raise UserError(
+            f"could not start a W&B run ({exc}); WANDB_MODE=offline works offline"
+        ) from None
+
+
+class EpochLogger(keras.callbacks.Callback):
+    def __init__(self, run) -> None:
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.run.log({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+
+
+def log_final(
+    run, reports: dict[str, dict], labels: np.ndarray, scores: np.ndarray, model_path: Path | None
+) -> None:
+    """Final report: summary figures, valid confusion matrix and PR curve, one model artifact."""
+    import wandb
+
+    for split, report in reports.items():
+        for key, value in report.items():
+            if key != "confusion_matrix":
+                run.summary[f"{split}/{key}"] = value
+    labels = np.asarray(labels).astype(int)
+    predicted = (np.asarray(scores) >= 0.5).astype(int)
+    both = np.stack([1 - np.asarray(scores), np.asarray(scores)], axis=1)
+    run.log(
+        {
+            "valid/confusion_matrix": wandb.plot.confusion_matrix(
+                y_true=labels.tolist(), preds=predicted.tolist(), class_names=["no", "yes"]
+            ),
+            "valid/pr_curve": wandb.plot.pr_curve(labels, both, labels=["no", "yes"]),
+        }
+    )
+    if model_path is not None:
+        artifact = wandb.Artifact(f"kboolq-{run.id}", type="model")
+        artifact.add_file(str(model_path))
+        run.log_artifact(artifact)

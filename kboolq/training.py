@@ -1,0 +1,108 @@
+"""One training run: model, callbacks, best checkpoint and the final per-split report.
+
+Shared by `kboolq.fit` and the grid's trials, so every trial trains exactly like a fit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kboolq.batches import Batches
+from kboolq.config import Config
+from kboolq.files import write_text
+from kboolq.metrics import binary_report
+from kboolq.model import build_model
+from kboolq.preprocess import Prepared, Split
+from kboolq.run import load_model, save_model
+
+MONITOR = "val_balanced_accuracy"
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model whenever the monitored value strictly improves; only the best is kept.
+
+    Improvement is judged exactly as EarlyStopping judges it, so the saved model is the one
+    early stopping would restore.
+    """
+
+    def __init__(self, run_dir: Path, monitor: str = MONITOR) -> None:
+        super().__init__()
+        self.run_dir, self.monitor = Path(run_dir), monitor
+        self.best, self.best_epoch = -math.inf, None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is not None and float(value) > self.best:
+            self.best, self.best_epoch = float(value), epoch + 1
+            save_model(self.model, self.run_dir)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """history.csv, rewritten atomically after every epoch so a crash never truncates it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path, self.rows = Path(path), []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[-1]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.path, buffer.getvalue())
+
+
+def predict(model: keras.Model, split: Split, table: np.ndarray, batch_size: int) -> np.ndarray:
+    """P(yes) for every row of `split`, in order."""
+    return model.predict(Batches(split, table, batch_size), verbose=0).ravel()
+
+
+def evaluate_splits(
+    model: keras.Model, prepared: Prepared, names: Sequence[str], batch_size: int
+) -> dict[str, dict]:
+    reports = {}
+    for name in names:
+        split = prepared.splits[name]
+        reports[name] = binary_report(
+            split.labels, predict(model, split, prepared.table, batch_size)
+        )
+    return reports
+
+
+def train_model(
+    config: Config,
+    prepared: Prepared,
+    run_dir: Path,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 1,
+) -> tuple[keras.Model, BestCheckpoint]:
+    """Trains with early stopping on valid balanced accuracy; returns the best model.
+
+    The best model is read back from run_dir/model.keras, which also proves the saved file works.
+    """
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config, prepared.layout, prepared.table.shape[1])
+    table = prepared.table
+    train = Batches(
+        prepared.splits["train"], table, config.batch_size, shuffle=True, seed=config.seed
+    )
+    valid = Batches(prepared.splits["valid"], table, config.batch_size)
+    checkpoint = BestCheckpoint(run_dir)
+    callbacks = [
+        checkpoint,
+        HistoryWriter(Path(run_dir) / "history.csv"),
+        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
+        *extra_callbacks,
+    ]
+    model.fit(
+        train, validation_data=valid, epochs=config.max_epochs, callbacks=callbacks, verbose=verbose
+    )
+    return load_model(run_dir), checkpoint

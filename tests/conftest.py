@@ -1,0 +1,41 @@
+"""Test setup: a private KERAS_HOME (set before keras is imported), fixed seeds, fixture paths."""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kboolq-keras-home-")
+
+import kboolq  # noqa: E402, F401, I001  (selects the backend before keras is imported)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+FIXTURE_BOOLQ = DATA / "boolq"
+FIXTURE_GLOVE = DATA / "glove.txt"
+FIXTURE_VALID_SIZE = 40
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: pass --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    keras.utils.set_random_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return tmp_path / "cache"

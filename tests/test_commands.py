@@ -1,0 +1,204 @@
+"""The fit / evaluate / predict / preprocess commands end to end on the fixture data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+
+from kboolq import evaluate, fit, predict, preprocess
+
+pytestmark = pytest.mark.backend
+
+SOURCES = [
+    "--data",
+    str(FIXTURE_BOOLQ),
+    "--glove",
+    str(FIXTURE_GLOVE),
+    "--valid-size",
+    str(FIXTURE_VALID_SIZE),
+]
+KEYS = {
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "precision",
+    "recall",
+    "pr_auc",
+    "loss",
+    "confusion_matrix",
+}
+
+
+def _fit(run_dir, cache, *extra):
+    args = [
+        *SOURCES,
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(run_dir),
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--verbose",
+        "0",
+        *extra,
+    ]
+    assert fit.main(args) == 0
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    _fit(root / "run", root / "cache")
+    return root / "run", root / "cache"
+
+
+def _env():
+    return {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def _command(module, *args):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+
+
+def test_fit_writes_every_run_file(run):
+    run_dir, _ = run
+    assert {p.name for p in run_dir.iterdir()} == {
+        "model.keras",
+        "config.json",
+        "history.csv",
+        "metrics.json",
+    }
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"valid", "test"}
+    for split in metrics.values():
+        assert set(split) == KEYS
+        (tn, fp), (fn, tp) = split["confusion_matrix"]
+    assert tn + fp + fn + tp == 48
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["hyperparameters"]["hidden_size"] == 8
+    assert config["layout"]["separator"] == 8 and config["embeddings"]["dim"] == 8
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,") and "val_balanced_accuracy" in history[0]
+    assert len(history) == 3
+
+
+def test_same_seed_same_metrics(run, tmp_path):
+    run_dir, cache = run
+    _fit(tmp_path / "again", cache)
+    first = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == first
+
+
+def test_existing_run_needs_overwrite(run, capsys):
+    run_dir, cache = run
+    code = fit.run_command(fit.main, "kboolq.fit")(
+        [*SOURCES, "--cache-dir", str(cache), "--out", str(run_dir)]
+    )
+    assert code == 2
+    assert "already holds a run; pass --overwrite" in capsys.readouterr().err
+
+
+def test_evaluate_writes_report_and_plots(run, capsys):
+    run_dir, cache = run
+    assert evaluate.main([str(run_dir), "--split", "test", "--cache-dir", str(cache)]) == 0
+    report = json.loads((run_dir / "report.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert report["test"] == pytest.approx(metrics["test"])
+    for name in ("confusion_matrix", "roc", "pr"):
+        assert (run_dir / f"test_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "balanced_accuracy" in capsys.readouterr().out
+    (run_dir / "report.json").unlink()
+    for plot in run_dir.glob("*.png"):
+        plot.unlink()
+
+
+def test_predict_in_a_new_process_equals_fit_time_predictions(run, tmp_path):
+    import keras
+
+    from kboolq.cli import load_inputs
+    from kboolq.run import load_model
+
+    run_dir, cache = run
+    inputs = load_inputs(
+        fit.parser().parse_args([*SOURCES, "--cache-dir", str(cache), "--out", "x"])
+    )
+    test = inputs.prepared.splits["test"]
+    from kboolq.training import predict as predict_split
+
+    expected = predict_split(load_model(run_dir), test, inputs.prepared.table, 64)
+    result = _command(
+        "kboolq.predict",
+        str(run_dir),
+        "--jsonl",
+        str(FIXTURE_BOOLQ / "validation.jsonl"),
+        "--cache-dir",
+        str(cache),
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    np.testing.assert_allclose([a["p_yes"] for a in answers], expected, atol=1e-6)
+    assert [a["answer"] for a in answers] == ["yes" if p >= 0.5 else "no" for p in expected]
+    assert keras.backend.backend() in ("torch", "jax")
+
+
+def test_predict_one_question(run, capsys):
+    run_dir, cache = run
+    code = predict.main(
+        [
+            str(run_dir),
+            "--question",
+            "is the moon red",
+            "--passage",
+            "the moon is red. yes.",
+            "--cache-dir",
+            str(cache),
+        ]
+    )
+    assert code == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["question"] == "is the moon red" and answer["answer"] in ("yes", "no")
+    assert 0 < answer["p_yes"] < 1
+
+
+def test_fit_is_tensorflow_free(tmp_path):
+    args = [*SOURCES, "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "r")]
+    args += ["--hidden", "4", "--epochs", "1", "--verbose", "0"]
+    code = (
+        f"import sys, kboolq.fit as f; f.main({args!r}); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print('ok')"
+    )
+    env = {**_env(), "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize(
+    "module", ["kboolq.fit", "kboolq.evaluate", "kboolq.predict", "kboolq.preprocess"]
+)
+def test_help_explains_every_command(module):
+    result = _command(module, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: python -m {module}")
+    assert "--cache-dir" in result.stdout
+
+
+def test_preprocess_prints_the_report(tmp_path, capsys):
+    assert preprocess.main([*SOURCES, "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "rows: train 120, valid 40, test 48" in out
+    assert "out of vocabulary:" in out and "paris" in out and "(cold)" in out

