@@ -6,6 +6,7 @@ import keras
 from keras import layers, ops
 
 from kboolq.config import Config
+from kboolq.gru import FastGRU
 from kboolq.metrics import training_metrics
 from kboolq.preprocess import Layout
 
@@ -47,10 +48,10 @@ def _inputs(layout: Layout, dim: int):
 def build_seed(config: Config, layout: Layout, dim: int) -> keras.Model:
     """The notebook's design, fed sequences: GRU -> GRU -> Dense(relu) -> Dense(sigmoid)."""
     vectors, lengths, mask = _inputs(layout, dim)
-    hidden = layers.GRU(config.hidden_size, return_sequences=True, dropout=config.dropout)(
+    hidden = FastGRU(config.hidden_size, return_sequences=True, dropout=config.dropout)(
         vectors, mask=mask
     )
-    hidden = layers.GRU(config.hidden_size, dropout=config.dropout)(hidden, mask=mask)
+    hidden = FastGRU(config.hidden_size, dropout=config.dropout)(hidden, mask=mask)
     hidden = layers.Dense(config.hidden_size, activation="relu")(hidden)
     output = layers.Dense(1, activation="sigmoid", name="p_yes")(hidden)
     return keras.Model({"vectors": vectors, "lengths": lengths}, output, name=config.arch)

@@ -1,0 +1,86 @@
+"""FastGRU: keras.layers.GRU whose forward pass runs torch's fused GRU kernel on the torch backend.
+
+Keras 3.15 runs a masked GRU on torch as a Python loop over time steps (and an unmasked one with
+an O(T^2) backward on CPU). FastGRU keeps Keras's weights, configuration and .keras format, so a
+saved model loads anywhere; only the computation differs, and it is exact:
+
+* Keras's kernel columns are gates [z, r, h]; torch's rows are [r, z, n]. Both use reset_after
+  (h~ = tanh(x W + b + r * (h U + b_r))) and h = z * h_prev + (1 - z) * h~.
+* A masked step keeps the state and repeats the previous output. Gathering each row's unmasked
+  steps to the front (stable order), running the fused kernel over the batch trimmed to its
+  longest row, and gathering outputs back by the running count of real steps reproduces that,
+  for masks with gaps (the question padding before the separator) as well as trailing padding.
+
+Other backends, and settings the fused kernel cannot express, fall back to keras.layers.GRU.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class FastGRU(keras.layers.GRU):
+    def _fusable(self) -> bool:
+        cell = self.cell
+        return (
+            keras.backend.backend() == "torch"
+            and cell.reset_after
+            and cell.use_bias
+            and cell.activation is keras.activations.tanh
+            and cell.recurrent_activation is keras.activations.sigmoid
+            and cell.recurrent_dropout == 0
+            and not (self.go_backwards or self.stateful or self.return_state or self.unroll)
+        )
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if initial_state is not None or not self._fusable():
+            return super().call(
+                sequences, initial_state=initial_state, mask=mask, training=training
+            )
+        if training and self.cell.dropout > 0:
+            # Keras's GRU drops the same input features at every step of a sequence.
+            shape = (keras.ops.shape(sequences)[0], 1, keras.ops.shape(sequences)[2])
+            keep = keras.random.dropout(
+                keras.ops.ones(shape), self.cell.dropout, seed=self.cell.seed_generator
+            )
+            sequences = sequences * keep
+        return _torch_gru(self, sequences, mask, bool(training))
+
+
+def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
+    import torch
+
+    cell = layer.cell
+    units = cell.units
+
+    def torch_gates(weights):  # Keras [z, r, h] -> torch [r, z, n] along the last axis
+        z, r, h = torch.split(weights, units, dim=-1)
+        return torch.cat([r, z, h], dim=-1)
+
+    params = [
+        torch_gates(cell.kernel.value).t().contiguous(),
+        torch_gates(cell.recurrent_kernel.value).t().contiguous(),
+        *torch_gates(cell.bias.value).unbind(0),
+    ]
+    batch, _, features = inputs.shape
+    if mask is None:
+        compact = inputs
+    else:
+        mask = mask.to(torch.bool)
+        lengths = mask.sum(dim=1)
+        steps = max(int(lengths.max()), 1)
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :steps]
+        compact = inputs.gather(1, order.unsqueeze(-1).expand(-1, -1, features))
+    initial = inputs.new_zeros((1, batch, units))
+    outputs, _ = torch._VF.gru(compact, initial, params, True, 1, 0.0, training, False, True)
+    if mask is None:
+        return outputs if layer.return_sequences else outputs[:, -1]
+    padded = torch.cat([outputs.new_zeros((batch, 1, units)), outputs], dim=1)
+    if not layer.return_sequences:
+        return padded[torch.arange(batch, device=padded.device), lengths]
+    counts = mask.cumsum(dim=1)  # real steps so far: index into padded, 0 = nothing seen yet
+    result = padded.gather(1, counts.unsqueeze(-1).expand(-1, -1, units))
+    if layer.zero_output_for_mask:
+        result = result * mask.unsqueeze(-1).to(result.dtype)
+    return result

@@ -1,0 +1,76 @@
+import keras
+import numpy as np
+import pytest
+
+from kboolq.gru import FastGRU
+
+B, T, D, H = 4, 12, 5, 6
+X = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
+MASK = np.ones((B, T), bool)
+MASK[0, 3:5] = False  # a gap, like the question padding before the separator
+MASK[0, 9:] = False
+MASK[1, 6:] = False
+MASK[2, :2] = False  # leading padding: outputs stay zero until the first real step
+MASK[3, :] = False  # an empty row
+
+
+def _pair(return_sequences):
+    reference = keras.layers.GRU(H, return_sequences=return_sequences)
+    fast = FastGRU(H, return_sequences=return_sequences)
+    reference.build((None, T, D))
+    fast.build((None, T, D))
+    fast.set_weights(reference.get_weights())
+    return reference, fast
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("mask", [None, MASK], ids=["unmasked", "masked"])
+def test_outputs_equal_keras_gru(return_sequences, mask):
+    reference, fast = _pair(return_sequences)
+    expected = keras.ops.convert_to_numpy(reference(X, mask=mask))
+    actual = keras.ops.convert_to_numpy(fast(X, mask=mask))
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="gradients through torch autograd")
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("mask", [None, MASK], ids=["unmasked", "masked"])
+def test_gradients_equal_keras_gru(return_sequences, mask):
+    import torch
+
+    reference, fast = _pair(return_sequences)
+    grads = []
+    for layer in (reference, fast):
+        inputs = torch.tensor(X, requires_grad=True)
+        out = layer(inputs, mask=None if mask is None else torch.tensor(mask))
+        (out**2).sum().backward()
+        grads.append([inputs.grad, *(w.value.grad for w in layer.weights)])
+    for expected, actual in zip(*grads, strict=True):
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.backend
+def test_saves_and_loads_as_fast_gru(tmp_path):
+    inputs = keras.Input((T, D))
+    model = keras.Model(inputs, FastGRU(H, dropout=0.2)(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.layers[1], FastGRU) and loaded.layers[1].cell.dropout == 0.2
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(X)), keras.ops.convert_to_numpy(model(X)), atol=1e-6
+    )
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch dropout path")
+def test_training_dropout_drops_whole_features_for_every_step(monkeypatch):
+    import kboolq.gru as gru
+
+    seen = []
+    original = gru._torch_gru
+    monkeypatch.setattr(gru, "_torch_gru", lambda *args: seen.append(args[1]) or original(*args))
+    layer = FastGRU(H, dropout=0.5, return_sequences=True)
+    layer(np.ones((2, T, D), "float32"), training=True)
+    dropped = keras.ops.convert_to_numpy(seen[0])
+    assert set(np.unique(dropped)) == {0.0, 2.0}
+    assert (dropped == dropped[:, :1, :]).all()  # the same features are dropped at every step
