@@ -44,8 +44,11 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir}: exists and is not a directory")
     if (run_dir / CONFIG_FILE).exists():
-        if not overwrite:
+        finished = (run_dir / "metrics.json").exists()
+        if finished and not overwrite:
             raise UserError(f"--out {run_dir}: already holds a run; pass --overwrite to replace it")
+        if not finished:
+            print(f"{run_dir} holds a run that did not finish; starting it over")
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         for plot in run_dir.glob("*.png"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,12 @@ def load_model(run_dir: Path) -> keras.Model:
     import kboolq.model  # noqa: F401 - registers the custom layers and metrics for loading
 
     try:
-        return keras.models.load_model(path)
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError) as exc:
+        model = keras.models.load_model(path)
+    except Exception as exc:  # keras raises many types for truncated or foreign archives
         raise UserError(
             f"{path}: not a readable kboolq model ({type(exc).__name__}: {exc})"
         ) from None
+    names = sorted(getattr(tensor, "name", "") for tensor in model.inputs)
+    if names != ["lengths", "vectors"] or tuple(model.outputs[0].shape) != (None, 1):
+        raise UserError(f"{path}: a Keras model, but not a kboolq one (inputs {names})")
+    return model

@@ -1,0 +1,243 @@
+"""How fast the project's GRU trains against keras.layers.GRU and plain PyTorch, in one run.
+
+For each (embedding dim, hidden) pair: median train-step (forward, backward, AdamW) and
+inference times of
+  (a) the seed model with keras.layers.GRU and the layout mask (Keras's masked path),
+  (b) the project's model (FastGRU), compiled exactly as kboolq.fit compiles it,
+  (c) plain torch.nn.GRU over the batch trimmed to its longest row, reading each row's output
+      at its last real position (the fastest padding-correct PyTorch model), and
+  (c') the same with pack_padded_sequence, for reference;
+then ratios b/c and a/c, the batch generator's time per batch, and an end-to-end epoch of
+kboolq's training loop against a plain-torch loop over the same batches.
+
+Row lengths come from the real BoolQ train split when ../shared/data/boolq (or --data) is there,
+with kumo50 vectors; other dims use random vectors over the same lengths.
+
+    python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps 40] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import torch
+from torch import nn
+
+import kboolq  # noqa: F401  (selects the torch backend)
+from kboolq.batches import Batches
+from kboolq.config import Config
+from kboolq.metrics import training_metrics
+from kboolq.model import LayoutMask, build_model
+from kboolq.preprocess import Layout, Split
+
+BATCH = 64
+PAIRS = ((300, 256), (50, 128))
+
+
+class TorchSeed(nn.Module):
+    """The seed architecture in plain PyTorch, fed right-padded question+separator+passage."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(dim, hidden, num_layers=2, batch_first=True)
+        self.dense = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, packed: bool = False) -> torch.Tensor:
+        if packed:
+            sequence = nn.utils.rnn.pack_padded_sequence(
+                x, lengths, batch_first=True, enforce_sorted=False
+            )
+            _, h = self.gru(sequence)
+            last = h[-1]
+        else:
+            outputs, _ = self.gru(x)
+            last = outputs[torch.arange(len(lengths)), lengths - 1]
+        return torch.sigmoid(self.out(torch.relu(self.dense(last)))).squeeze(-1)
+
+
+def keras_gru_model(layout: Layout, dim: int, hidden: int) -> keras.Model:
+    vectors = keras.Input((layout.steps, dim), name="vectors")
+    lengths = keras.Input((2,), dtype="int32", name="lengths")
+    mask = LayoutMask(layout.q_max, layout.separator)(vectors, lengths)
+    h = keras.layers.GRU(hidden, return_sequences=True)(vectors, mask=mask)
+    h = keras.layers.GRU(hidden)(h, mask=mask)
+    h = keras.layers.Dense(hidden, activation="relu")(h)
+    model = keras.Model(
+        {"vectors": vectors, "lengths": lengths}, keras.layers.Dense(1, "sigmoid")(h)
+    )
+    model.compile(
+        keras.optimizers.AdamW(1e-3, weight_decay=0.0),
+        "binary_crossentropy",
+        metrics=training_metrics(),
+    )
+    return model
+
+
+def contiguous(inputs: dict, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded question + separator + passage, trimmed to the batch's longest row."""
+    vectors, lengths = inputs["vectors"], inputs["lengths"]
+    total = lengths[:, 0] + layout.separator + lengths[:, 1]
+    out = np.zeros((len(vectors), int(total.max()), vectors.shape[2]), np.float32)
+    for i, (q, p) in enumerate(lengths):
+        out[i, : q + layout.separator + p] = np.concatenate(
+            [vectors[i, :q], vectors[i, layout.q_max : layout.passage_start + p]]
+        )
+    return torch.from_numpy(out), torch.from_numpy(total.astype(np.int64))
+
+
+def median_seconds(step, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def real_lengths(data: Path | None) -> tuple[Layout, Split | None, np.ndarray | None]:
+    if data is not None and data.is_dir():
+        from kboolq.cli import default_cache_dir
+        from kboolq.data import load_boolq
+        from kboolq.embeddings import load_glove
+        from kboolq.preprocess import prepare
+
+        prepared, _ = prepare(
+            load_boolq(str(data)), load_glove("kumo50", default_cache_dir()), default_cache_dir()
+        )
+        return prepared.layout, prepared.splits["train"], prepared.table
+    rng = np.random.default_rng(0)
+    rows = 640
+    layout = Layout(q_max=21, p_max=274)
+    q_len = rng.integers(4, 22, rows).astype(np.int32)
+    p_len = np.minimum(rng.gamma(3.0, 40.0, rows).astype(np.int32) + 20, 274).astype(np.int32)
+    ids = np.zeros((rows, layout.steps), np.int32)
+    split = Split(ids, q_len, p_len, (rng.random(rows) < 0.62).astype(np.int8))
+    print("no real data found: synthetic lengths")
+    return layout, split, None
+
+
+def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int) -> dict:
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(5000, dim)).astype(np.float32)
+    table[0] = 0
+    ids = rng.integers(1, 5000, split.ids.shape).astype(np.int32)
+    ids[split.ids == 0] = 0
+    batches = Batches(Split(ids, split.q_len, split.p_len, split.labels), table, BATCH)
+    inputs, labels = batches[0]
+    keras.utils.set_random_seed(0)
+    keras_model = keras_gru_model(layout, dim, hidden)
+    project = build_model(Config(hidden_size=hidden), layout, dim)
+    torch_model = TorchSeed(dim, hidden)
+    optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)
+    x, lengths = contiguous(inputs, layout)
+    y = torch.from_numpy(labels)
+
+    def torch_step(packed: bool):
+        def step():
+            optimizer.zero_grad()
+            loss = nn.functional.binary_cross_entropy(torch_model(x, lengths, packed), y)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    def torch_infer():
+        with torch.no_grad():
+            torch_model(x, lengths)
+
+    result = {
+        "a_train": median_seconds(lambda: keras_model.train_on_batch(inputs, labels), repeats),
+        "b_train": median_seconds(lambda: project.train_on_batch(inputs, labels), repeats),
+        "c_train": median_seconds(torch_step(False), repeats),
+        "packed_train": median_seconds(torch_step(True), max(2, repeats // 3), warmup=1),
+        "a_infer": median_seconds(lambda: keras_model.predict_on_batch(inputs), repeats),
+        "b_infer": median_seconds(lambda: project.predict_on_batch(inputs), repeats),
+        "c_infer": median_seconds(torch_infer, repeats),
+    }
+    real_table = rng.normal(size=(41316, dim)).astype(np.float32)  # the real table's size
+    generator = Batches(split, real_table, BATCH, shuffle=True)
+    result["batch"] = median_seconds(lambda: generator[3], repeats * 5)
+    return result
+
+
+def bench_epoch(layout: Layout, split: Split, table: np.ndarray, steps: int) -> tuple[float, float]:
+    """`steps` batches of kboolq's training loop (model.fit) vs a plain-torch loop over them."""
+    subset = Split(
+        *(a[: steps * BATCH] for a in (split.ids, split.q_len, split.p_len, split.labels))
+    )
+    batches = Batches(subset, table, BATCH, shuffle=True)
+    dim, hidden = table.shape[1], 128
+    keras.utils.set_random_seed(0)
+    project = build_model(Config(hidden_size=hidden), layout, dim)
+    project.fit(batches, epochs=1, verbose=0, steps_per_epoch=2)  # warm up
+    start = time.perf_counter()
+    project.fit(batches, epochs=1, verbose=0)
+    kboolq_seconds = time.perf_counter() - start
+    torch_model = TorchSeed(dim, hidden)
+    optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)
+    start = time.perf_counter()
+    for index in range(len(batches)):
+        inputs, labels = batches[index]
+        x, lengths = contiguous(inputs, layout)
+        optimizer.zero_grad()
+        nn.functional.binary_cross_entropy(
+            torch_model(x, lengths), torch.from_numpy(labels)
+        ).backward()
+        optimizer.step()
+    return kboolq_seconds, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).parents[1] / "../shared/data/boolq"
+    )
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps per measurement")
+    parser.add_argument(
+        "--epoch-steps",
+        type=int,
+        default=40,
+        help="batches in the end-to-end comparison (0 skips it)",
+    )
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(
+        f"torch {torch.__version__} ({device}, {torch.get_num_threads()} threads), "
+        f"keras {keras.__version__}, batch {BATCH}"
+    )
+    layout, split, table = real_lengths(args.data)
+    print(f"T = {layout.steps}; a step = forward + backward + AdamW; medians of {args.repeats}")
+    header = (
+        f"{'D/H':>8} {'keras+mask':>11} {'kboolq':>9} {'torch':>9} {'packed':>9} "
+        f"{'b/c':>6} {'a/c':>6} | {'infer a':>8} {'infer b':>8} {'infer c':>8} {'b/c':>6}"
+        f" | {'batch':>7} {'batch/b':>7}"
+    )
+    print(header)
+    for dim, hidden in PAIRS:
+        r = bench_pair(dim, hidden, layout, split, args.repeats)
+        train = f"{r['a_train']:>10.3f}s {r['b_train']:>8.3f}s {r['c_train']:>8.3f}s"
+        print(
+            f"{dim:>4}/{hidden:<3} {train} {r['packed_train']:>8.3f}s "
+            f"{r['b_train'] / r['c_train']:>6.2f} "
+            f"{r['a_train'] / r['c_train']:>6.2f} | {r['a_infer']:>7.3f}s {r['b_infer']:>7.3f}s "
+            f"{r['c_infer']:>7.3f}s {r['b_infer'] / r['c_infer']:>6.2f} | "
+            f"{r['batch'] * 1000:>5.1f}ms {r['batch'] / r['b_train']:>7.1%}"
+        )
+    if args.epoch_steps and table is not None:
+        kboolq_s, torch_s = bench_epoch(layout, split, table, args.epoch_steps)
+        print(
+            f"end to end, {args.epoch_steps} real batches (kumo50, hidden 128): kboolq fit "
+            f"{kboolq_s:.1f} s, plain torch loop {torch_s:.1f} s, ratio {kboolq_s / torch_s:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

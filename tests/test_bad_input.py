@@ -1,0 +1,298 @@
+"""Every command turns a user's mistake into one message and exit status 2, never a traceback."""
+
+import gzip
+import json
+import re
+import shutil
+
+import pytest
+from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+
+from kboolq import evaluate, fit, predict
+from kboolq.cli import run_command
+from tuning import grid
+
+COMMANDS = {"fit": fit.main, "evaluate": evaluate.main, "predict": predict.main, "grid": grid.main}
+GOOD = {"question": "is the moon red", "passage": "the moon is red", "answer": True}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    args = [
+        "--data",
+        str(FIXTURE_BOOLQ),
+        "--glove",
+        str(FIXTURE_GLOVE),
+        "--valid-size",
+        str(FIXTURE_VALID_SIZE),
+        "--cache-dir",
+        str(root / "cache"),
+        "--out",
+        str(root / "run"),
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--verbose",
+        "0",
+    ]
+    assert fit.main(args) == 0
+    return root / "run", root / "cache"
+
+
+def _data_dir(tmp_path, lines, name="train.jsonl"):
+    directory = tmp_path / "data"
+    directory.mkdir(exist_ok=True)
+    rows = [json.dumps(GOOD)] * 5 + lines
+    (directory / name).write_text(
+        "\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows)
+    )
+    return directory
+
+
+def _copy_run(trained, tmp_path):
+    run_dir, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def _fit(tmp_path, data, *extra):
+    return [
+        "--data",
+        str(data),
+        "--glove",
+        str(FIXTURE_GLOVE),
+        "--valid-size",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+    ]
+
+
+def case_missing_data_dir(tmp_path, trained):
+    return "fit", _fit(tmp_path, tmp_path / "nope"), "no such directory"
+
+
+def case_no_train_file(tmp_path, trained):
+    (tmp_path / "empty").mkdir()
+    return "fit", _fit(tmp_path, tmp_path / "empty"), "no train.jsonl"
+
+
+def case_malformed_jsonl(tmp_path, trained):
+    return "fit", _fit(tmp_path, _data_dir(tmp_path, ["{oops"])), r"train.jsonl:6: malformed JSON"
+
+
+def case_answer_not_boolean(tmp_path, trained):
+    data = _data_dir(tmp_path, [{**GOOD, "answer": "yes"}])
+    return "fit", _fit(tmp_path, data), r"train.jsonl:6: field 'answer' must be true or false"
+
+
+def case_question_not_string(tmp_path, trained):
+    data = _data_dir(tmp_path, [{**GOOD, "question": ["a"]}])
+    return "fit", _fit(tmp_path, data), r"train.jsonl:6: field 'question' must be a string"
+
+
+def case_empty_passage(tmp_path, trained):
+    data = _data_dir(tmp_path, [{**GOOD, "passage": ""}])
+    return "fit", _fit(tmp_path, data), r"train.jsonl:6: field 'passage' is empty"
+
+
+def case_passage_without_known_words(tmp_path, trained):
+    data = _data_dir(tmp_path, [{**GOOD, "passage": "zzzq xxyq"}])
+    return "fit", _fit(tmp_path, data), r"train.jsonl:6: the passage has no word in the GloVe"
+
+
+def case_corrupt_gzip(tmp_path, trained):
+    directory = tmp_path / "gz"
+    directory.mkdir()
+    (directory / "train.jsonl.gz").write_bytes(
+        gzip.compress((json.dumps(GOOD) + "\n").encode() * 50)[:40]
+    )
+    return "fit", _fit(tmp_path, directory), "train.jsonl.gz: cannot read"
+
+
+def case_too_few_rows(tmp_path, trained):
+    return (
+        "fit",
+        _fit(tmp_path, _data_dir(tmp_path, []), "--valid-size", "50"),
+        "pass a smaller --valid-size",
+    )
+
+
+def case_unknown_arch(tmp_path, trained):
+    return (
+        "fit",
+        _fit(tmp_path, FIXTURE_BOOLQ, "--arch", "transformer"),
+        "invalid choice: 'transformer'",
+    )
+
+
+def case_bad_dropout(tmp_path, trained):
+    return (
+        "fit",
+        _fit(tmp_path, FIXTURE_BOOLQ, "--dropout", "1.5"),
+        r"--dropout must be in \[0, 1\)",
+    )
+
+
+def case_unknown_vectors(tmp_path, trained):
+    args = _fit(tmp_path, FIXTURE_BOOLQ)
+    args[args.index("--glove") + 1] = "glove.840B.txt"
+    return "fit", args, "--glove glove.840B.txt: no such file"
+
+
+def case_bad_hub_dim(tmp_path, trained):
+    args = _fit(tmp_path, FIXTURE_BOOLQ)
+    args[args.index("--glove") + 1] = "hub:64"
+    return "fit", args, "glove.6B has 50, 100, 200, 300"
+
+
+def case_no_network_for_hub(tmp_path, trained, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://kboolq-offline.invalid")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    return "fit", _fit(tmp_path, "hub"), "cannot reach kboolq-offline.invalid"
+
+
+def case_out_is_a_file(tmp_path, trained):
+    (tmp_path / "out").write_text("x")
+    return "fit", _fit(tmp_path, FIXTURE_BOOLQ), "exists and is not a directory"
+
+
+def case_unknown_split(tmp_path, trained):
+    return "evaluate", [str(trained[0]), "--split", "train"], "invalid choice: 'train'"
+
+
+def case_run_without_config(tmp_path, trained):
+    (tmp_path / "r").mkdir()
+    return "evaluate", [str(tmp_path / "r")], r"not a run directory \(no config.json\)"
+
+
+def case_incompatible_config(tmp_path, trained):
+    run_dir = _copy_run(trained, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "format": 99}))
+    return "evaluate", [str(run_dir)], "run format 99, this kboolq reads format 1"
+
+
+def case_config_missing_layout(tmp_path, trained):
+    run_dir = _copy_run(trained, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["layout"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    return "evaluate", [str(run_dir)], "incomplete or incompatible config"
+
+
+def case_truncated_model(tmp_path, trained):
+    run_dir = _copy_run(trained, tmp_path)
+    data = (run_dir / "model.keras").read_bytes()
+    (run_dir / "model.keras").write_bytes(data[: len(data) // 3])
+    return "evaluate", [str(run_dir)], "model.keras: not a readable kboolq model"
+
+
+def case_foreign_model(tmp_path, trained):
+    import keras
+
+    run_dir = _copy_run(trained, tmp_path)
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(run_dir / "model.keras")
+    return "evaluate", [str(run_dir)], "a Keras model, but not a kboolq one"
+
+
+def case_split_absent(tmp_path, trained):
+    run_dir = _copy_run(trained, tmp_path)
+    data = tmp_path / "trainonly"
+    data.mkdir()
+    shutil.copy(FIXTURE_BOOLQ / "train.jsonl", data)
+    return (
+        "evaluate",
+        [str(run_dir), "--split", "test", "--data", str(data), "--cache-dir", str(trained[1])],
+        "has no test split",
+    )
+
+
+def case_changed_vectors(tmp_path, trained):
+    run_dir = _copy_run(trained, tmp_path)
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text(FIXTURE_GLOVE.read_text().replace("0", "1"))
+    config = json.loads((run_dir / "config.json").read_text())
+    config["embeddings"]["source"] = str(vectors)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    args = [
+        str(run_dir),
+        "--question",
+        "is it",
+        "--passage",
+        "it is",
+        "--cache-dir",
+        str(trained[1]),
+    ]
+    return "predict", args, "changed since this model was trained"
+
+
+def case_predict_without_passage(tmp_path, trained):
+    return "predict", [str(trained[0]), "--question", "is it"], "give --question and --passage"
+
+
+def case_predict_unknown_words(tmp_path, trained):
+    args = [
+        str(trained[0]),
+        "--question",
+        "qqqz",
+        "--passage",
+        "the moon",
+        "--cache-dir",
+        str(trained[1]),
+    ]
+    return "predict", args, "the command line: the question has no word in the GloVe vocabulary"
+
+
+def case_predict_malformed_jsonl(tmp_path, trained):
+    path = tmp_path / "ask.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + '{"question": "is it", "passage": 3}\n')
+    return (
+        "predict",
+        [str(trained[0]), "--jsonl", str(path)],
+        r"ask.jsonl:2: field 'passage' must be a string",
+    )
+
+
+def case_predict_missing_jsonl(tmp_path, trained):
+    return "predict", [str(trained[0]), "--jsonl", str(tmp_path / "no.jsonl")], "no such file"
+
+
+def case_grid_axis_type(tmp_path, trained):
+    return "grid", ["--out", str(tmp_path / "g"), "--hidden", "1e3"], "--hidden: '1e3' is not a int"
+
+
+def case_grid_file_type(tmp_path, trained):
+    path = tmp_path / "grid.json"
+    path.write_text('{"dropout": ["none"]}')
+    return (
+        "grid",
+        ["--out", str(tmp_path / "g"), "--grid", str(path)],
+        "axis 'dropout' takes numbers",
+    )
+
+
+CASES = [value for name, value in sorted(globals().items()) if name.startswith("case_")]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__.removeprefix("case_") for c in CASES])
+def test_bad_input_exits_2_with_a_message(case, tmp_path, trained, capsys, monkeypatch):
+    arguments = case.__code__.co_varnames[: case.__code__.co_argcount]
+    extra = {"monkeypatch": monkeypatch} if "monkeypatch" in arguments else {}
+    command, argv, message = case(tmp_path, trained, **extra)
+    try:
+        code = run_command(COMMANDS[command], command)(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert re.search(message, err), err

@@ -1,0 +1,139 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+
+from kboolq.errors import UserError
+from tuning import grid
+
+SOURCES = [
+    "--data",
+    str(FIXTURE_BOOLQ),
+    "--glove",
+    str(FIXTURE_GLOVE),
+    "--valid-size",
+    str(FIXTURE_VALID_SIZE),
+]
+AXES = ["--hidden", "4,8", "--lr", "1e-3,1e-2", "--dropout", "0", "--weight-decay", "0"]
+
+
+def _args(out, cache, epochs):
+    return [
+        *SOURCES,
+        *AXES,
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--patience",
+        str(epochs),
+        "--verbose",
+        "0",
+    ]
+
+
+def _trials(out):
+    found = {}
+    for path in sorted((out / "trials").glob("trial_*/trial.json")):
+        trial = json.loads(path.read_text())
+        found[trial["trial_id"]] = (
+            trial["status"],
+            json.dumps(trial["hyperparameters"]["values"], sort_keys=True),
+        )
+    return found
+
+
+def test_2x2_grid_writes_summary_and_best_run(tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert grid.main(_args(out, tmp_path / "cache", 2)) == 0
+    with open(out / "trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    scores = [float(row["val_balanced_accuracy"]) for row in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert {(r["hidden_size"], r["learning_rate"]) for r in rows} == {
+        ("4", "0.001"),
+        ("4", "0.01"),
+        ("8", "0.001"),
+        ("8", "0.01"),
+    }
+    best = out / "best"
+    config = json.loads((best / "config.json").read_text())["hyperparameters"]
+    assert str(config["hidden_size"]) == rows[0]["hidden_size"]
+    assert float(config["learning_rate"]) == float(rows[0]["learning_rate"])
+    metrics = json.loads((best / "metrics.json").read_text())
+    assert set(metrics) == {"valid", "test"}
+    assert metrics["valid"]["balanced_accuracy"] == pytest.approx(scores[0], abs=1e-5)
+    assert "best trial" in capsys.readouterr().out
+
+
+def test_grid_killed_mid_trial_resumes_without_repeating_finished_trials(tmp_path):
+    out, cache = tmp_path / "grid", tmp_path / "cache"
+    args = _args(out, cache, 15)
+    command = [sys.executable, "-m", "tuning.grid", *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = out / "trials" / "trial_1" / "history.csv"
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the grid never reached its second trial"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = _trials(out)
+    assert before["0"][0] == "COMPLETED" and before["1"][0] == "RUNNING"
+    first_history = (out / "trials" / "trial_0" / "history.csv").read_bytes()
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = _trials(out)
+    assert sorted(after) == ["0", "1", "2", "3"]
+    assert {status for status, _ in after.values()} == {"COMPLETED"}
+    assert len({values for _, values in after.values()}) == 4  # every combination exactly once
+    assert after["1"][1] == before["1"][1]  # the interrupted trial was finished, not replaced
+    assert (out / "trials" / "trial_0" / "history.csv").read_bytes() == first_history
+    with open(out / "trials.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hidden", "128,big"], r"--hidden: 'big' is not a int"),
+        (["--dropout", "0.1,1.5"], r"--dropout must be in \[0, 1\)"),
+        (["--lr", "-1"], "--lr must be positive"),
+    ],
+)
+def test_bad_axis_values(tmp_path, argv, message):
+    with pytest.raises(UserError, match=message):
+        grid.main([*SOURCES, "--out", str(tmp_path / "g"), *argv])
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ('hidden = ["a"]', ".toml", "axis 'hidden_size' takes integers"),
+        ('{"lr": [0.1, "fast"]}', ".json", "axis 'learning_rate' takes numbers"),
+        ('{"colour": [1]}', ".json", "unknown axis 'colour'"),
+        ('{"dropout": []}', ".json", "needs a non-empty list"),
+        ("hidden = [", ".toml", "not valid toml"),
+    ],
+)
+def test_bad_grid_files(tmp_path, content, suffix, message):
+    path = tmp_path / f"grid{suffix}"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        grid.main([*SOURCES, "--out", str(tmp_path / "g"), "--grid", str(path)])
+
+
+def test_grid_file_and_flags_combine():
+    args = grid.parser().parse_args(["--out", "x", "--lr", "0.5"])
+    assert grid.grid_from_args(args) == {**grid.SEED_GRID, "learning_rate": [0.5]}

@@ -1,0 +1,110 @@
+"""Interruption, restart and fuzzing: nothing a kill or odd text does leaves kboolq broken."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kboolq.data import Row
+from kboolq.embeddings import Glove
+from kboolq.errors import UserError
+from kboolq.preprocess import Layout, encode, tokenize
+
+WORDS = ["the", "a", "is", "u.s.", "1,000", "'s", "moon", "caf", "e.g."]
+GLOVE = Glove(WORDS, np.arange(len(WORDS) * 3, dtype=np.float32).reshape(-1, 3), "fuzz", "f")
+LAYOUT = Layout(q_max=4, p_max=6, separator=2)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(), st.text())
+def test_preprocessing_never_crashes_and_shapes_stay_valid(question, passage):
+    tokens = tokenize(question)
+    assert all(isinstance(t, str) and t and t.isascii() for t in tokens)
+    try:
+        _, table, splits, _, _ = encode(
+            {"x": [Row(question + " the", passage + " moon", 1, "fuzz")]}, GLOVE, LAYOUT
+        )
+    except UserError as exc:  # only text whose words all vanish may fail, and it says so
+        assert "has no word in the GloVe vocabulary" in str(exc)
+        return
+    split = splits["x"]
+    assert split.ids.shape == (1, LAYOUT.steps)
+    assert 1 <= split.q_len[0] <= LAYOUT.q_max and 1 <= split.p_len[0] <= LAYOUT.p_max
+    assert split.ids.min() >= 0 and split.ids.max() < len(table)
+    assert not split.ids[0, split.q_len[0] : LAYOUT.passage_start].any()
+    assert not split.ids[0, LAYOUT.passage_start + split.p_len[0] :].any()
+
+
+def _fit_command(out, cache, epochs):
+    return [
+        sys.executable,
+        "-m",
+        "kboolq.fit",
+        "--data",
+        str(FIXTURE_BOOLQ),
+        "--glove",
+        str(FIXTURE_GLOVE),
+        "--valid-size",
+        str(FIXTURE_VALID_SIZE),
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--hidden",
+        "8",
+        "--epochs",
+        str(epochs),
+        "--patience",
+        str(epochs),
+        "--verbose",
+        "2",
+    ]
+
+
+def _start_and_wait_for_checkpoint(out, cache):
+    process = subprocess.Popen(
+        _fit_command(out, cache, 200), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    while not (out / "history.csv").exists():
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    return process
+
+
+def test_ctrl_c_keeps_the_best_model_and_says_so(tmp_path):
+    from kboolq.run import load_model
+
+    out = tmp_path / "run"
+    process = _start_and_wait_for_checkpoint(out, tmp_path / "cache")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert f"best model so far kept in {out / 'model.keras'}" in err
+    assert "Traceback" not in err
+    assert load_model(out) is not None
+
+
+def test_fit_killed_with_sigkill_restarts_cleanly(tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    process = _start_and_wait_for_checkpoint(out, cache)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    from kboolq.run import load_model
+
+    assert load_model(out) is not None  # the last good checkpoint survives the kill
+    result = subprocess.run(
+        _fit_command(out, cache, 2), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "did not finish; starting it over" in result.stdout
+    assert (out / "metrics.json").exists()
+    assert len((out / "history.csv").read_text().splitlines()) == 3

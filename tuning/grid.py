@@ -1,0 +1,328 @@
+"""python -m tuning.grid: the seed's hyperparameter grid with KerasTuner, resumable after a kill.
+
+Every trial trains exactly as kboolq.fit does (same config dataclass, model builder, early
+stopping on valid balanced accuracy and best-only checkpoint) into its own run directory, so
+the best trial's directory is copied out as GRID_DIR/best, a normal run for evaluate/predict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from kboolq.cli import add_source_arguments, load_inputs, run_command
+from kboolq.config import Config, add_config_arguments, config_from_args, flag_of
+from kboolq.errors import UserError
+from kboolq.files import write_json, write_text
+from kboolq.preprocess import Prepared
+from kboolq.report import format_table
+from kboolq.run import RunInfo, write_info
+from kboolq.training import MONITOR, evaluate_splits, train_model
+
+# The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
+SEED_GRID: dict[str, list[Any]] = {
+    "hidden_size": [128, 256, 512],
+    "dropout": [0.0, 0.1, 0.2],
+    "learning_rate": [1e-3, 1e-4, 1e-5],
+    "weight_decay": [0.0, 0.1, 0.01],
+}
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
+OBJECTIVE = kt.Objective(MONITOR, direction="max")
+
+
+class ResumableGridOracle(kt.oracles.GridSearchOracle):
+    """GridSearchOracle whose next combination is derived from the recorded trials alone.
+
+    KerasTuner 1.4.8 keeps GridSearchOracle's position in memory only: after a kill mid-trial a
+    reload repeats the interrupted trial and then fails with KeyError in populate_space, and later
+    reloads skip the rest. Here the next trial is simply the first combination, in
+    GridSearch's own order, that no recorded trial has taken; an interrupted trial is re-run
+    by the base Oracle because it is still the tuner's ongoing trial.
+    """
+
+    def _combinations(self) -> list[dict[str, Any]]:
+        hps = self.get_space()
+        current = {hp.name: hp.default for hp in hps.space}
+        combinations = []
+        while current is not None:
+            combinations.append(dict(current))
+            current = self._get_next_combination(current)
+        return combinations
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        taken = {_key(trial.hyperparameters.values) for trial in self.trials.values()}
+        for values in self._combinations():
+            if _key(values) not in taken:
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        status = "IDLE" if self.ongoing_trials else "STOPPED"
+        return {"status": getattr(kt.engine.trial.TrialStatus, status), "values": None}
+
+    def end_trial(self, trial) -> None:
+        kt.Oracle.end_trial(self, trial)  # skip GridSearchOracle's in-memory bookkeeping
+
+
+def _key(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
+class SeedHyperModel(kt.HyperModel):
+    """Builds and trains kboolq models from a Config whose grid axes come from `hp.Choice`."""
+
+    def __init__(self, base: Config, grid: dict[str, list[Any]], prepared: Prepared) -> None:
+        super().__init__()
+        self.base, self.grid, self.prepared = base, grid, prepared
+
+    def config(self, hp: kt.HyperParameters) -> Config:
+        values = {name: hp.Choice(name, choices) for name, choices in self.grid.items()}
+        return dataclasses.replace(self.base, **values)
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        from kboolq.model import build_model
+
+        keras.utils.set_random_seed(self.base.seed)
+        return build_model(self.config(hp), self.prepared.layout, self.prepared.table.shape[1])
+
+
+class GridTuner(kt.Tuner):
+    """Runs each trial with kboolq's own training loop into the trial's directory."""
+
+    def __init__(
+        self, hypermodel: SeedHyperModel, info: RunInfo, wandb: bool, verbose: int, **kwargs
+    ) -> None:
+        super().__init__(hypermodel=hypermodel, **kwargs)
+        self.info, self.wandb, self.fit_verbose = info, wandb, verbose
+
+    def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
+        config = self.hypermodel.config(trial.hyperparameters)
+        trial_dir = Path(self.get_trial_dir(trial.trial_id))
+        write_info(trial_dir, dataclasses.replace(self.info, config=config))
+        extra, tracker = [], None
+        if self.wandb:
+            from kboolq import tracking
+
+            tracker = tracking.start(
+                config.to_dict(),
+                name=f"trial-{trial.trial_id}",
+                group=Path(self.project_dir).parent.name,
+            )
+            extra.append(tracking.EpochLogger(tracker))
+        _, checkpoint = train_model(
+            config, self.hypermodel.prepared, trial_dir, extra, verbose=self.fit_verbose
+        )
+        if tracker is not None:
+            tracker.summary[MONITOR] = checkpoint.best
+            tracker.finish()
+        return {MONITOR: checkpoint.best}
+
+
+def parse_axis(name: str, text: str) -> list[Any]:
+    kind = FIELD_TYPES[name]
+    caster = {"int": int, "float": float, "str": str}[
+        kind if isinstance(kind, str) else kind.__name__
+    ]
+    values = []
+    for item in text.split(","):
+        try:
+            values.append(caster(item.strip()))
+        except ValueError:
+            raise UserError(
+                f"{flag_of(name)}: {item.strip()!r} is not a {caster.__name__}"
+            ) from None
+    return values
+
+
+def read_grid_file(path: Path) -> dict[str, list[Any]]:
+    """A TOML or JSON table of axis -> list of values; axes by field name or flag."""
+    try:
+        text = path.read_text()
+        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except OSError as exc:
+        raise UserError(f"--grid {path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(
+            f"--grid {path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({exc})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise UserError(f"--grid {path}: expected a table of axis = [values]")
+    by_flag = {flag_of(name).lstrip("-"): name for name in SEED_GRID}
+    grid = {}
+    for key, values in raw.items():
+        name = by_flag.get(key, key)
+        if name not in SEED_GRID:
+            raise UserError(f"--grid {path}: unknown axis {key!r} (axes: {', '.join(SEED_GRID)})")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"--grid {path}: axis {key!r} needs a non-empty list of values")
+        grid[name] = [_check_type(name, value, path) for value in values]
+    return grid
+
+
+def _check_type(name: str, value: Any, path: Path) -> Any:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if FIELD_TYPES[name] == "int" and not (numeric and float(value).is_integer()):
+        raise UserError(f"--grid {path}: axis {name!r} takes integers, got {value!r}")
+    if FIELD_TYPES[name] == "float" and not numeric:
+        raise UserError(f"--grid {path}: axis {name!r} takes numbers, got {value!r}")
+    return int(value) if FIELD_TYPES[name] == "int" else float(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tuning.grid",
+        description="Grid search over the seed's hyperparameters (hidden x dropout x lr x "
+        "weight decay, 81 trials by default) with KerasTuner, each trial early-stopped on valid "
+        "balanced accuracy. Writes GRID_DIR/trials.csv (all trials, best first) and GRID_DIR/best "
+        "(a normal run directory for kboolq.evaluate/predict). A killed grid resumes where it "
+        "stopped when run again with the same arguments.",
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="GRID_DIR", help="grid directory")
+    axes = p.add_argument_group("grid axes (comma-separated values; defaults: the seed's grid)")
+    for name, values in SEED_GRID.items():
+        axes.add_argument(
+            flag_of(name),
+            dest=f"axis_{name}",
+            metavar="V,V,...",
+            help=f"values of {name} (default: {','.join(map(str, values))})",
+        )
+    p.add_argument("--grid", type=Path, help="TOML or JSON file of axis = [values]; flags win")
+    p.add_argument("--fresh", action="store_true", help="discard finished trials and start over")
+    p.add_argument(
+        "--wandb", action="store_true", help="log each trial as a W&B run (metrics only)"
+    )
+    p.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=2,
+        help="Keras output per trial: 0 silent, 1 progress bar, 2 one line per epoch",
+    )
+    add_source_arguments(p)
+    add_config_arguments(p, skip=tuple(SEED_GRID))
+    return p
+
+
+def grid_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
+    grid = dict(SEED_GRID)
+    if args.grid is not None:
+        grid.update(read_grid_file(args.grid))
+    for name in SEED_GRID:
+        text = getattr(args, f"axis_{name}")
+        if text is not None:
+            grid[name] = parse_axis(name, text)
+    for name, values in grid.items():
+        for value in values:
+            dataclasses.replace(Config(), **{name: value})  # range errors before any training
+    return grid
+
+
+def trials_table(tuner: GridTuner, grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        row = {"trial": trial.trial_id, "status": trial.status}
+        row.update({name: trial.hyperparameters.values.get(name) for name in grid})
+        row[MONITOR] = trial.score
+        rows.append(row)
+    rows.sort(key=lambda r: (r[MONITOR] is None, -(r[MONITOR] or 0.0), r["trial"]))
+    return rows
+
+
+def write_trials_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def publish_best(trial_dir: Path, best_dir: Path) -> None:
+    """Replace GRID_DIR/best with a copy of the best trial's run directory, atomically."""
+    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=best_dir.parent))
+    try:
+        shutil.copytree(trial_dir, staging, dirs_exist_ok=True)
+        old = best_dir.with_name(".best-old")
+        shutil.rmtree(old, ignore_errors=True)
+        if best_dir.exists():
+            best_dir.rename(old)
+        staging.rename(best_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    grid = grid_from_args(args)
+    base = config_from_args(args)
+    grid_dir: Path = args.out
+    if grid_dir.exists() and not grid_dir.is_dir():
+        raise UserError(f"--out {grid_dir}: exists and is not a directory")
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    inputs = load_inputs(args)  # once per grid, shared by every trial
+    prepared = inputs.prepared
+    glove = {
+        "source": inputs.glove.source,
+        "dim": inputs.glove.dim,
+        "fingerprint": inputs.glove.fingerprint,
+    }
+    data = {
+        "source": inputs.boolq.source,
+        "valid_size": args.valid_size,
+        "preprocess_fingerprint": prepared.fingerprint,
+    }
+    info = RunInfo(base, prepared.layout, glove, data)
+    total = len(list(itertools.product(*grid.values())))
+    print(f"grid of {total} trials over {', '.join(grid)}; data ready in {inputs.seconds:.1f} s")
+    hypermodel = SeedHyperModel(base, grid, prepared)
+    tuner = GridTuner(
+        hypermodel,
+        info,
+        args.wandb,
+        args.verbose,
+        oracle=ResumableGridOracle(objective=OBJECTIVE, max_trials=total, seed=base.seed),
+        directory=str(grid_dir),
+        project_name="trials",
+        overwrite=args.fresh,
+    )
+    tuner.search()
+    rows = trials_table(tuner, grid)
+    write_trials_csv(grid_dir / "trials.csv", rows)
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise UserError(f"{grid_dir}: no trial finished")
+    best_dir = grid_dir / "best"
+    publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
+    from kboolq.run import load_model
+
+    splits = [name for name in ("valid", "test") if name in prepared.splits]
+    reports = evaluate_splits(load_model(best_dir), prepared, splits, base.batch_size)
+    write_json(best_dir / "metrics.json", reports)
+    print(_format_rows(rows))
+    print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
+    print(format_table(reports))
+    print(f"wrote {grid_dir / 'trials.csv'} and {best_dir}")
+    return 0
+
+
+def _format_rows(rows: list[dict[str, Any]]) -> str:
+    names = list(rows[0])
+    lines = ["  ".join(f"{name:>13}" for name in names)]
+    for row in rows:
+        cells = [f"{v:>13.4g}" if isinstance(v, float) else f"{v!s:>13}" for v in row.values()]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main, "tuning.grid")())
