@@ -10,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kboolq.config import Config
 from kboolq.data import DEFAULT_VALID_SIZE, BoolQ, load_boolq
 from kboolq.embeddings import DEFAULT_GLOVE, Glove, load_glove
 from kboolq.errors import UserError
 from kboolq.preprocess import Prepared, prepare
+from kboolq.run import RunInfo
 
 
 def default_cache_dir() -> Path:
@@ -68,6 +70,7 @@ class Inputs:
     prepared: Prepared
     seconds: float
     from_cache: bool
+    valid_size: int
 
 
 def load_inputs(args: argparse.Namespace) -> Inputs:
@@ -76,7 +79,22 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     boolq = load_boolq(args.data, args.valid_size)
     glove = load_glove(args.glove, cache_dir(args))
     prepared, from_cache = prepare(boolq, glove, cache_dir(args))
-    return Inputs(boolq, glove, prepared, time.perf_counter() - start, from_cache)
+    return Inputs(boolq, glove, prepared, time.perf_counter() - start, from_cache, args.valid_size)
+
+
+def run_info(config: Config, inputs: Inputs) -> RunInfo:
+    """What a run directory records about its hyperparameters, layout, vectors and data."""
+    glove, boolq = inputs.glove, inputs.boolq
+    return RunInfo(
+        config,
+        inputs.prepared.layout,
+        {"source": glove.source, "dim": glove.dim, "fingerprint": glove.fingerprint},
+        {
+            "source": boolq.source,
+            "valid_size": inputs.valid_size,
+            "preprocess_fingerprint": inputs.prepared.fingerprint,
+        },
+    )
 
 
 def run_command(

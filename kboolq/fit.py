@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from kboolq.cli import add_source_arguments, load_inputs, run_command
+from kboolq.cli import add_source_arguments, load_inputs, run_command, run_info
 from kboolq.config import add_config_arguments, config_from_args
 from kboolq.errors import UserError
 from kboolq.files import write_json
 from kboolq.report import format_table
-from kboolq.run import CONFIG_FILE, MODEL_FILE, RunInfo, write_info
+from kboolq.run import CONFIG_FILE, MODEL_FILE, write_info
 from kboolq.training import evaluate_splits, predict, train_model
 
 RUN_FILES = (MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json")
@@ -67,20 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
         f"T = {prepared.layout.steps}, vectors {inputs.glove.source} ({inputs.glove.dim}d)"
     )
-    info = RunInfo(
-        config,
-        prepared.layout,
-        {
-            "source": inputs.glove.source,
-            "dim": inputs.glove.dim,
-            "fingerprint": inputs.glove.fingerprint,
-        },
-        {
-            "source": inputs.boolq.source,
-            "valid_size": args.valid_size,
-            "preprocess_fingerprint": prepared.fingerprint,
-        },
-    )
+    info = run_info(config, inputs)
     write_info(run_dir, info)
     tracker = None
     extra = []

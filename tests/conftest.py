@@ -15,6 +15,15 @@ DATA = Path(__file__).parent / "data"
 FIXTURE_BOOLQ = DATA / "boolq"
 FIXTURE_GLOVE = DATA / "glove.txt"
 FIXTURE_VALID_SIZE = 40
+SOURCES = [
+    "--data", str(FIXTURE_BOOLQ), "--glove", str(FIXTURE_GLOVE),
+    "--valid-size", str(FIXTURE_VALID_SIZE),
+]  # fmt: skip
+
+
+def fixture_args(out, cache, *extra):
+    """Command-line arguments for fit or grid on the fixture data, quiet, into `out`."""
+    return [*SOURCES, "--cache-dir", str(cache), "--out", str(out), "--verbose", "0", *extra]
 
 
 def pytest_addoption(parser):

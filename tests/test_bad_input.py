@@ -6,7 +6,7 @@ import re
 import shutil
 
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, fixture_args
 
 from kboolq import evaluate, fit, predict
 from kboolq.cli import run_command
@@ -19,24 +19,7 @@ GOOD = {"question": "is the moon red", "passage": "the moon is red", "answer": T
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
-    args = [
-        "--data",
-        str(FIXTURE_BOOLQ),
-        "--glove",
-        str(FIXTURE_GLOVE),
-        "--valid-size",
-        str(FIXTURE_VALID_SIZE),
-        "--cache-dir",
-        str(root / "cache"),
-        "--out",
-        str(root / "run"),
-        "--hidden",
-        "4",
-        "--epochs",
-        "1",
-        "--verbose",
-        "0",
-    ]
+    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
     assert fit.main(args) == 0
     return root / "run", root / "cache"
 

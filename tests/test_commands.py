@@ -7,20 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
 from kboolq import evaluate, fit, predict, preprocess
 
 pytestmark = pytest.mark.backend
 
-SOURCES = [
-    "--data",
-    str(FIXTURE_BOOLQ),
-    "--glove",
-    str(FIXTURE_GLOVE),
-    "--valid-size",
-    str(FIXTURE_VALID_SIZE),
-]
 KEYS = {
     "accuracy",
     "balanced_accuracy",
@@ -34,20 +26,7 @@ KEYS = {
 
 
 def _fit(run_dir, cache, *extra):
-    args = [
-        *SOURCES,
-        "--cache-dir",
-        str(cache),
-        "--out",
-        str(run_dir),
-        "--hidden",
-        "8",
-        "--epochs",
-        "2",
-        "--verbose",
-        "0",
-        *extra,
-    ]
+    args = fixture_args(run_dir, cache, "--hidden", "8", "--epochs", "2", *extra)
     assert fit.main(args) == 0
 
 

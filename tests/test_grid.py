@@ -7,37 +7,16 @@ import sys
 import time
 
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+from conftest import SOURCES, fixture_args
 
 from kboolq.errors import UserError
 from tuning import grid
 
-SOURCES = [
-    "--data",
-    str(FIXTURE_BOOLQ),
-    "--glove",
-    str(FIXTURE_GLOVE),
-    "--valid-size",
-    str(FIXTURE_VALID_SIZE),
-]
 AXES = ["--hidden", "4,8", "--lr", "1e-3,1e-2", "--dropout", "0", "--weight-decay", "0"]
 
 
 def _args(out, cache, epochs):
-    return [
-        *SOURCES,
-        *AXES,
-        "--cache-dir",
-        str(cache),
-        "--out",
-        str(out),
-        "--epochs",
-        str(epochs),
-        "--patience",
-        str(epochs),
-        "--verbose",
-        "0",
-    ]
+    return fixture_args(out, cache, *AXES, "--epochs", str(epochs), "--patience", str(epochs))
 
 
 def _trials(out):

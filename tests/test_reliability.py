@@ -7,7 +7,7 @@ import sys
 import time
 
 import numpy as np
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+from conftest import fixture_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,29 +42,8 @@ def test_preprocessing_never_crashes_and_shapes_stay_valid(question, passage):
 
 
 def _fit_command(out, cache, epochs):
-    return [
-        sys.executable,
-        "-m",
-        "kboolq.fit",
-        "--data",
-        str(FIXTURE_BOOLQ),
-        "--glove",
-        str(FIXTURE_GLOVE),
-        "--valid-size",
-        str(FIXTURE_VALID_SIZE),
-        "--cache-dir",
-        str(cache),
-        "--out",
-        str(out),
-        "--hidden",
-        "8",
-        "--epochs",
-        str(epochs),
-        "--patience",
-        str(epochs),
-        "--verbose",
-        "2",
-    ]
+    extra = ["--hidden", "8", "--epochs", str(epochs), "--patience", str(epochs), "--verbose", "2"]
+    return [sys.executable, "-m", "kboolq.fit", *fixture_args(out, cache, *extra)]
 
 
 def _start_and_wait_for_checkpoint(out, cache):

@@ -23,13 +23,13 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from kboolq.cli import add_source_arguments, load_inputs, run_command
+from kboolq.cli import add_source_arguments, load_inputs, run_command, run_info
 from kboolq.config import Config, add_config_arguments, config_from_args, flag_of
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
 from kboolq.preprocess import Prepared
 from kboolq.report import format_table
-from kboolq.run import RunInfo, write_info
+from kboolq.run import RunInfo, load_model, write_info
 from kboolq.training import MONITOR, evaluate_splits, train_model
 
 # The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
@@ -271,17 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     grid_dir.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(args)  # once per grid, shared by every trial
     prepared = inputs.prepared
-    glove = {
-        "source": inputs.glove.source,
-        "dim": inputs.glove.dim,
-        "fingerprint": inputs.glove.fingerprint,
-    }
-    data = {
-        "source": inputs.boolq.source,
-        "valid_size": args.valid_size,
-        "preprocess_fingerprint": prepared.fingerprint,
-    }
-    info = RunInfo(base, prepared.layout, glove, data)
+    info = run_info(base, inputs)
     total = len(list(itertools.product(*grid.values())))
     print(f"grid of {total} trials over {', '.join(grid)}; data ready in {inputs.seconds:.1f} s")
     hypermodel = SeedHyperModel(base, grid, prepared)
@@ -303,8 +293,6 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{grid_dir}: no trial finished")
     best_dir = grid_dir / "best"
     publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
-    from kboolq.run import load_model
-
     splits = [name for name in ("valid", "test") if name in prepared.splits]
     reports = evaluate_splits(load_model(best_dir), prepared, splits, base.batch_size)
     write_json(best_dir / "metrics.json", reports)
