@@ -16,8 +16,7 @@ with kumo50 vectors; other dims use random vectors over the same lengths.
     python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps 40] [--data DIR]
 """
 
-from __future__ import annotations
-
+import kboolq  # noqa: F401, I001  (first: selects the torch backend before keras loads)
 import argparse
 import statistics
 import time
@@ -28,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import kboolq  # noqa: F401  (selects the torch backend)
 from kboolq.batches import Batches
 from kboolq.config import Config
 from kboolq.metrics import training_metrics
@@ -91,15 +89,19 @@ def contiguous(inputs: dict, layout: Layout) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(out), torch.from_numpy(total.astype(np.int64))
 
 
-def median_seconds(step, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each step, timed in rounds (a, b, c, a, b, c, ...) so that drifts in
+    machine load hit every contender alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def real_lengths(data: Path | None) -> tuple[Layout, Split | None, np.ndarray | None]:
@@ -153,18 +155,21 @@ def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int
         with torch.no_grad():
             torch_model(x, lengths)
 
-    result = {
-        "a_train": median_seconds(lambda: keras_model.train_on_batch(inputs, labels), repeats),
-        "b_train": median_seconds(lambda: project.train_on_batch(inputs, labels), repeats),
-        "c_train": median_seconds(torch_step(False), repeats),
-        "packed_train": median_seconds(torch_step(True), max(2, repeats // 3), warmup=1),
-        "a_infer": median_seconds(lambda: keras_model.predict_on_batch(inputs), repeats),
-        "b_infer": median_seconds(lambda: project.predict_on_batch(inputs), repeats),
-        "c_infer": median_seconds(torch_infer, repeats),
-    }
+    result = interleaved_medians(
+        {
+            "a_train": lambda: keras_model.train_on_batch(inputs, labels),
+            "b_train": lambda: project.train_on_batch(inputs, labels),
+            "c_train": torch_step(False),
+            "packed_train": torch_step(True),
+            "a_infer": lambda: keras_model.predict_on_batch(inputs),
+            "b_infer": lambda: project.predict_on_batch(inputs),
+            "c_infer": torch_infer,
+        },
+        repeats,
+    )
     real_table = rng.normal(size=(41316, dim)).astype(np.float32)  # the real table's size
     generator = Batches(split, real_table, BATCH, shuffle=True)
-    result["batch"] = median_seconds(lambda: generator[3], repeats * 5)
+    result.update(interleaved_medians({"batch": lambda: generator[3]}, repeats * 5))
     return result
 
 
