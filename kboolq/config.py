@@ -9,7 +9,7 @@ from typing import Any
 
 from kboolq.errors import UserError
 
-ARCHITECTURES = ("seed",)
+ARCHITECTURES = ("seed", "bigru", "attention", "question_only", "majority")
 
 
 def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
@@ -18,9 +18,18 @@ def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
 
 @dataclass(frozen=True)
 class Config:
-    arch: str = _option("seed", "--arch", "model architecture", choices=ARCHITECTURES)
+    arch: str = _option(
+        "seed", "--arch",
+        "model: seed (the notebook's 2-layer GRU over the whole layout), bigru (shared BiGRU "
+        "encoders + pooling), attention (BiGRU + passage-to-question attention), and the "
+        "baselines question_only and majority",
+        choices=ARCHITECTURES,
+    )  # fmt: skip
     hidden_size: int = _option(256, "--hidden", "GRU and dense hidden units")
     dropout: float = _option(0.0, "--dropout", "dropout on the GRU inputs (0 disables it)")
+    embedding_dropout: float = _option(
+        0.0, "--embedding-dropout", "share of whole word vectors dropped while training"
+    )
     learning_rate: float = _option(1e-3, "--lr", "AdamW learning rate")
     weight_decay: float = _option(0.0, "--weight-decay", "AdamW decoupled weight decay")
     batch_size: int = _option(64, "--batch-size", "rows per training batch")
@@ -44,8 +53,9 @@ class Config:
                 problems.append(
                     f"{flag_of(name)} must be at least {low}, got {getattr(self, name)}"
                 )
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{flag_of(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.learning_rate <= 0:
             problems.append(f"--lr must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:

@@ -11,7 +11,9 @@ saved model loads anywhere; only the computation differs, and it is exact:
   longest row, and gathering outputs back by the running count of real steps reproduces that,
   for masks with gaps (the question padding before the separator) as well as trailing padding.
 
-Other backends, and settings the fused kernel cannot express, fall back to keras.layers.GRU.
+go_backwards (the backward half of keras.layers.Bidirectional) flips inputs and mask first,
+as Keras does. Other backends, and settings the fused kernel cannot express, fall back to
+keras.layers.GRU.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class FastGRU(keras.layers.GRU):
             and cell.activation is keras.activations.tanh
             and cell.recurrent_activation is keras.activations.sigmoid
             and cell.recurrent_dropout == 0
-            and not (self.go_backwards or self.stateful or self.return_state or self.unroll)
+            and not (self.stateful or self.return_state or self.unroll)
         )
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
@@ -53,6 +55,9 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
 
     cell = layer.cell
     units = cell.units
+    if layer.go_backwards:  # Keras reads the reversed sequence and returns outputs reversed
+        inputs = inputs.flip(1)
+        mask = None if mask is None else mask.flip(1)
 
     def torch_gates(weights):  # Keras [z, r, h] -> torch [r, z, n] along the last axis
         z, r, h = torch.split(weights, units, dim=-1)

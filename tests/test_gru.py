@@ -14,9 +14,9 @@ MASK[2, :2] = False  # leading padding: outputs stay zero until the first real s
 MASK[3, :] = False  # an empty row
 
 
-def _pair(return_sequences):
-    reference = keras.layers.GRU(H, return_sequences=return_sequences)
-    fast = FastGRU(H, return_sequences=return_sequences)
+def _pair(return_sequences, go_backwards=False):
+    reference = keras.layers.GRU(H, return_sequences=return_sequences, go_backwards=go_backwards)
+    fast = FastGRU(H, return_sequences=return_sequences, go_backwards=go_backwards)
     reference.build((None, T, D))
     fast.build((None, T, D))
     fast.set_weights(reference.get_weights())
@@ -24,22 +24,24 @@ def _pair(return_sequences):
 
 
 @pytest.mark.backend
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("mask", [None, MASK], ids=["unmasked", "masked"])
-def test_outputs_equal_keras_gru(return_sequences, mask):
-    reference, fast = _pair(return_sequences)
+def test_outputs_equal_keras_gru(return_sequences, mask, go_backwards):
+    reference, fast = _pair(return_sequences, go_backwards)
     expected = keras.ops.convert_to_numpy(reference(X, mask=mask))
     actual = keras.ops.convert_to_numpy(fast(X, mask=mask))
     np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="gradients through torch autograd")
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("mask", [None, MASK], ids=["unmasked", "masked"])
-def test_gradients_equal_keras_gru(return_sequences, mask):
+def test_gradients_equal_keras_gru(return_sequences, mask, go_backwards):
     import torch
 
-    reference, fast = _pair(return_sequences)
+    reference, fast = _pair(return_sequences, go_backwards)
     grads = []
     for layer in (reference, fast):
         inputs = torch.tensor(X, requires_grad=True)
@@ -48,6 +50,21 @@ def test_gradients_equal_keras_gru(return_sequences, mask):
         grads.append([inputs.grad, *(w.value.grad for w in layer.weights)])
     for expected, actual in zip(*grads, strict=True):
         np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.backend
+def test_bidirectional_wrapper_equals_keras():
+    reference = keras.layers.Bidirectional(keras.layers.GRU(H, return_sequences=True))
+    fast = keras.layers.Bidirectional(FastGRU(H, return_sequences=True))
+    reference.build((None, T, D))
+    fast.build((None, T, D))
+    fast.set_weights(reference.get_weights())
+    assert isinstance(fast.backward_layer, FastGRU) and fast.backward_layer.go_backwards
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fast(X, mask=MASK)),
+        keras.ops.convert_to_numpy(reference(X, mask=MASK)),
+        atol=1e-5,
+    )
 
 
 @pytest.mark.backend

@@ -2,15 +2,18 @@ import keras
 import numpy as np
 import pytest
 
-from kboolq.config import Config
+from kboolq.config import ARCHITECTURES, Config
 from kboolq.errors import UserError
-from kboolq.model import LayoutMask, build_model
+from kboolq.model import BUILDERS, LayoutMask, build_model
 from kboolq.preprocess import Layout
 
 pytestmark = pytest.mark.backend
 
 LAYOUT = Layout(q_max=3, p_max=5, separator=2)
 DIM = 4
+
+
+ARCHS = ("seed", "bigru", "attention", "question_only")
 
 
 def _model(**overrides):
@@ -43,16 +46,22 @@ def test_layout_mask_by_hand():
     ]
 
 
-def test_output_shape_and_range():
-    model = _model()
+def test_every_architecture_is_offered():
+    assert set(BUILDERS) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_output_shape_and_range(arch):
+    model = _model(arch=arch, embedding_dropout=0.2, dropout=0.1)
     vectors, lengths = _inputs(rows=5)
     probabilities = _predict(model, vectors, lengths)
     assert probabilities.shape == (5,)
     assert np.all((probabilities > 0) & (probabilities < 1))
 
 
-def test_prediction_is_independent_of_other_rows_in_the_batch():
-    model = _model()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_prediction_is_independent_of_other_rows_in_the_batch(arch):
+    model = _model(arch=arch)
     vectors, lengths = _inputs(rows=6)
     together = _predict(model, vectors, lengths)
     alone = np.array([_predict(model, vectors[i : i + 1], lengths[i : i + 1])[0] for i in range(6)])
@@ -63,8 +72,9 @@ def test_prediction_is_independent_of_other_rows_in_the_batch():
     assert _predict(model, mixed_vectors, mixed_lengths)[0] == pytest.approx(together[0], abs=1e-6)
 
 
-def test_padding_values_do_not_change_predictions_but_the_separator_counts():
-    model = _model()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padding_values_do_not_change_predictions(arch):
+    model = _model(arch=arch)
     vectors, lengths = _inputs(rows=4)
     before = _predict(model, vectors, lengths)
     noisy = vectors.copy()
@@ -73,9 +83,42 @@ def test_padding_values_do_not_change_predictions_but_the_separator_counts():
         noisy[i, q : LAYOUT.q_max] = rng.normal(size=(LAYOUT.q_max - q, DIM))
         noisy[i, LAYOUT.passage_start + p :] = rng.normal(size=(LAYOUT.p_max - p, DIM))
     np.testing.assert_allclose(_predict(model, noisy, lengths), before, atol=1e-6)
+
+
+def test_the_seed_model_reads_the_separator():
+    model = _model()
+    vectors, lengths = _inputs(rows=4)
+    before = _predict(model, vectors, lengths)
     shifted = vectors.copy()
     shifted[:, LAYOUT.q_max : LAYOUT.passage_start] = 1.0  # separator positions are real steps
     assert not np.allclose(_predict(model, shifted, lengths), before, atol=1e-4)
+
+
+def test_question_only_ignores_the_passage_and_majority_ignores_everything():
+    vectors, lengths = _inputs(rows=4)
+    other, _ = _inputs(rows=4, seed=9)
+    mixed = vectors.copy()
+    mixed[:, LAYOUT.passage_start :] = other[:, LAYOUT.passage_start :]
+    question_only = _model(arch="question_only")
+    np.testing.assert_allclose(
+        _predict(question_only, mixed, lengths),
+        _predict(question_only, vectors, lengths),
+        atol=1e-6,
+    )
+    majority = _model(arch="majority")
+    assert np.ptp(_predict(majority, vectors, lengths)) == 0
+    assert majority.count_params() == 1
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_save_and_load_keep_predictions(arch, tmp_path):
+    model = _model(arch=arch)
+    vectors, lengths = _inputs(rows=3)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(
+        _predict(loaded, vectors, lengths), _predict(model, vectors, lengths), atol=1e-6
+    )
 
 
 def test_bad_hyperparameters_are_user_errors():
