@@ -37,7 +37,7 @@ class Row:
 @dataclass(frozen=True)
 class BoolQ:
     splits: dict[str, list[Row]]  # train, valid and, when the source has one, test
-    source: str
+    source: str  # what load_boolq takes to load it again: hub, tfds or an absolute directory
     fingerprint: str
 
 
@@ -156,7 +156,7 @@ def load_local(directory: Path, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
     )
     test = read_rows(test_path) if test_path else None
     splits = seed_split(read_rows(train_path), test, valid_size)
-    return BoolQ(splits, f"local:{directory}", fingerprint)
+    return BoolQ(splits, str(directory.resolve()), fingerprint)
 
 
 def _rows_from_records(records: Iterable[dict], name: str) -> list[Row]:
@@ -178,7 +178,7 @@ def load_hub(valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
     fingerprint = sha256_json(
         {"hub": [loaded["train"]._fingerprint, loaded["validation"]._fingerprint], "v": valid_size}
     )
-    return BoolQ(seed_split(train, test, valid_size), "hub:google/boolq", fingerprint)
+    return BoolQ(seed_split(train, test, valid_size), "hub", fingerprint)
 
 
 def load_tfds(valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None) -> BoolQ:

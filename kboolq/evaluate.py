@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     info = read_info(args.run_dir)
     model = load_model(args.run_dir)
     boolq = load_boolq(
-        args.data or info.data["source"].removeprefix("local:"), info.data["valid_size"]
+        args.data or info.data["source"], info.data["valid_size"]
     )
     if args.split not in boolq.splits:
         raise UserError(

@@ -182,3 +182,16 @@ def test_preprocess_prints_the_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rows: train 120, valid 40, test 48" in out
     assert "out of vocabulary:" in out and "paris" in out and "(cold)" in out
+
+
+def test_evaluate_reloads_the_data_the_run_was_trained_on(run, monkeypatch, capsys):
+    run_dir, cache = run
+    monkeypatch.chdir(run_dir)  # the recorded source must not depend on the working directory
+    assert evaluate.main([str(run_dir), "--split", "valid", "--cache-dir", str(cache)]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (
+        json.loads((run_dir / "report.json").read_text())["valid"]["confusion_matrix"]
+        == (metrics["valid"]["confusion_matrix"])
+    )
+    for path in [run_dir / "report.json", *run_dir.glob("*.png")]:
+        path.unlink()
