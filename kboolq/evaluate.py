@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     info = read_info(args.run_dir)
     model = load_model(args.run_dir)
-    boolq = load_boolq(
-        args.data or info.data["source"], info.data["valid_size"]
-    )
+    boolq = load_boolq(args.data or info.data["source"], info.data["valid_size"])
     if args.split not in boolq.splits:
         raise UserError(
             f"{boolq.source} has no {args.split} split (it has {', '.join(boolq.splits)})"

@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted: best model so far {where}", file=sys.stderr)
         raise
     seconds = time.perf_counter() - started
-    splits = [name for name in ("valid", "test") if name in prepared.splits]
-    reports = evaluate_splits(model, prepared, splits, config.batch_size)
+    reports = evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
     write_json(run_dir / "metrics.json", reports)
     print(format_table(reports))
     print(

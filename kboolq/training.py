@@ -66,15 +66,14 @@ def predict(model: keras.Model, split: Split, table: np.ndarray, batch_size: int
 
 
 def evaluate_splits(
-    model: keras.Model, prepared: Prepared, names: Sequence[str], batch_size: int
+    model: keras.Model, splits: dict[str, Split], table: np.ndarray, batch_size: int
 ) -> dict[str, dict]:
-    reports = {}
-    for name in names:
-        split = prepared.splits[name]
-        reports[name] = binary_report(
-            split.labels, predict(model, split, prepared.table, batch_size)
-        )
-    return reports
+    """The full report for each labelled split that is not the training split."""
+    return {
+        name: binary_report(split.labels, predict(model, split, table, batch_size))
+        for name, split in splits.items()
+        if name != "train"
+    }
 
 
 def train_model(

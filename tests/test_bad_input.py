@@ -8,11 +8,17 @@ import shutil
 import pytest
 from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, fixture_args
 
-from kboolq import evaluate, fit, predict
+from kboolq import ensemble, evaluate, fit, predict
 from kboolq.cli import run_command
 from tuning import grid
 
-COMMANDS = {"fit": fit.main, "evaluate": evaluate.main, "predict": predict.main, "grid": grid.main}
+COMMANDS = {
+    "fit": fit.main,
+    "evaluate": evaluate.main,
+    "predict": predict.main,
+    "grid": grid.main,
+    "ensemble": ensemble.main,
+}
 GOOD = {"question": "is the moon red", "passage": "the moon is red", "answer": True}
 
 
@@ -261,6 +267,19 @@ def case_grid_file_type(tmp_path, trained):
         ["--out", str(tmp_path / "g"), "--grid", str(path)],
         "axis 'dropout' takes numbers",
     )
+
+
+def case_ensemble_of_one(tmp_path, trained):
+    return "ensemble", [str(trained[0]), "--out", str(tmp_path / "e")], "at least two RUN_DIRs"
+
+
+def case_ensemble_of_incompatible_runs(tmp_path, trained):
+    other = _copy_run(trained, tmp_path)
+    config = json.loads((other / "config.json").read_text())
+    config["layout"]["p_max"] += 1
+    (other / "config.json").write_text(json.dumps(config))
+    args = [str(trained[0]), str(other), "--out", str(tmp_path / "e")]
+    return "ensemble", args, "layout .* differs from"
 
 
 CASES = [value for name, value in sorted(globals().items()) if name.startswith("case_")]

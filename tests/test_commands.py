@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
-from kboolq import evaluate, fit, predict, preprocess
+from kboolq import ensemble, evaluate, fit, predict, preprocess
 
 pytestmark = pytest.mark.backend
 
@@ -195,3 +195,41 @@ def test_evaluate_reloads_the_data_the_run_was_trained_on(run, monkeypatch, caps
     )
     for path in [run_dir / "report.json", *run_dir.glob("*.png")]:
         path.unlink()
+
+
+def test_ensemble_averages_members_and_is_a_normal_run(run, tmp_path, capsys):
+    import keras
+
+    from kboolq.run import load_model
+
+    run_dir, cache = run
+    _fit(tmp_path / "second", cache, "--seed", "1")
+    out = tmp_path / "ens"
+    assert (
+        ensemble.main(
+            [str(run_dir), str(tmp_path / "second"), "--out", str(out), "--cache-dir", str(cache)]
+        )
+        == 0
+    )
+    assert set(json.loads((out / "metrics.json").read_text())) == {"valid", "test"}
+    inputs = {
+        "vectors": np.random.default_rng(0).normal(size=(3, 52, 8)).astype("float32"),
+        "lengths": np.array([[2, 5], [3, 9], [1, 20]], dtype="int32"),
+    }
+    members = [load_model(run_dir), load_model(tmp_path / "second")]
+    expected = np.mean([keras.ops.convert_to_numpy(m(inputs)) for m in members], axis=0)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(load_model(out)(inputs)), expected, atol=1e-6
+    )
+    code = predict.main(
+        [
+            str(out),
+            "--question",
+            "is the moon red",
+            "--passage",
+            "it is red",
+            "--cache-dir",
+            str(cache),
+        ]
+    )
+    assert code == 0 and '"p_yes"' in capsys.readouterr().out

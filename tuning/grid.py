@@ -293,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{grid_dir}: no trial finished")
     best_dir = grid_dir / "best"
     publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
-    splits = [name for name in ("valid", "test") if name in prepared.splits]
-    reports = evaluate_splits(load_model(best_dir), prepared, splits, base.batch_size)
+    reports = evaluate_splits(
+        load_model(best_dir), prepared.splits, prepared.table, base.batch_size
+    )
     write_json(best_dir / "metrics.json", reports)
     print(_format_rows(rows))
     print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
