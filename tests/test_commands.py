@@ -168,7 +168,8 @@ def test_fit_is_tensorflow_free(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "module", ["kboolq.fit", "kboolq.evaluate", "kboolq.predict", "kboolq.preprocess"]
+    "module",
+    ["kboolq.fit", "kboolq.evaluate", "kboolq.predict", "kboolq.preprocess", "kboolq.ensemble"],
 )
 def test_help_explains_every_command(module):
     result = _command(module, "--help")
