@@ -22,7 +22,7 @@ def format_table(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _curve_points(labels: np.ndarray, scores: np.ndarray):
+def curve_points(labels: np.ndarray, scores: np.ndarray):
     order = np.argsort(-scores, kind="stable")
     labels = labels[order].astype(bool)
     tp = np.r_[0, np.cumsum(labels)]
@@ -42,7 +42,7 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Pa
     from kboolq.files import atomic_path
 
     labels, scores = np.asarray(labels).ravel(), np.asarray(scores, dtype=float).ravel()
-    fpr, tpr, precision = _curve_points(labels, scores)
+    fpr, tpr, precision = curve_points(labels, scores)
     written = []
 
     def save(figure, name):

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from kboolq.errors import UserError
+from kboolq.report import curve_points
 
 
 def start(config: dict[str, Any], name: str | None = None, group: str | None = None):
@@ -48,14 +49,19 @@ def log_final(
             if key != "confusion_matrix":
                 run.summary[f"{split}/{key}"] = value
     labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(scores) >= 0.5).astype(int)
-    both = np.stack([1 - np.asarray(scores), np.asarray(scores)], axis=1)
+    scores = np.asarray(scores, dtype=float)
+    predicted = (scores >= 0.5).astype(int)
+    _, recall, precision = curve_points(labels, scores)  # wandb's pr_curve needs scikit-learn
+    curve = wandb.Table(
+        columns=["recall", "precision"], data=list(zip(recall, precision, strict=True))
+    )
+    matrix = wandb.plot.confusion_matrix(
+        y_true=labels.tolist(), preds=predicted.tolist(), class_names=["no", "yes"]
+    )
     run.log(
         {
-            "valid/confusion_matrix": wandb.plot.confusion_matrix(
-                y_true=labels.tolist(), preds=predicted.tolist(), class_names=["no", "yes"]
-            ),
-            "valid/pr_curve": wandb.plot.pr_curve(labels, both, labels=["no", "yes"]),
+            "valid/confusion_matrix": matrix,
+            "valid/pr_curve": wandb.plot.line(curve, "recall", "precision", title="valid PR"),
         }
     )
     if model_path is not None:

@@ -157,7 +157,8 @@ def test_fit_is_tensorflow_free(tmp_path):
     args += ["--hidden", "4", "--epochs", "1", "--verbose", "0"]
     code = (
         f"import sys, kboolq.fit as f; f.main({args!r}); "
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print('ok')"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'wandb' not in sys.modules, 'wandb imported without --wandb'; print('ok')"
     )
     env = {**_env(), "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch")}
     result = subprocess.run(
@@ -234,3 +235,29 @@ def test_ensemble_averages_members_and_is_a_normal_run(run, tmp_path, capsys):
         ]
     )
     assert code == 0 and '"p_yes"' in capsys.readouterr().out
+
+
+def test_wandb_offline_logs_every_epoch_and_one_model(tmp_path):
+    pytest.importorskip("wandb")
+    args = fixture_args(tmp_path / "run", tmp_path / "cache", "--hidden", "4", "--epochs", "2")
+    code = (
+        "import wandb, kboolq.fit as f\n"
+        "logged, artifacts = [], []\n"
+        "init = wandb.init\n"
+        "def spy(**kw):\n"
+        "    run = init(**kw)\n"
+        "    log, log_artifact = run.log, run.log_artifact\n"
+        "    run.log = lambda data, **k: logged.append(sorted(data)) or log(data, **k)\n"
+        "    run.log_artifact = lambda a, **k: artifacts.append(a.type) or log_artifact(a, **k)\n"
+        "    return run\n"
+        "wandb.init = spy\n"
+        f"assert f.main({[*args, '--wandb']!r}) == 0\n"
+        "epochs = [k for k in logged if 'val_balanced_accuracy' in k]\n"
+        "print(len(epochs), artifacts.count('model'), any('valid/pr_curve' in k for k in logged))\n"
+    )
+    env = {**_env(), "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "2 1 True"
