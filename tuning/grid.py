@@ -73,6 +73,14 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
     def end_trial(self, trial) -> None:
         kt.Oracle.end_trial(self, trial)  # skip GridSearchOracle's in-memory bookkeeping
 
+    # KerasTuner writes its JSON state in place; a kill mid-write would leave a file that the
+    # resumed grid cannot read, so both files are written atomically instead.
+    def save(self) -> None:
+        write_json(Path(self._get_oracle_fname()), self.get_state())
+
+    def _save_trial(self, trial) -> None:
+        write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+
 
 def _key(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True)
@@ -104,6 +112,10 @@ class GridTuner(kt.Tuner):
     ) -> None:
         super().__init__(hypermodel=hypermodel, **kwargs)
         self.info, self.wandb, self.fit_verbose = info, wandb, verbose
+
+    def save(self) -> None:
+        self.oracle.save()
+        write_json(Path(self._get_tuner_fname()), self.get_state())
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         config = self.hypermodel.config(trial.hyperparameters)
