@@ -13,7 +13,7 @@ kboolq's training loop against a plain-torch loop over the same batches.
 Row lengths come from the real BoolQ train split when ../shared/data/boolq (or --data) is there,
 with kumo50 vectors; other dims use random vectors over the same lengths.
 
-    python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps 40] [--data DIR]
+    python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps N] [--data DIR]
 """
 
 import kboolq  # noqa: F401, I001  (first: selects the torch backend before keras loads)
@@ -209,8 +209,8 @@ def main() -> None:
     parser.add_argument(
         "--epoch-steps",
         type=int,
-        default=40,
-        help="batches in the end-to-end comparison (0 skips it)",
+        default=None,
+        help="batches in the end-to-end comparison (default: one whole training epoch; 0 skips)",
     )
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -236,10 +236,11 @@ def main() -> None:
             f"{r['c_infer']:>7.3f}s {r['b_infer'] / r['c_infer']:>6.2f} | "
             f"{r['batch'] * 1000:>5.1f}ms {r['batch'] / r['b_train']:>7.1%}"
         )
-    if args.epoch_steps and table is not None:
-        kboolq_s, torch_s = bench_epoch(layout, split, table, args.epoch_steps)
+    steps = args.epoch_steps if args.epoch_steps is not None else -(-len(split) // BATCH)
+    if steps and table is not None:
+        kboolq_s, torch_s = bench_epoch(layout, split, table, steps)
         print(
-            f"end to end, {args.epoch_steps} real batches (kumo50, hidden 128): kboolq fit "
+            f"end to end, {steps} real batches (kumo50, hidden 128): kboolq fit "
             f"{kboolq_s:.1f} s, plain torch loop {torch_s:.1f} s, ratio {kboolq_s / torch_s:.2f}"
         )
 
