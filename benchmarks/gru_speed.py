@@ -203,7 +203,10 @@ def bench_epoch(layout: Layout, split: Split, table: np.ndarray, steps: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data", type=Path, default=Path(__file__).parents[1] / "../shared/data/boolq"
+        "--data",
+        type=Path,
+        default=Path(__file__).parents[1] / "../shared/data/boolq",
+        help="BoolQ directory for the end-to-end epoch (default: ../shared/data/boolq)",
     )
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per measurement")
     parser.add_argument(

@@ -14,7 +14,7 @@ from kboolq.config import Config
 from kboolq.data import DEFAULT_VALID_SIZE, BoolQ, load_boolq
 from kboolq.embeddings import DEFAULT_GLOVE, Glove, load_glove
 from kboolq.errors import UserError
-from kboolq.preprocess import Prepared, prepare
+from kboolq.preprocess import PASSAGE_PERCENTILE, Prepared, prepare
 from kboolq.run import RunInfo
 
 
@@ -46,6 +46,14 @@ def add_source_arguments(parser: argparse.ArgumentParser, data_default: str | No
         default=DEFAULT_VALID_SIZE,
         help="the last N training rows form the validation split (default: %(default)s)",
     )
+    group.add_argument(
+        "--passage-percentile",
+        type=float,
+        default=PASSAGE_PERCENTILE,
+        help="passages longer than this percentile of the train passages' token counts are cut, "
+        "their tail averaged into the last kept vector; 100 keeps every train passage whole "
+        "(default: %(default)s, the seed's)",
+    )
     add_cache_argument(parser)
 
 
@@ -71,6 +79,7 @@ class Inputs:
     seconds: float
     from_cache: bool
     valid_size: int
+    passage_percentile: float
 
 
 def load_inputs(args: argparse.Namespace) -> Inputs:
@@ -78,8 +87,11 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
     start = time.perf_counter()
     boolq = load_boolq(args.data, args.valid_size)
     glove = load_glove(args.glove, cache_dir(args))
-    prepared, from_cache = prepare(boolq, glove, cache_dir(args))
-    return Inputs(boolq, glove, prepared, time.perf_counter() - start, from_cache, args.valid_size)
+    prepared, from_cache = prepare(boolq, glove, cache_dir(args), args.passage_percentile)
+    seconds = time.perf_counter() - start
+    return Inputs(
+        boolq, glove, prepared, seconds, from_cache, args.valid_size, args.passage_percentile
+    )
 
 
 def run_info(config: Config, inputs: Inputs) -> RunInfo:
@@ -92,6 +104,7 @@ def run_info(config: Config, inputs: Inputs) -> RunInfo:
         {
             "source": boolq.source,
             "valid_size": inputs.valid_size,
+            "passage_percentile": inputs.passage_percentile,
             "preprocess_fingerprint": inputs.prepared.fingerprint,
         },
     )

@@ -113,13 +113,14 @@ def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter) -> _Tokenized:
     return out
 
 
-def layout_from_train(train: _Tokenized) -> Layout:
-    """q_max: the longest train question; p_max: the 99th percentile of train passage token counts.
+def layout_from_train(train: _Tokenized, percentile: float = PASSAGE_PERCENTILE) -> Layout:
+    """q_max: the longest train question; p_max: a percentile (the seed's 99th; 100 keeps every
+    train passage whole) of train passage token counts.
 
     Token counts include out-of-vocabulary words, as the seed counted them; only the train split is
     used, so the layout never depends on validation or test data.
     """
-    p_max = int(np.ceil(np.percentile(train.passage_tokens, PASSAGE_PERCENTILE)))
+    p_max = int(np.ceil(np.percentile(train.passage_tokens, percentile)))
     return Layout(q_max=max(train.question_tokens), p_max=max(p_max, 1))
 
 
@@ -144,13 +145,16 @@ def _place(group: _Tokenized, layout: Layout, vocabulary: int, glove: Glove):
 
 
 def encode(
-    row_groups: dict[str, Sequence[Row]], glove: Glove, layout: Layout | None = None
+    row_groups: dict[str, Sequence[Row]],
+    glove: Glove,
+    layout: Layout | None = None,
+    percentile: float = PASSAGE_PERCENTILE,
 ) -> tuple[Layout, np.ndarray, dict[str, Split], Counter, int]:
     """Encode named groups of rows into one compact table; without `layout`, train sets it."""
     oov: Counter = Counter()
     tokenized = {name: _glove_ids(rows, glove, oov) for name, rows in row_groups.items()}
     if layout is None:
-        layout = layout_from_train(tokenized["train"])
+        layout = layout_from_train(tokenized["train"], percentile)
     vocabulary = len(glove.words)
     placed, tails = {}, []
     for name, group in tokenized.items():
@@ -177,11 +181,11 @@ def encode(
     return layout, table, splits, oov, token_count
 
 
-def fingerprint(boolq: BoolQ, glove: Glove) -> str:
+def fingerprint(boolq: BoolQ, glove: Glove, percentile: float = PASSAGE_PERCENTILE) -> str:
     settings = {
         "tokenizer": TOKENIZER_VERSION,
         "separator": SEPARATOR_LENGTH,
-        "percentile": PASSAGE_PERCENTILE,
+        "percentile": percentile,
     }
     return sha256_json({"data": boolq.fingerprint, "glove": glove.fingerprint, **settings})
 
@@ -228,18 +232,22 @@ def _load(path: Path) -> Prepared | None:
     )
 
 
-def prepare(boolq: BoolQ, glove: Glove, cache_dir: Path) -> tuple[Prepared, bool]:
+def prepare(
+    boolq: BoolQ, glove: Glove, cache_dir: Path, percentile: float = PASSAGE_PERCENTILE
+) -> tuple[Prepared, bool]:
     """Encode every split, or reuse the cached result when data, vectors and settings match.
 
     Returns the result and whether it came from the cache.
     """
-    key = fingerprint(boolq, glove)
+    if not 0 < percentile <= 100:
+        raise UserError(f"--passage-percentile must be in (0, 100], got {percentile}")
+    key = fingerprint(boolq, glove, percentile)
     path = Path(cache_dir) / "prepared" / f"{key}.npz"
     if path.exists():
         cached = _load(path)
         if cached is not None and cached.fingerprint == key:
             return cached, True
-    layout, table, splits, oov, tokens = encode(boolq.splits, glove)
+    layout, table, splits, oov, tokens = encode(boolq.splits, glove, percentile=percentile)
     prepared = Prepared(
         layout, table, splits, tokens, sum(oov.values()), oov.most_common(OOV_TOP), key
     )

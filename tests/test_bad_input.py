@@ -8,7 +8,7 @@ import shutil
 import pytest
 from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, fixture_args
 
-from kboolq import ensemble, evaluate, fit, predict
+from kboolq import carve, ensemble, evaluate, fit, predict
 from kboolq.cli import run_command
 from tuning import grid
 
@@ -18,6 +18,7 @@ COMMANDS = {
     "predict": predict.main,
     "grid": grid.main,
     "ensemble": ensemble.main,
+    "carve": carve.main,
 }
 GOOD = {"question": "is the moon red", "passage": "the moon is red", "answer": True}
 
@@ -111,6 +112,11 @@ def case_too_few_rows(tmp_path, trained):
         _fit(tmp_path, _data_dir(tmp_path, []), "--valid-size", "50"),
         "pass a smaller --valid-size",
     )
+
+
+def case_passage_percentile_out_of_range(tmp_path, trained):
+    args = _fit(tmp_path, FIXTURE_BOOLQ, "--passage-percentile", "0")
+    return "fit", args, r"--passage-percentile must be in \(0, 100\], got 0.0"
 
 
 def case_unknown_arch(tmp_path, trained):
@@ -280,6 +286,15 @@ def case_ensemble_of_incompatible_runs(tmp_path, trained):
     (other / "config.json").write_text(json.dumps(config))
     args = [str(trained[0]), str(other), "--out", str(tmp_path / "e")]
     return "ensemble", args, "layout .* differs from"
+
+
+def case_carve_too_few_rows(tmp_path, trained):
+    args = [str(FIXTURE_BOOLQ), str(tmp_path / "c"), "--size", "100", "--valid-size", "60"]
+    return "carve", args, "160 training rows leave none to train on after 160"
+
+
+def case_carve_onto_its_source(tmp_path, trained):
+    return "carve", [str(FIXTURE_BOOLQ), str(FIXTURE_BOOLQ)], "OUT must differ from DATA"
 
 
 CASES = [value for name, value in sorted(globals().items()) if name.startswith("case_")]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
-from kboolq import ensemble, evaluate, fit, predict, preprocess
+from kboolq import carve, ensemble, evaluate, fit, predict, preprocess
+from kboolq.data import load_local, read_rows
 
 pytestmark = pytest.mark.backend
 
@@ -68,6 +69,7 @@ def test_fit_writes_every_run_file(run):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["hyperparameters"]["hidden_size"] == 8
     assert config["layout"]["separator"] == 8 and config["embeddings"]["dim"] == 8
+    assert config["data"]["valid_size"] == 40 and config["data"]["passage_percentile"] == 99.0
     history = (run_dir / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and "val_balanced_accuracy" in history[0]
     assert len(history) == 3
@@ -177,6 +179,25 @@ def test_help_explains_every_command(module):
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: python -m {module}")
     assert "--cache-dir" in result.stdout
+
+
+def test_help_of_carve():
+    result = _command("kboolq.carve", "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m kboolq.carve")
+    assert "--size" in result.stdout and "--valid-size" in result.stdout
+
+
+def test_carve_holds_out_rows_before_the_valid_split(tmp_path, capsys):
+    out = tmp_path / "carved"
+    assert carve.main([str(FIXTURE_BOOLQ), str(out), "--size", "30", "--valid-size", "40"]) == 0
+    assert "train 90 + valid 40 rows" in capsys.readouterr().out
+    original = read_rows(FIXTURE_BOOLQ / "train.jsonl")  # 160 rows
+    carved = load_local(out, valid_size=40).splits
+    key = [(r.question, r.passage, r.label) for r in original]
+    assert [(r.question, r.passage, r.label) for r in carved["train"]] == key[:90]
+    assert [(r.question, r.passage, r.label) for r in carved["test"]] == key[90:120]
+    assert [(r.question, r.passage, r.label) for r in carved["valid"]] == key[120:]
 
 
 def test_preprocess_prints_the_report(tmp_path, capsys):

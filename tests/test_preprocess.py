@@ -80,7 +80,9 @@ def test_layout_comes_from_train_only():
     valid = [_row("w " * 50, "w " * 5000)]
     layout, *_ = encode({"train": train, "valid": valid}, glove)
     assert layout.q_max == 100
-    assert layout.p_max == int(np.ceil(np.percentile(np.arange(1, 101) * 10, 99)))
+    assert layout.p_max == int(np.ceil(np.percentile(np.arange(1, 101) * 10, 99)))  # 991
+    whole, *_ = encode({"train": train, "valid": valid}, glove, percentile=100)
+    assert (layout.p_max, whole.p_max) == (991, 1000)
 
 
 def test_text_without_known_words_is_an_error_naming_the_row():

@@ -1,0 +1,79 @@
+"""python -m kboolq.carve DATA OUT: a pseudo-test split carved out of the training rows.
+
+The official validation split is the test set, and model choices must never look at it. This
+writes a data directory whose validation.jsonl (the test split to kboolq) is a fixed slice of
+the training rows just before the usual validation rows, so the valid split stays exactly the
+rows fit would use on DATA and the pseudo-test rows never reach training or model selection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kboolq.cli import run_command
+from kboolq.data import DEFAULT_VALID_SIZE, SPLIT_FILES, Row, find_split_file, read_rows
+from kboolq.errors import UserError
+from kboolq.files import write_text
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kboolq.carve",
+        description="Write OUT/train.jsonl = train[:-(valid+size)] + train[-valid:] and "
+        "OUT/validation.jsonl = train[-(valid+size):-valid], so that kboolq's seed split of OUT "
+        "has the same valid rows as DATA and a held-out pseudo-test split.",
+    )
+    p.add_argument("data", type=Path, metavar="DATA", help="directory with the train file")
+    p.add_argument("out", type=Path, metavar="OUT", help="directory to write")
+    p.add_argument(
+        "--size", type=int, default=1000, help="rows in the pseudo-test split (default: 1000)"
+    )
+    p.add_argument(
+        "--valid-size",
+        type=int,
+        default=DEFAULT_VALID_SIZE,
+        help="the valid split size fit will use (default: %(default)s)",
+    )
+    return p
+
+
+def carve(train: list[Row], size: int, valid_size: int) -> tuple[list[Row], list[Row]]:
+    """(new train rows, pseudo-test rows); the last valid_size rows stay last."""
+    if size < 1 or valid_size < 1:
+        raise UserError(f"--size and --valid-size must be at least 1, got {size}, {valid_size}")
+    held = size + valid_size
+    if len(train) <= held:
+        raise UserError(f"{len(train)} training rows leave none to train on after {held}")
+    return train[:-held] + train[-valid_size:], train[-held:-valid_size]
+
+
+def _jsonl(rows: list[Row]) -> str:
+    records = ({"question": r.question, "passage": r.passage, "answer": bool(r.label)} for r in rows)
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.data.is_dir():
+        raise UserError(f"{args.data}: no such directory")
+    source = find_split_file(args.data, SPLIT_FILES["train"])
+    if source is None:
+        raise UserError(f"{args.data}: no train file (.jsonl, .jsonl.gz or .parquet)")
+    if args.out.resolve() == args.data.resolve():
+        raise UserError("OUT must differ from DATA: the train file would be overwritten")
+    train, pseudo_test = carve(read_rows(source), args.size, args.valid_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "train.jsonl", _jsonl(train))
+    write_text(args.out / "validation.jsonl", _jsonl(pseudo_test))
+    print(
+        f"{args.out}: train {len(train) - args.valid_size} + valid {args.valid_size} rows in "
+        f"train.jsonl, pseudo-test {len(pseudo_test)} rows in validation.jsonl"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main, "python -m kboolq.carve")())
