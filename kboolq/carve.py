@@ -51,8 +51,10 @@ def carve(train: list[Row], size: int, valid_size: int) -> tuple[list[Row], list
 
 
 def _jsonl(rows: list[Row]) -> str:
-    records = ({"question": r.question, "passage": r.passage, "answer": bool(r.label)} for r in rows)
-    return "".join(json.dumps(record) + "\n" for record in records)
+    return "".join(
+        json.dumps({"question": r.question, "passage": r.passage, "answer": bool(r.label)}) + "\n"
+        for r in rows
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
