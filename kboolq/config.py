@@ -10,6 +10,7 @@ from typing import Any
 from kboolq.errors import UserError
 
 ARCHITECTURES = ("seed", "bigru", "attention", "question_only", "majority")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
@@ -38,11 +39,21 @@ class Config:
         5, "--patience", "epochs without a better valid balanced accuracy before stopping"
     )
     seed: int = _option(0, "--seed", "seed for weights, dropout and shuffling")
+    class_weight: str = _option(
+        "none", "--class-weight",
+        "'balanced' weighs each class's loss by n / (2 n_class), so the rarer 'no' answers count "
+        "as much as the 'yes' ones (what balanced accuracy rewards); 'none' weighs rows alike",
+        choices=CLASS_WEIGHTS,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         problems = []
         if self.arch not in ARCHITECTURES:
             problems.append(f"--arch {self.arch!r}: choose from {', '.join(ARCHITECTURES)}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            problems.append(
+                f"--class-weight {self.class_weight!r}: choose from {', '.join(CLASS_WEIGHTS)}"
+            )
         for name, low in (
             ("hidden_size", 1),
             ("batch_size", 1),

@@ -16,6 +16,7 @@ import numpy as np
 
 from kboolq.batches import Batches
 from kboolq.config import Config
+from kboolq.errors import UserError
 from kboolq.files import write_text
 from kboolq.metrics import binary_report
 from kboolq.model import build_model
@@ -76,6 +77,16 @@ def evaluate_splits(
     }
 
 
+def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Keras class_weight for `mode` ('none' or 'balanced': n / (2 n_class)) from train labels."""
+    if mode == "none":
+        return None
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=2)
+    if counts.min() == 0:
+        raise UserError("--class-weight balanced needs both answers among the training rows")
+    return {label: float(counts.sum() / (2 * count)) for label, count in enumerate(counts)}
+
+
 def train_model(
     config: Config,
     prepared: Prepared,
@@ -102,6 +113,11 @@ def train_model(
         *extra_callbacks,
     ]
     model.fit(
-        train, validation_data=valid, epochs=config.max_epochs, callbacks=callbacks, verbose=verbose
+        train,
+        validation_data=valid,
+        epochs=config.max_epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        class_weight=class_weights(prepared.splits["train"].labels, config.class_weight),
     )
     return load_model(run_dir), checkpoint

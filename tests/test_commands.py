@@ -11,6 +11,8 @@ from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
 from kboolq import carve, ensemble, evaluate, fit, predict, preprocess
 from kboolq.data import load_local, read_rows
+from kboolq.errors import UserError
+from kboolq.training import class_weights
 
 pytestmark = pytest.mark.backend
 
@@ -80,6 +82,26 @@ def test_same_seed_same_metrics(run, tmp_path):
     _fit(tmp_path / "again", cache)
     first = json.loads((run_dir / "metrics.json").read_text())
     assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == first
+
+
+def test_balanced_class_weights_by_hand():
+    assert class_weights(np.array([1, 1, 1, 0]), "balanced") == {0: 2.0, 1: 4 / 6}
+    assert class_weights(np.array([1, 0]), "none") is None
+    with pytest.raises(UserError, match="needs both answers"):
+        class_weights(np.array([1, 1]), "balanced")
+
+
+def test_class_weight_changes_the_training_loss(run, tmp_path):
+    _fit(tmp_path / "weighted", tmp_path / "cache", "--class-weight", "balanced")
+    config = json.loads((tmp_path / "weighted" / "config.json").read_text())
+    assert config["hyperparameters"]["class_weight"] == "balanced"
+    first_loss = [
+        (path / "history.csv").read_text().splitlines()[1].split(",")
+        for path in (run[0], tmp_path / "weighted")
+    ]
+    header = (run[0] / "history.csv").read_text().splitlines()[0].split(",")
+    column = header.index("loss")
+    assert first_loss[0][column] != first_loss[1][column]
 
 
 def test_existing_run_needs_overwrite(run, capsys):
