@@ -20,16 +20,18 @@ def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
 @dataclass(frozen=True)
 class Config:
     arch: str = _option(
-        "seed", "--arch",
-        "model: seed (the notebook's 2-layer GRU over the whole layout), bigru (shared BiGRU "
-        "encoders + pooling), attention (BiGRU + passage-to-question attention), and the "
-        "baselines question_only and majority",
+        "bigru", "--arch",
+        "model: bigru (shared BiGRU encoders + pooling; the best on valid so far), seed (the "
+        "notebook's 2-layer GRU over the whole layout), attention (BiGRU + passage-to-question "
+        "attention), and the baselines question_only and majority",
         choices=ARCHITECTURES,
     )  # fmt: skip
-    hidden_size: int = _option(256, "--hidden", "GRU and dense hidden units")
-    dropout: float = _option(0.0, "--dropout", "dropout on the GRU inputs (0 disables it)")
+    hidden_size: int = _option(128, "--hidden", "GRU and dense hidden units")
+    dropout: float = _option(
+        0.2, "--dropout", "dropout on the GRU inputs (seed) or before the dense head (others)"
+    )
     embedding_dropout: float = _option(
-        0.0, "--embedding-dropout", "share of whole word vectors dropped while training"
+        0.1, "--embedding-dropout", "share of whole word vectors dropped while training"
     )
     learning_rate: float = _option(1e-3, "--lr", "AdamW learning rate")
     weight_decay: float = _option(0.0, "--weight-decay", "AdamW decoupled weight decay")

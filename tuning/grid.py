@@ -193,11 +193,11 @@ def _check_type(name: str, value: Any, path: Path) -> Any:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tuning.grid",
-        description="Grid search over the seed's hyperparameters (hidden x dropout x lr x "
-        "weight decay, 81 trials by default) with KerasTuner, each trial early-stopped on valid "
-        "balanced accuracy. Writes GRID_DIR/trials.csv (all trials, best first) and GRID_DIR/best "
-        "(a normal run directory for kboolq.evaluate/predict). A killed grid resumes where it "
-        "stopped when run again with the same arguments.",
+        description="Grid search over the notebook's grid (hidden x dropout x lr x weight "
+        "decay, 81 trials by default) for the --arch model with KerasTuner, each trial "
+        "early-stopped on valid balanced accuracy. Writes GRID_DIR/trials.csv (all trials, best "
+        "first) and GRID_DIR/best (a normal run directory for kboolq.evaluate/predict). A killed "
+        "grid resumes where it stopped when run again with the same arguments.",
     )
     p.add_argument("--out", type=Path, required=True, metavar="GRID_DIR", help="grid directory")
     axes = p.add_argument_group("grid axes (comma-separated values; defaults: the seed's grid)")
