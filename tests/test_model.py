@@ -86,7 +86,7 @@ def test_padding_values_do_not_change_predictions(arch):
 
 
 def test_the_seed_model_reads_the_separator():
-    model = _model()
+    model = _model(arch="seed")
     vectors, lengths = _inputs(rows=4)
     before = _predict(model, vectors, lengths)
     shifted = vectors.copy()
