@@ -126,6 +126,11 @@ def real_lengths(data: Path | None) -> tuple[Layout, Split | None, np.ndarray | 
     return layout, split, None
 
 
+def seed_config(hidden: int) -> Config:
+    """The seed architecture, the one plain PyTorch mirrors here, whatever fit's default is."""
+    return Config(arch="seed", hidden_size=hidden, dropout=0.0, embedding_dropout=0.0)
+
+
 def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int) -> dict:
     rng = np.random.default_rng(1)
     table = rng.normal(size=(5000, dim)).astype(np.float32)
@@ -136,7 +141,7 @@ def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int
     inputs, labels = batches[0]
     keras.utils.set_random_seed(0)
     keras_model = keras_gru_model(layout, dim, hidden)
-    project = build_model(Config(hidden_size=hidden), layout, dim)
+    project = build_model(seed_config(hidden), layout, dim)
     torch_model = TorchSeed(dim, hidden)
     optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)
     x, lengths = contiguous(inputs, layout)
@@ -181,7 +186,7 @@ def bench_epoch(layout: Layout, split: Split, table: np.ndarray, steps: int) -> 
     batches = Batches(subset, table, BATCH, shuffle=True)
     dim, hidden = table.shape[1], 128
     keras.utils.set_random_seed(0)
-    project = build_model(Config(hidden_size=hidden), layout, dim)
+    project = build_model(seed_config(hidden), layout, dim)
     project.fit(batches, epochs=1, verbose=0, steps_per_epoch=2)  # warm up
     start = time.perf_counter()
     project.fit(batches, epochs=1, verbose=0)
