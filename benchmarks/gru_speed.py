@@ -13,7 +13,7 @@ kboolq's training loop against a plain-torch loop over the same batches.
 Row lengths come from the real BoolQ train split when ../shared/data/boolq (or --data) is there,
 with kumo50 vectors; other dims use random vectors over the same lengths.
 
-    python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps N] [--data DIR]
+    python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps N] [--epoch-rounds 3] [--data DIR]
 """
 
 import kboolq  # noqa: F401, I001  (first: selects the torch backend before keras loads)
@@ -178,8 +178,11 @@ def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int
     return result
 
 
-def bench_epoch(layout: Layout, split: Split, table: np.ndarray, steps: int) -> tuple[float, float]:
-    """`steps` batches of kboolq's training loop (model.fit) vs a plain-torch loop over them."""
+def bench_epoch(
+    layout: Layout, split: Split, table: np.ndarray, steps: int, rounds: int
+) -> tuple[float, float]:
+    """Median seconds of an epoch of `steps` batches: kboolq's training loop (model.fit) vs a
+    plain-torch loop over the same batches, alternating so that load drifts hit both alike."""
     subset = Split(
         *(a[: steps * BATCH] for a in (split.ids, split.q_len, split.p_len, split.labels))
     )
@@ -188,21 +191,25 @@ def bench_epoch(layout: Layout, split: Split, table: np.ndarray, steps: int) -> 
     keras.utils.set_random_seed(0)
     project = build_model(seed_config(hidden), layout, dim)
     project.fit(batches, epochs=1, verbose=0, steps_per_epoch=2)  # warm up
-    start = time.perf_counter()
-    project.fit(batches, epochs=1, verbose=0)
-    kboolq_seconds = time.perf_counter() - start
     torch_model = TorchSeed(dim, hidden)
     optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)
-    start = time.perf_counter()
-    for index in range(len(batches)):
-        inputs, labels = batches[index]
-        x, lengths = contiguous(inputs, layout)
-        optimizer.zero_grad()
-        nn.functional.binary_cross_entropy(
-            torch_model(x, lengths), torch.from_numpy(labels)
-        ).backward()
-        optimizer.step()
-    return kboolq_seconds, time.perf_counter() - start
+
+    def torch_epoch() -> None:
+        for index in range(len(batches)):
+            inputs, labels = batches[index]
+            x, lengths = contiguous(inputs, layout)
+            optimizer.zero_grad()
+            nn.functional.binary_cross_entropy(
+                torch_model(x, lengths), torch.from_numpy(labels)
+            ).backward()
+            optimizer.step()
+
+    times = interleaved_medians(
+        {"kboolq": lambda: project.fit(batches, epochs=1, verbose=0), "torch": torch_epoch},
+        rounds,
+        warmup=0,
+    )
+    return times["kboolq"], times["torch"]
 
 
 def main() -> None:
@@ -219,6 +226,12 @@ def main() -> None:
         type=int,
         default=None,
         help="batches in the end-to-end comparison (default: one whole training epoch; 0 skips)",
+    )
+    parser.add_argument(
+        "--epoch-rounds",
+        type=int,
+        default=3,
+        help="end-to-end epochs timed for each loop, alternating; the median is reported",
     )
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -246,9 +259,10 @@ def main() -> None:
         )
     steps = args.epoch_steps if args.epoch_steps is not None else -(-len(split) // BATCH)
     if steps and table is not None:
-        kboolq_s, torch_s = bench_epoch(layout, split, table, steps)
+        kboolq_s, torch_s = bench_epoch(layout, split, table, steps, args.epoch_rounds)
         print(
-            f"end to end, {steps} real batches (kumo50, hidden 128): kboolq fit "
+            f"end to end, {steps} real batches (kumo50, hidden 128), median of "
+            f"{args.epoch_rounds} epochs each: kboolq fit "
             f"{kboolq_s:.1f} s, plain torch loop {torch_s:.1f} s, ratio {kboolq_s / torch_s:.2f}"
         )
 

@@ -70,17 +70,17 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
     ]
     batch, _, features = inputs.shape
     if mask is None:
-        compact = inputs
-    else:
-        mask = mask.to(torch.bool)
-        lengths = mask.sum(dim=1)
-        steps = max(int(lengths.max()), 1)
-        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :steps]
-        compact = inputs.gather(1, order.unsqueeze(-1).expand(-1, -1, features))
-    initial = inputs.new_zeros((1, batch, units))
-    outputs, _ = torch._VF.gru(compact, initial, params, True, 1, 0.0, training, False, True)
-    if mask is None:
+        outputs = _fused(inputs, params, units, training)
         return outputs if layer.return_sequences else outputs[:, -1]
+    mask = mask.to(torch.bool)
+    lengths = mask.sum(dim=1)
+    steps = max(int(lengths.max()), 1)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    if torch.equal(mask, positions < lengths.unsqueeze(1)):
+        return _prefix_outputs(layer, _fused(inputs[:, :steps], params, units, training), mask)
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :steps]
+    compact = inputs.gather(1, order.unsqueeze(-1).expand(-1, -1, features))
+    outputs = _fused(compact, params, units, training)
     padded = torch.cat([outputs.new_zeros((batch, 1, units)), outputs], dim=1)
     if not layer.return_sequences:
         return padded[torch.arange(batch, device=padded.device), lengths]
@@ -89,3 +89,29 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
     if layer.zero_output_for_mask:
         result = result * mask.unsqueeze(-1).to(result.dtype)
     return result
+
+
+def _fused(inputs, params, units: int, training: bool):
+    import torch
+
+    initial = inputs.new_zeros((1, inputs.shape[0], units))
+    return torch._VF.gru(inputs, initial, params, True, 1, 0.0, training, False, True)[0]
+
+
+def _prefix_outputs(layer: FastGRU, outputs, mask):
+    """Keras's outputs when every row's real steps come first (trailing padding only).
+
+    The common case (Segment parts, the compacted seed layout) needs no gathers: a row's last
+    real output is repeated (or zeroed) over its padding with elementwise ops only.
+    """
+    import torch
+
+    batch, steps, units = outputs.shape
+    lengths = mask.sum(dim=1)
+    last = outputs[torch.arange(batch, device=outputs.device), (lengths - 1).clamp(min=0)]
+    last = last * (lengths > 0).unsqueeze(-1).to(last.dtype)  # an empty row keeps the zero state
+    if not layer.return_sequences:
+        return last
+    outputs = torch.nn.functional.pad(outputs, (0, 0, 0, mask.shape[1] - steps))
+    fill = torch.zeros_like(last) if layer.zero_output_for_mask else last
+    return torch.where(mask.unsqueeze(-1), outputs, fill.unsqueeze(1))

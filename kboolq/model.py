@@ -39,6 +39,41 @@ class LayoutMask(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kboolq")
+class Compact(layers.Layer):
+    """The layout's real steps moved to the front: question, separator, passage, then padding.
+
+    A masked GRU skips padding, so reading the compacted rows with a trailing-padding mask is
+    the same computation as reading the layout with LayoutMask's gapped mask; the fused kernel
+    then reads each row's prefix without any gathers in the gradient path.
+    """
+
+    def __init__(self, q_max: int, separator: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.q_max = q_max
+        self.separator = separator
+
+    def call(self, vectors, lengths):
+        steps = ops.shape(vectors)[1]
+        positions = ops.expand_dims(ops.arange(steps, dtype="int32"), 0)
+        lengths = ops.cast(lengths, "int32")
+        question = lengths[:, :1]
+        source = ops.where(positions < question, positions, positions - question + self.q_max)
+        source = ops.minimum(source, steps - 1)
+        real = positions < question + self.separator + lengths[:, 1:2]
+        moved = ops.take_along_axis(vectors, ops.expand_dims(source, -1), axis=1)
+        return moved * ops.cast(ops.expand_dims(real, -1), vectors.dtype), real
+
+    def compute_output_spec(self, vectors, lengths):
+        return (
+            keras.KerasTensor(vectors.shape, dtype=vectors.dtype),
+            keras.KerasTensor(vectors.shape[:2], dtype="bool"),
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "q_max": self.q_max, "separator": self.separator}
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
 class Segment(layers.Layer):
     """One part of the layout (question or passage) and its padding mask, from the row lengths."""
 
@@ -128,15 +163,14 @@ def _model(config: Config, vectors, lengths, features) -> keras.Model:
 def build_seed(config: Config, layout: Layout, dim: int) -> keras.Model:
     """The notebook's design, fed sequences: GRU -> GRU -> Dense(relu) -> Dense(sigmoid)."""
     vectors, lengths = _inputs(layout, dim)
-    mask = LayoutMask(layout.q_max, layout.separator, name="layout_mask")(vectors, lengths)
-    vectors_in, vectors = vectors, _word_dropout(config, layout, vectors)
+    compact, mask = Compact(layout.q_max, layout.separator, name="compact")(vectors, lengths)
     hidden = FastGRU(config.hidden_size, return_sequences=True, dropout=config.dropout)(
-        vectors, mask=mask
+        _word_dropout(config, layout, compact), mask=mask
     )
     hidden = FastGRU(config.hidden_size, dropout=config.dropout)(hidden, mask=mask)
     hidden = layers.Dense(config.hidden_size, activation="relu")(hidden)
     output = layers.Dense(1, activation="sigmoid", name="p_yes")(hidden)
-    return keras.Model({"vectors": vectors_in, "lengths": lengths}, output, name=config.arch)
+    return keras.Model({"vectors": vectors, "lengths": lengths}, output, name=config.arch)
 
 
 def _encoded_parts(config: Config, layout: Layout, dim: int):

@@ -12,6 +12,7 @@ MASK[0, 9:] = False
 MASK[1, 6:] = False
 MASK[2, :2] = False  # leading padding: outputs stay zero until the first real step
 MASK[3, :] = False  # an empty row
+PREFIX = np.arange(T) < np.array([[12], [7], [1], [0]])  # trailing padding only: no gathers
 
 
 def _pair(return_sequences, go_backwards=False):
@@ -26,7 +27,7 @@ def _pair(return_sequences, go_backwards=False):
 @pytest.mark.backend
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("return_sequences", [True, False])
-@pytest.mark.parametrize("mask", [None, MASK], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("mask", [None, MASK, PREFIX], ids=["unmasked", "masked", "prefix"])
 def test_outputs_equal_keras_gru(return_sequences, mask, go_backwards):
     reference, fast = _pair(return_sequences, go_backwards)
     expected = keras.ops.convert_to_numpy(reference(X, mask=mask))
@@ -37,7 +38,7 @@ def test_outputs_equal_keras_gru(return_sequences, mask, go_backwards):
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="gradients through torch autograd")
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("return_sequences", [True, False])
-@pytest.mark.parametrize("mask", [None, MASK], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("mask", [None, MASK, PREFIX], ids=["unmasked", "masked", "prefix"])
 def test_gradients_equal_keras_gru(return_sequences, mask, go_backwards):
     import torch
 

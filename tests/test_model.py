@@ -4,7 +4,7 @@ import pytest
 
 from kboolq.config import ARCHITECTURES, Config
 from kboolq.errors import UserError
-from kboolq.model import BUILDERS, LayoutMask, build_model
+from kboolq.model import BUILDERS, Compact, LayoutMask, build_model
 from kboolq.preprocess import Layout
 
 pytestmark = pytest.mark.backend
@@ -44,6 +44,34 @@ def test_layout_mask_by_hand():
         [1, 0, 0, 1, 1, 1, 1, 0, 0, 0],
         [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
     ]
+
+
+def test_compact_moves_real_steps_to_the_front_by_hand():
+    vectors = np.arange(10, dtype="float32").reshape(1, 10, 1).repeat(2, axis=0) + 1
+    compact, real = Compact(q_max=3, separator=2)(vectors, np.array([[1, 2], [3, 5]]))
+    # row 0: question word 1, separator at layout steps 3-4, passage words at steps 5-6
+    assert np.asarray(compact)[..., 0].tolist() == [
+        [1, 4, 5, 6, 7, 0, 0, 0, 0, 0],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    ]
+    assert np.asarray(real).astype(int).tolist() == [[1] * 5 + [0] * 5, [1] * 10]
+
+
+def test_seed_equals_keras_gru_over_the_layout_mask():
+    """The compacted seed computes exactly what keras.layers.GRU does over the gapped layout."""
+    model = _model(arch="seed", dropout=0.0, embedding_dropout=0.0)
+    vectors_in = keras.Input((LAYOUT.steps, DIM))
+    lengths_in = keras.Input((2,), dtype="int32")
+    mask = LayoutMask(LAYOUT.q_max, LAYOUT.separator)(vectors_in, lengths_in)
+    hidden = keras.layers.GRU(8, return_sequences=True)(vectors_in, mask=mask)
+    hidden = keras.layers.Dense(8, activation="relu")(keras.layers.GRU(8)(hidden, mask=mask))
+    output = keras.layers.Dense(1, activation="sigmoid")(hidden)
+    reference = keras.Model({"vectors": vectors_in, "lengths": lengths_in}, output)
+    reference.set_weights(model.get_weights())
+    vectors, lengths = _inputs(rows=6)
+    np.testing.assert_allclose(
+        _predict(model, vectors, lengths), _predict(reference, vectors, lengths), atol=1e-6
+    )
 
 
 def test_every_architecture_is_offered():
