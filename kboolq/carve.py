@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from kboolq.cli import run_command
-from kboolq.data import DEFAULT_VALID_SIZE, SPLIT_FILES, Row, find_split_file, read_rows
+from kboolq.data import DEFAULT_VALID_SIZE, Row, read_rows, train_file
 from kboolq.errors import UserError
 from kboolq.files import write_text
 
@@ -59,11 +59,7 @@ def _jsonl(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if not args.data.is_dir():
-        raise UserError(f"{args.data}: no such directory")
-    source = find_split_file(args.data, SPLIT_FILES["train"])
-    if source is None:
-        raise UserError(f"{args.data}: no train file (.jsonl, .jsonl.gz or .parquet)")
+    source = train_file(args.data)
     if args.out.resolve() == args.data.resolve():
         raise UserError("OUT must differ from DATA: the train file would be overwritten")
     train, pseudo_test = carve(read_rows(source), args.size, args.valid_size)

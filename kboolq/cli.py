@@ -14,7 +14,7 @@ from kboolq.config import Config
 from kboolq.data import DEFAULT_VALID_SIZE, BoolQ, load_boolq
 from kboolq.embeddings import DEFAULT_GLOVE, Glove, load_glove
 from kboolq.errors import UserError
-from kboolq.preprocess import PASSAGE_PERCENTILE, Prepared, prepare
+from kboolq.preprocess import PASSAGE_PERCENTILE, Prepared, check_percentile, prepare
 from kboolq.run import RunInfo
 
 
@@ -23,6 +23,16 @@ def default_cache_dir() -> Path:
         return Path(os.environ["KBOOLQ_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "kboolq"
+
+
+def _percentile(text: str) -> float:
+    """argparse type: reject a bad --passage-percentile before any data is loaded."""
+    try:
+        return check_percentile(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, data_default: str | None = "hub") -> None:
@@ -48,7 +58,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, data_default: str | No
     )
     group.add_argument(
         "--passage-percentile",
-        type=float,
+        type=_percentile,
         default=PASSAGE_PERCENTILE,
         help="passages longer than this percentile of the train passages' token counts are cut, "
         "their tail averaged into the last kept vector; 100 keeps every train passage whole "

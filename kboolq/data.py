@@ -142,13 +142,19 @@ def seed_split(train: list[Row], test: list[Row] | None, valid_size: int) -> dic
     return splits
 
 
-def load_local(directory: Path, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+def train_file(directory: Path) -> Path:
+    """The directory's train split file, or a UserError naming what was looked for."""
     if not directory.is_dir():
-        raise UserError(f"--data {directory}: no such directory (or use 'hub' or 'tfds')")
+        raise UserError(f"{directory}: no such directory")
     train_path = find_split_file(directory, SPLIT_FILES["train"])
     if train_path is None:
         wanted = " or ".join(f"train{suffix}" for suffix in SUFFIXES)
         raise UserError(f"{directory}: no {wanted}")
+    return train_path
+
+
+def load_local(directory: Path, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+    train_path = train_file(directory)
     test_path = find_split_file(directory, SPLIT_FILES["test"])
     paths = [train_path] + ([test_path] if test_path else [])
     fingerprint = sha256_json(
@@ -210,4 +216,7 @@ def load_boolq(source: str, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
         return load_hub(valid_size)
     if source == "tfds":
         return load_tfds(valid_size)
-    return load_local(Path(source).expanduser(), valid_size)
+    directory = Path(source).expanduser()
+    if not directory.is_dir():
+        raise UserError(f"--data {directory}: no such directory (or use 'hub' or 'tfds')")
+    return load_local(directory, valid_size)

@@ -181,6 +181,13 @@ def encode(
     return layout, table, splits, oov, token_count
 
 
+def check_percentile(percentile: float) -> float:
+    """The passage percentile, if it keeps at least one token of every passage (0 < p <= 100)."""
+    if not 0 < percentile <= 100:
+        raise UserError(f"--passage-percentile must be in (0, 100], got {percentile}")
+    return percentile
+
+
 def fingerprint(boolq: BoolQ, glove: Glove, percentile: float = PASSAGE_PERCENTILE) -> str:
     settings = {
         "tokenizer": TOKENIZER_VERSION,
@@ -239,8 +246,7 @@ def prepare(
 
     Returns the result and whether it came from the cache.
     """
-    if not 0 < percentile <= 100:
-        raise UserError(f"--passage-percentile must be in (0, 100], got {percentile}")
+    check_percentile(percentile)
     key = fingerprint(boolq, glove, percentile)
     path = Path(cache_dir) / "prepared" / f"{key}.npz"
     if path.exists():

@@ -119,6 +119,11 @@ def case_passage_percentile_out_of_range(tmp_path, trained):
     return "fit", args, r"--passage-percentile must be in \(0, 100\], got 0.0"
 
 
+def case_passage_percentile_not_a_number(tmp_path, trained):
+    args = _fit(tmp_path, FIXTURE_BOOLQ, "--passage-percentile", "most")
+    return "fit", args, r"argument --passage-percentile: not a number: 'most'"
+
+
 def case_unknown_arch(tmp_path, trained):
     return (
         "fit",
@@ -291,6 +296,14 @@ def case_ensemble_of_incompatible_runs(tmp_path, trained):
 def case_carve_too_few_rows(tmp_path, trained):
     args = [str(FIXTURE_BOOLQ), str(tmp_path / "c"), "--size", "100", "--valid-size", "60"]
     return "carve", args, "160 training rows leave none to train on after 160"
+
+
+def case_carve_from_a_missing_directory(tmp_path, trained):
+    return "carve", [str(tmp_path / "nope"), str(tmp_path / "c")], "nope: no such directory$"
+
+
+def case_carve_from_a_directory_without_train_rows(tmp_path, trained):
+    return "carve", [str(tmp_path), str(tmp_path / "c")], "no train.jsonl or train.jsonl.gz"
 
 
 def case_carve_onto_its_source(tmp_path, trained):
