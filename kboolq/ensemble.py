@@ -2,6 +2,8 @@
 
 The ensemble is saved as one ordinary run directory (a single model.keras whose output is the
 mean of its members), so kboolq.evaluate and kboolq.predict use it like any other run.
+`--select` keeps only the members that help on the valid split (greedy forward selection), so
+the choice of members, like every other choice, is made on validation data only.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from kboolq.cli import add_cache_argument, cache_dir, run_command
 from kboolq.data import load_boolq
 from kboolq.errors import UserError
 from kboolq.evaluate import load_vectors
 from kboolq.files import write_json
+from kboolq.metrics import binary_report
 from kboolq.preprocess import encode
 from kboolq.report import format_table
 from kboolq.run import RunInfo, load_model, read_info, save_model, write_info
-from kboolq.training import evaluate_splits
+from kboolq.training import evaluate_splits, predict
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="member run directories")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    p.add_argument(
+        "--select",
+        action="store_true",
+        help="keep only the members that raise the valid balanced accuracy: start from the best "
+        "run, add the run that raises it most while one does (at least two members)",
+    )
     add_cache_argument(p)
     return p
 
@@ -43,6 +53,30 @@ def check_compatible(infos: list[RunInfo], runs: list[Path]) -> None:
             raise UserError(f"{run}: layout {info.layout} differs from {runs[0]}'s {first.layout}")
         if info.glove["fingerprint"] != first.glove["fingerprint"]:
             raise UserError(f"{run}: trained on other vectors than {runs[0]}")
+
+
+def greedy_select(labels: np.ndarray, probabilities: list[np.ndarray]) -> list[int]:
+    """Indices of the members chosen by forward selection on balanced accuracy (Caruana et al.).
+
+    Each step adds the member whose inclusion gives the highest balanced accuracy of the mean
+    probability; it stops when no addition improves it, but always keeps two members. Ties go to
+    the member listed first.
+    """
+
+    def score(chosen: list[int]) -> float:
+        mean = np.mean([probabilities[i] for i in chosen], axis=0)
+        return binary_report(labels, mean)["balanced_accuracy"]
+
+    chosen: list[int] = []
+    best = -1.0
+    while len(chosen) < len(probabilities):
+        scores = {i: score([*chosen, i]) for i in range(len(probabilities)) if i not in chosen}
+        candidate = max(scores, key=lambda i: (scores[i], -i))
+        if scores[candidate] <= best and len(chosen) >= 2:
+            break
+        chosen.append(candidate)
+        best = max(best, scores[candidate])
+    return chosen
 
 
 def average(models: list[keras.Model]) -> keras.Model:
@@ -64,20 +98,28 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("an ensemble needs at least two RUN_DIRs")
     infos = [read_info(run) for run in args.runs]
     check_compatible(infos, args.runs)
-    ensemble = average([load_model(run) for run in args.runs])
     info = infos[0]
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_info(args.out, info)
-    write_json(args.out / "members.json", {"members": [str(run.resolve()) for run in args.runs]})
-    save_model(ensemble, args.out)
     boolq = load_boolq(info.data["source"], info.data["valid_size"])
     names = [name for name in ("valid", "test") if name in boolq.splits]
     glove = load_vectors(info, cache_dir(args))
     _, table, splits, _, _ = encode({n: boolq.splits[n] for n in names}, glove, info.layout)
+    runs, models = list(args.runs), [load_model(run) for run in args.runs]
+    if args.select:
+        valid = splits["valid"]
+        batch_size = info.config.batch_size
+        chosen = greedy_select(
+            valid.labels, [predict(model, valid, table, batch_size) for model in models]
+        )
+        runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
+        print(f"selected on valid: {', '.join(str(run) for run in runs)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_info(args.out, info)
+    write_json(args.out / "members.json", {"members": [str(run.resolve()) for run in runs]})
+    save_model(average(models), args.out)
     reports = evaluate_splits(load_model(args.out), splits, table, info.config.batch_size)
     write_json(args.out / "metrics.json", reports)
     print(format_table(reports))
-    print(f"ensemble of {len(args.runs)} runs written to {args.out}")
+    print(f"ensemble of {len(runs)} runs written to {args.out}")
     return 0
 
 

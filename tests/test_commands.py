@@ -280,6 +280,25 @@ def test_ensemble_averages_members_and_is_a_normal_run(run, tmp_path, capsys):
     assert code == 0 and '"p_yes"' in capsys.readouterr().out
 
 
+def test_ensemble_select_keeps_the_members_chosen_on_valid(run, tmp_path, monkeypatch, capsys):
+    run_dir, cache = run
+    for seed in ("1", "2"):
+        _fit(tmp_path / seed, cache, "--seed", seed)
+    seen = []
+    monkeypatch.setattr(
+        ensemble, "greedy_select", lambda labels, p: seen.append((labels, p)) or [2, 0]
+    )
+    out = tmp_path / "ens"
+    members = [run_dir, tmp_path / "1", tmp_path / "2"]
+    args = [*map(str, members), "--select", "--out", str(out), "--cache-dir", str(cache)]
+    assert ensemble.main(args) == 0
+    labels, probabilities = seen[0]
+    assert len(labels) == 40 and [len(p) for p in probabilities] == [40, 40, 40]  # valid rows
+    chosen = json.loads((out / "members.json").read_text())["members"]
+    assert chosen == [str(members[2].resolve()), str(members[0].resolve())]
+    assert f"selected on valid: {members[2]}, {members[0]}" in capsys.readouterr().out
+
+
 def test_wandb_offline_logs_every_epoch_and_one_model(tmp_path):
     pytest.importorskip("wandb")
     args = fixture_args(tmp_path / "run", tmp_path / "cache", "--hidden", "4", "--epochs", "2")
