@@ -13,7 +13,7 @@ kboolq's training loop against a plain-torch loop over the same batches.
 Row lengths come from the real BoolQ train split when ../shared/data/boolq (or --data) is there,
 with kumo50 vectors; other dims use random vectors over the same lengths.
 
-    python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps N] [--epoch-rounds 3] [--data DIR]
+    python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps N] [--epoch-rounds 5] [--data DIR]
 """
 
 import kboolq  # noqa: F401, I001  (first: selects the torch backend before keras loads)
@@ -89,9 +89,9 @@ def contiguous(inputs: dict, layout: Layout) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(out), torch.from_numpy(total.astype(np.int64))
 
 
-def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each step, timed in rounds (a, b, c, a, b, c, ...) so that drifts in
-    machine load hit every contender alike."""
+def interleaved_times(steps: dict, repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds of each step, timed in rounds (a, b, c, a, b, c, ...) so that drifts in machine
+    load hit every contender alike."""
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -101,6 +101,11 @@ def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict[str,
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
+    times = interleaved_times(steps, repeats, warmup)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -180,8 +185,8 @@ def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int
 
 def bench_epoch(
     layout: Layout, split: Split, table: np.ndarray, steps: int, rounds: int
-) -> tuple[float, float]:
-    """Median seconds of an epoch of `steps` batches: kboolq's training loop (model.fit) vs a
+) -> dict[str, list[float]]:
+    """Seconds of each epoch of `steps` batches: kboolq's training loop (model.fit) vs a
     plain-torch loop over the same batches, alternating so that load drifts hit both alike."""
     subset = Split(
         *(a[: steps * BATCH] for a in (split.ids, split.q_len, split.p_len, split.labels))
@@ -204,12 +209,11 @@ def bench_epoch(
             ).backward()
             optimizer.step()
 
-    times = interleaved_medians(
+    return interleaved_times(
         {"kboolq": lambda: project.fit(batches, epochs=1, verbose=0), "torch": torch_epoch},
         rounds,
         warmup=0,
     )
-    return times["kboolq"], times["torch"]
 
 
 def main() -> None:
@@ -230,8 +234,9 @@ def main() -> None:
     parser.add_argument(
         "--epoch-rounds",
         type=int,
-        default=3,
-        help="end-to-end epochs timed for each loop, alternating; the median is reported",
+        default=5,
+        help="end-to-end epochs timed for each loop, alternating; the median is reported "
+        "(the epoch time of one loop varies by 15 %% on a shared 2-core machine)",
     )
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -259,12 +264,15 @@ def main() -> None:
         )
     steps = args.epoch_steps if args.epoch_steps is not None else -(-len(split) // BATCH)
     if steps and table is not None:
-        kboolq_s, torch_s = bench_epoch(layout, split, table, steps, args.epoch_rounds)
+        times = bench_epoch(layout, split, table, steps, args.epoch_rounds)
+        kboolq_s, torch_s = (statistics.median(times[name]) for name in ("kboolq", "torch"))
         print(
             f"end to end, {steps} real batches (kumo50, hidden 128), median of "
-            f"{args.epoch_rounds} epochs each: kboolq fit "
-            f"{kboolq_s:.1f} s, plain torch loop {torch_s:.1f} s, ratio {kboolq_s / torch_s:.2f}"
+            f"{args.epoch_rounds} epochs each: kboolq fit {kboolq_s:.1f} s, plain torch loop "
+            f"{torch_s:.1f} s, ratio {kboolq_s / torch_s:.2f}"
         )
+        for name, values in times.items():
+            print(f"  {name} epochs: " + ", ".join(f"{value:.1f} s" for value in values))
 
 
 if __name__ == "__main__":
