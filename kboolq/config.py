@@ -26,7 +26,7 @@ class Config:
         "attention), and the baselines question_only and majority",
         choices=ARCHITECTURES,
     )  # fmt: skip
-    hidden_size: int = _option(128, "--hidden", "GRU and dense hidden units")
+    hidden_size: int = _option(256, "--hidden", "GRU and dense hidden units")
     dropout: float = _option(
         0.2, "--dropout", "dropout on the GRU inputs (seed) or before the dense head (others)"
     )
