@@ -1,6 +1,6 @@
 """How fast the project's GRU trains against keras.layers.GRU and plain PyTorch, in one run.
 
-For each (embedding dim, hidden) pair: median train-step (forward, backward, AdamW) and
+For each (embedding dim, hidden) pair (--pairs): median train-step (forward, backward, AdamW) and
 inference times of
   (a) the seed model with keras.layers.GRU and the layout mask (Keras's masked path),
   (b) the project's model (FastGRU), compiled exactly as kboolq.fit compiles it,
@@ -14,12 +14,19 @@ Row lengths come from the real BoolQ train split when ../shared/data/boolq (or -
 with kumo50 vectors; other dims use random vectors over the same lengths.
 
     python benchmarks/gru_speed.py [--repeats 7] [--epoch-steps N] [--epoch-rounds 5] [--data DIR]
+                                   [--batch 64] [--pairs 300/256,50/128,4/4] [--glove kumo50]
+
+On a CUDA GPU every contender runs there (Keras places its tensors on the GPU by itself; the
+plain-torch models are moved), each timed step ends with torch.cuda.synchronize(), and (c) is
+cuDNN's GRU. Warnings raised while timing (e.g. cuDNN compacting weights at every call) are
+printed once at the end.
 """
 
 import kboolq  # noqa: F401, I001  (first: selects the torch backend before keras loads)
 import argparse
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -34,7 +41,14 @@ from kboolq.model import LayoutMask, build_model
 from kboolq.preprocess import Layout, Split
 
 BATCH = 64
-PAIRS = ((300, 256), (50, 128))
+PAIRS = "300/256,50/128,4/4"  # 4/4: next to no arithmetic, so the step is all framework overhead
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so that a step's time is the time of its kernels too."""
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 class TorchSeed(nn.Module):
@@ -55,7 +69,7 @@ class TorchSeed(nn.Module):
             last = h[-1]
         else:
             outputs, _ = self.gru(x)
-            last = outputs[torch.arange(len(lengths)), lengths - 1]
+            last = outputs[torch.arange(len(lengths), device=x.device), lengths.to(x.device) - 1]
         return torch.sigmoid(self.out(torch.relu(self.dense(last)))).squeeze(-1)
 
 
@@ -86,7 +100,7 @@ def contiguous(inputs: dict, layout: Layout) -> tuple[torch.Tensor, torch.Tensor
         out[i, : q + layout.separator + p] = np.concatenate(
             [vectors[i, :q], vectors[i, layout.q_max : layout.passage_start + p]]
         )
-    return torch.from_numpy(out), torch.from_numpy(total.astype(np.int64))
+    return torch.from_numpy(out).to(DEVICE), torch.from_numpy(total.astype(np.int64))
 
 
 def interleaved_times(steps: dict, repeats: int, warmup: int = 2) -> dict[str, list[float]]:
@@ -95,11 +109,13 @@ def interleaved_times(steps: dict, repeats: int, warmup: int = 2) -> dict[str, l
     for step in steps.values():
         for _ in range(warmup):
             step()
+    synchronize()
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             step()
+            synchronize()
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -109,7 +125,9 @@ def interleaved_medians(steps: dict, repeats: int, warmup: int = 2) -> dict[str,
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def real_lengths(data: Path | None) -> tuple[Layout, Split | None, np.ndarray | None]:
+def real_lengths(
+    data: Path | None, glove: str = "kumo50"
+) -> tuple[Layout, Split | None, np.ndarray | None]:
     if data is not None and data.is_dir():
         from kboolq.cli import default_cache_dir
         from kboolq.data import load_boolq
@@ -117,7 +135,7 @@ def real_lengths(data: Path | None) -> tuple[Layout, Split | None, np.ndarray | 
         from kboolq.preprocess import prepare
 
         prepared, _ = prepare(
-            load_boolq(str(data)), load_glove("kumo50", default_cache_dir()), default_cache_dir()
+            load_boolq(str(data)), load_glove(glove, default_cache_dir()), default_cache_dir()
         )
         return prepared.layout, prepared.splits["train"], prepared.table
     rng = np.random.default_rng(0)
@@ -136,26 +154,29 @@ def seed_config(hidden: int) -> Config:
     return Config(arch="seed", hidden_size=hidden, dropout=0.0, embedding_dropout=0.0)
 
 
-def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int) -> dict:
+def bench_pair(
+    dim: int, hidden: int, layout: Layout, split: Split, repeats: int, batch: int
+) -> dict:
     rng = np.random.default_rng(1)
     table = rng.normal(size=(5000, dim)).astype(np.float32)
     table[0] = 0
     ids = rng.integers(1, 5000, split.ids.shape).astype(np.int32)
     ids[split.ids == 0] = 0
-    batches = Batches(Split(ids, split.q_len, split.p_len, split.labels), table, BATCH)
+    batches = Batches(Split(ids, split.q_len, split.p_len, split.labels), table, batch)
     inputs, labels = batches[0]
     keras.utils.set_random_seed(0)
     keras_model = keras_gru_model(layout, dim, hidden)
     project = build_model(seed_config(hidden), layout, dim)
-    torch_model = TorchSeed(dim, hidden)
+    torch_model = TorchSeed(dim, hidden).to(DEVICE)
     optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)
     x, lengths = contiguous(inputs, layout)
-    y = torch.from_numpy(labels)
+    x = x.cpu()
+    y = torch.from_numpy(labels).to(DEVICE)
 
     def torch_step(packed: bool):
-        def step():
+        def step():  # the batch comes from the host, as Keras's does
             optimizer.zero_grad()
-            loss = nn.functional.binary_cross_entropy(torch_model(x, lengths, packed), y)
+            loss = nn.functional.binary_cross_entropy(torch_model(x.to(DEVICE), lengths, packed), y)
             loss.backward()
             optimizer.step()
 
@@ -163,7 +184,7 @@ def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int
 
     def torch_infer():
         with torch.no_grad():
-            torch_model(x, lengths)
+            torch_model(x.to(DEVICE), lengths)
 
     result = interleaved_medians(
         {
@@ -178,25 +199,25 @@ def bench_pair(dim: int, hidden: int, layout: Layout, split: Split, repeats: int
         repeats,
     )
     real_table = rng.normal(size=(41316, dim)).astype(np.float32)  # the real table's size
-    generator = Batches(split, real_table, BATCH, shuffle=True)
+    generator = Batches(split, real_table, batch, shuffle=True)
     result.update(interleaved_medians({"batch": lambda: generator[3]}, repeats * 5))
     return result
 
 
 def bench_epoch(
-    layout: Layout, split: Split, table: np.ndarray, steps: int, rounds: int
+    layout: Layout, split: Split, table: np.ndarray, steps: int, rounds: int, batch: int
 ) -> dict[str, list[float]]:
     """Seconds of each epoch of `steps` batches: kboolq's training loop (model.fit) vs a
     plain-torch loop over the same batches, alternating so that load drifts hit both alike."""
     subset = Split(
-        *(a[: steps * BATCH] for a in (split.ids, split.q_len, split.p_len, split.labels))
+        *(a[: steps * batch] for a in (split.ids, split.q_len, split.p_len, split.labels))
     )
-    batches = Batches(subset, table, BATCH, shuffle=True)
+    batches = Batches(subset, table, batch, shuffle=True)
     dim, hidden = table.shape[1], 128
     keras.utils.set_random_seed(0)
     project = build_model(seed_config(hidden), layout, dim)
     project.fit(batches, epochs=1, verbose=0, steps_per_epoch=2)  # warm up
-    torch_model = TorchSeed(dim, hidden)
+    torch_model = TorchSeed(dim, hidden).to(DEVICE)
     optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)
 
     def torch_epoch() -> None:
@@ -205,7 +226,7 @@ def bench_epoch(
             x, lengths = contiguous(inputs, layout)
             optimizer.zero_grad()
             nn.functional.binary_cross_entropy(
-                torch_model(x, lengths), torch.from_numpy(labels)
+                torch_model(x, lengths), torch.from_numpy(labels).to(DEVICE)
             ).backward()
             optimizer.step()
 
@@ -238,13 +259,31 @@ def main() -> None:
         help="end-to-end epochs timed for each loop, alternating; the median is reported "
         "(the epoch time of one loop varies by 15 %% on a shared 2-core machine)",
     )
-    args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(
-        f"torch {torch.__version__} ({device}, {torch.get_num_threads()} threads), "
-        f"keras {keras.__version__}, batch {BATCH}"
+    parser.add_argument(
+        "--glove", default="kumo50", help="vectors for the real data (default: kumo50)"
     )
-    layout, split, table = real_lengths(args.data)
+    parser.add_argument("--batch", type=int, default=BATCH, help="rows per batch (default: 64)")
+    parser.add_argument(
+        "--pairs",
+        default=PAIRS,
+        help="embedding dim/hidden pairs to time (default: %(default)s; 4/4 measures the "
+        "per-step overhead of each framework, with next to no arithmetic)",
+    )
+    args = parser.parse_args()
+    where = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
+    print(
+        f"torch {torch.__version__} ({where}, {torch.get_num_threads()} CPU threads), "
+        f"keras {keras.__version__}, batch {args.batch}"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        measure(args)
+    for message in sorted({f"{w.category.__name__}: {w.message}" for w in caught}):
+        print(f"warning while timing: {message}")
+
+
+def measure(args: argparse.Namespace) -> None:
+    layout, split, table = real_lengths(args.data, args.glove)
     print(f"T = {layout.steps}; a step = forward + backward + AdamW; medians of {args.repeats}")
     header = (
         f"{'D/H':>8} {'keras+mask':>11} {'kboolq':>9} {'torch':>9} {'packed':>9} "
@@ -252,8 +291,9 @@ def main() -> None:
         f" | {'batch':>7} {'batch/b':>7}"
     )
     print(header)
-    for dim, hidden in PAIRS:
-        r = bench_pair(dim, hidden, layout, split, args.repeats)
+    for pair in args.pairs.split(","):
+        dim, hidden = (int(number) for number in pair.split("/"))
+        r = bench_pair(dim, hidden, layout, split, args.repeats, args.batch)
         train = f"{r['a_train']:>10.3f}s {r['b_train']:>8.3f}s {r['c_train']:>8.3f}s"
         print(
             f"{dim:>4}/{hidden:<3} {train} {r['packed_train']:>8.3f}s "
@@ -262,12 +302,12 @@ def main() -> None:
             f"{r['c_infer']:>7.3f}s {r['b_infer'] / r['c_infer']:>6.2f} | "
             f"{r['batch'] * 1000:>5.1f}ms {r['batch'] / r['b_train']:>7.1%}"
         )
-    steps = args.epoch_steps if args.epoch_steps is not None else -(-len(split) // BATCH)
+    steps = args.epoch_steps if args.epoch_steps is not None else -(-len(split) // args.batch)
     if steps and table is not None:
-        times = bench_epoch(layout, split, table, steps, args.epoch_rounds)
+        times = bench_epoch(layout, split, table, steps, args.epoch_rounds, args.batch)
         kboolq_s, torch_s = (statistics.median(times[name]) for name in ("kboolq", "torch"))
         print(
-            f"end to end, {steps} real batches (kumo50, hidden 128), median of "
+            f"end to end, {steps} real batches ({args.glove}, hidden 128), median of "
             f"{args.epoch_rounds} epochs each: kboolq fit {kboolq_s:.1f} s, plain torch loop "
             f"{torch_s:.1f} s, ratio {kboolq_s / torch_s:.2f}"
         )

@@ -63,16 +63,18 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
         z, r, h = torch.split(weights, units, dim=-1)
         return torch.cat([r, z, h], dim=-1)
 
-    params = [
-        torch_gates(cell.kernel.value).t().contiguous(),
-        torch_gates(cell.recurrent_kernel.value).t().contiguous(),
-        *torch_gates(cell.bias.value).unbind(0),
-    ]
+    params = _flat_views(
+        [
+            torch_gates(cell.kernel.value).t(),
+            torch_gates(cell.recurrent_kernel.value).t(),
+            *torch_gates(cell.bias.value).unbind(0),
+        ]
+    )
     batch, _, features = inputs.shape
     if mask is None:
         outputs = _fused(inputs, params, units, training)
         return outputs if layer.return_sequences else outputs[:, -1]
-    mask = mask.to(torch.bool)
+    mask = mask.to(device=inputs.device, dtype=torch.bool)  # a mask built on the CPU too
     lengths = mask.sum(dim=1)
     steps = max(int(lengths.max()), 1)
     positions = torch.arange(mask.shape[1], device=mask.device)
@@ -91,11 +93,28 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
     return result
 
 
+def _flat_views(tensors):
+    """The weights as views into one contiguous buffer, in torch's order (w_ih, w_hh, b_ih,
+    b_hh): cuDNN then reads them in place instead of compacting a copy (and warning) at every
+    call. On the CPU it costs the same one copy per weight as separate contiguous tensors."""
+    import torch
+
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    return [
+        part.view(t.shape)
+        for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)
+    ]
+
+
 def _fused(inputs, params, units: int, training: bool):
     import torch
 
     initial = inputs.new_zeros((1, inputs.shape[0], units))
-    return torch._VF.gru(inputs, initial, params, True, 1, 0.0, training, False, True)[0]
+    # cuDNN keeps what its backward pass needs only in training mode, and refuses a backward
+    # pass otherwise; gradients outside training (saliency, a custom loop) need it too.
+    wanted = inputs.requires_grad or params[0].requires_grad
+    keep = training or (torch.is_grad_enabled() and wanted)
+    return torch._VF.gru(inputs, initial, params, True, 1, 0.0, keep, False, True)[0]
 
 
 def _prefix_outputs(layer: FastGRU, outputs, mask):

@@ -10,6 +10,11 @@ import kboolq  # noqa: E402, F401, I001  (selects the backend before keras is im
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# On a GPU, cuDNN would round GRU inputs to TF32 (torch's default there): the tests compare
+# float32 computations, so they run in float32 everywhere. See benchmarks/cuda_check.py.
+torch.backends.cudnn.allow_tf32 = False
 
 DATA = Path(__file__).parent / "data"
 FIXTURE_BOOLQ = DATA / "boolq"

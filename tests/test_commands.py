@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
 from kboolq import carve, ensemble, evaluate, fit, predict, preprocess
@@ -152,7 +153,9 @@ def test_predict_in_a_new_process_equals_fit_time_predictions(run, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
-    np.testing.assert_allclose([a["p_yes"] for a in answers], expected, atol=1e-6)
+    # a new process on a GPU runs cuDNN with torch's default TF32, this one in float32
+    atol = 1e-3 if torch.cuda.is_available() else 1e-6
+    np.testing.assert_allclose([a["p_yes"] for a in answers], expected, atol=atol)
     assert [a["answer"] for a in answers] == ["yes" if p >= 0.5 else "no" for p in expected]
     assert keras.backend.backend() in ("torch", "jax")
 

@@ -4,6 +4,13 @@ import pytest
 
 from kboolq.gru import FastGRU
 
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 B, T, D, H = 4, 12, 5, 6
 X = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
 MASK = np.ones((B, T), bool)
@@ -13,6 +20,7 @@ MASK[1, 6:] = False
 MASK[2, :2] = False  # leading padding: outputs stay zero until the first real step
 MASK[3, :] = False  # an empty row
 PREFIX = np.arange(T) < np.array([[12], [7], [1], [0]])  # trailing padding only: no gathers
+DEVICE = "cuda" if keras.backend.backend() == "torch" and _torch_cuda() else "cpu"
 
 
 def _pair(return_sequences, go_backwards=False):
@@ -45,12 +53,12 @@ def test_gradients_equal_keras_gru(return_sequences, mask, go_backwards):
     reference, fast = _pair(return_sequences, go_backwards)
     grads = []
     for layer in (reference, fast):
-        inputs = torch.tensor(X, requires_grad=True)
-        out = layer(inputs, mask=None if mask is None else torch.tensor(mask))
+        inputs = torch.tensor(X, device=DEVICE, requires_grad=True)
+        out = layer(inputs, mask=None if mask is None else torch.tensor(mask, device=DEVICE))
         (out**2).sum().backward()
         grads.append([inputs.grad, *(w.value.grad for w in layer.weights)])
     for expected, actual in zip(*grads, strict=True):
-        np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-5)
+        np.testing.assert_allclose(actual.cpu().numpy(), expected.cpu().numpy(), atol=1e-5)
 
 
 @pytest.mark.backend
@@ -92,3 +100,20 @@ def test_training_dropout_drops_whole_features_for_every_step(monkeypatch):
     dropped = keras.ops.convert_to_numpy(seen[0])
     assert set(np.unique(dropped)) == {0.0, 2.0}
     assert (dropped == dropped[:, :1, :]).all()  # the same features are dropped at every step
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch autograd")
+def test_gradients_outside_training_keep_what_the_backward_pass_needs(monkeypatch):
+    """cuDNN refuses a backward pass through an RNN run in inference mode; FastGRU asks the
+    kernel for training mode whenever a gradient is wanted (found on an H100, checked here)."""
+    import torch
+
+    modes = []
+    original = torch._VF.gru
+    monkeypatch.setattr(torch._VF, "gru", lambda *a: modes.append(a[6]) or original(*a))
+    layer = FastGRU(H)
+    inputs = torch.tensor(X, device=DEVICE, requires_grad=True)
+    layer(inputs, training=False).sum().backward()
+    with torch.no_grad():
+        layer(inputs, training=False)
+    assert modes == [True, False]

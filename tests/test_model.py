@@ -40,7 +40,7 @@ def test_layout_mask_by_hand():
     mask = LayoutMask(q_max=3, separator=2)(
         np.zeros((2, 10, 1), "float32"), np.array([[1, 2], [3, 5]])
     )
-    assert np.asarray(mask).astype(int).tolist() == [
+    assert keras.ops.convert_to_numpy(mask).astype(int).tolist() == [
         [1, 0, 0, 1, 1, 1, 1, 0, 0, 0],
         [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
     ]
@@ -50,11 +50,11 @@ def test_compact_moves_real_steps_to_the_front_by_hand():
     vectors = np.arange(10, dtype="float32").reshape(1, 10, 1).repeat(2, axis=0) + 1
     compact, real = Compact(q_max=3, separator=2)(vectors, np.array([[1, 2], [3, 5]]))
     # row 0: question word 1, separator at layout steps 3-4, passage words at steps 5-6
-    assert np.asarray(compact)[..., 0].tolist() == [
+    assert keras.ops.convert_to_numpy(compact)[..., 0].tolist() == [
         [1, 4, 5, 6, 7, 0, 0, 0, 0, 0],
         [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     ]
-    assert np.asarray(real).astype(int).tolist() == [[1] * 5 + [0] * 5, [1] * 10]
+    assert keras.ops.convert_to_numpy(real).astype(int).tolist() == [[1] * 5 + [0] * 5, [1] * 10]
 
 
 def test_seed_equals_keras_gru_over_the_layout_mask():
@@ -93,11 +93,12 @@ def test_prediction_is_independent_of_other_rows_in_the_batch(arch):
     vectors, lengths = _inputs(rows=6)
     together = _predict(model, vectors, lengths)
     alone = np.array([_predict(model, vectors[i : i + 1], lengths[i : i + 1])[0] for i in range(6)])
-    np.testing.assert_allclose(together, alone, atol=1e-6)
+    # cuDNN picks its algorithm by batch size: on a GPU sums are ordered differently (2e-6 seen)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
     other_vectors, other_lengths = _inputs(rows=6, seed=1)
     mixed_vectors = np.concatenate([vectors[:1], other_vectors[1:]])
     mixed_lengths = np.concatenate([lengths[:1], other_lengths[1:]])
-    assert _predict(model, mixed_vectors, mixed_lengths)[0] == pytest.approx(together[0], abs=1e-6)
+    assert _predict(model, mixed_vectors, mixed_lengths)[0] == pytest.approx(together[0], abs=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
