@@ -20,8 +20,8 @@ from pathlib import Path
 import keras
 import torch
 
-from kboolq.batches import Batches
-from kboolq.cli import add_source_arguments, load_inputs
+from kboolq.data.batches import Batches
+from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
 from kboolq.config import add_config_arguments, config_from_args
 from kboolq.training import train_model
 
@@ -67,7 +67,7 @@ def main() -> None:
     add_config_arguments(parser)
     args = parser.parse_args()
     config = config_from_args(args)
-    inputs = load_inputs(args)
+    inputs = load_inputs(data_settings(args), cache_dir(args))
     prepared = inputs.prepared
     cuda = torch.cuda.is_available()
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"

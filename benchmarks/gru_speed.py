@@ -2,7 +2,7 @@
 
 For each (embedding dim, hidden) pair (--pairs): median train-step (forward, backward, AdamW) and
 inference times of
-  (a) the seed model with keras.layers.GRU and the layout mask (Keras's masked path),
+  (a) the notebook model with keras.layers.GRU and the layout mask (Keras's masked path),
   (b) the project's model (FastGRU), compiled exactly as kboolq.fit compiles it,
   (c) plain torch.nn.GRU over the batch trimmed to its longest row, reading each row's output
       at its last real position (the fastest padding-correct PyTorch model), and
@@ -34,11 +34,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from kboolq.batches import Batches
+from kboolq.cli import default_cache_dir
 from kboolq.config import Config
-from kboolq.metrics import training_metrics
-from kboolq.model import LayoutMask, build_model
-from kboolq.preprocess import Layout, Split
+from kboolq.data.batches import Batches
+from kboolq.data.boolq import load_boolq
+from kboolq.data.glove import load_glove
+from kboolq.data.layout import Layout, Split, prepare
+from kboolq.evaluation import training_metrics
+from kboolq.models.architectures import build_model
+from kboolq.models.layers import LayoutMask
+from kboolq.training import compile_model
 
 BATCH = 64
 PAIRS = "300/256,50/128,4/4"  # 4/4: next to no arithmetic, so the step is all framework overhead
@@ -52,7 +57,7 @@ def synchronize() -> None:
 
 
 class TorchSeed(nn.Module):
-    """The seed architecture in plain PyTorch, fed right-padded question+separator+passage."""
+    """The notebook architecture in plain PyTorch, fed right-padded question+separator+passage."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -129,11 +134,6 @@ def real_lengths(
     data: Path | None, glove: str = "kumo50"
 ) -> tuple[Layout, Split | None, np.ndarray | None]:
     if data is not None and data.is_dir():
-        from kboolq.cli import default_cache_dir
-        from kboolq.data import load_boolq
-        from kboolq.embeddings import load_glove
-        from kboolq.preprocess import prepare
-
         prepared, _ = prepare(
             load_boolq(str(data)), load_glove(glove, default_cache_dir()), default_cache_dir()
         )
@@ -149,9 +149,11 @@ def real_lengths(
     return layout, split, None
 
 
-def seed_config(hidden: int) -> Config:
-    """The seed architecture, the one plain PyTorch mirrors here, whatever fit's default is."""
-    return Config(arch="seed", hidden_size=hidden, dropout=0.0, embedding_dropout=0.0)
+def notebook_model(hidden: int, layout: Layout, dim: int) -> keras.Model:
+    """The notebook architecture, the one plain PyTorch mirrors here, whatever fit's default is,
+    compiled as kboolq.fit compiles it."""
+    config = Config(arch="notebook", hidden_size=hidden, dropout=0.0, embedding_dropout=0.0)
+    return compile_model(build_model(config, layout, dim), config)
 
 
 def bench_pair(
@@ -166,7 +168,7 @@ def bench_pair(
     inputs, labels = batches[0]
     keras.utils.set_random_seed(0)
     keras_model = keras_gru_model(layout, dim, hidden)
-    project = build_model(seed_config(hidden), layout, dim)
+    project = notebook_model(hidden, layout, dim)
     torch_model = TorchSeed(dim, hidden).to(DEVICE)
     optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)
     x, lengths = contiguous(inputs, layout)
@@ -215,7 +217,7 @@ def bench_epoch(
     batches = Batches(subset, table, batch, shuffle=True)
     dim, hidden = table.shape[1], 128
     keras.utils.set_random_seed(0)
-    project = build_model(seed_config(hidden), layout, dim)
+    project = notebook_model(hidden, layout, dim)
     project.fit(batches, epochs=1, verbose=0, steps_per_epoch=2)  # warm up
     torch_model = TorchSeed(dim, hidden).to(DEVICE)
     optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-3, weight_decay=0.0)

@@ -14,20 +14,31 @@ import sys
 from pathlib import Path
 
 from kboolq.cli import run_command
-from kboolq.data import DEFAULT_VALID_SIZE, Row, read_rows, train_file
+from kboolq.data.boolq import DEFAULT_VALID_SIZE, Row, read_rows, train_file
 from kboolq.errors import UserError
-from kboolq.files import write_text
+from kboolq.files import write_json, write_text
+from kboolq.rundir import claim_output
+
+MARKER = "carve.json"  # what a directory written by carve records about itself
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m kboolq.carve",
         description="Write OUT/train.jsonl = train[:-(valid+size)] + train[-valid:] and "
-        "OUT/validation.jsonl = train[-(valid+size):-valid], so that kboolq's seed split of OUT "
+        "OUT/validation.jsonl = train[-(valid+size):-valid], so that kboolq's holdout split of OUT "
         "has the same valid rows as DATA and a held-out pseudo-test split.",
     )
     p.add_argument("data", type=Path, metavar="DATA", help="directory with the train file")
-    p.add_argument("out", type=Path, metavar="OUT", help="directory to write")
+    p.add_argument(
+        "out",
+        type=Path,
+        metavar="OUT",
+        help="directory to write: new or empty, or one written by carve with --overwrite",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a dataset that carve wrote in OUT"
+    )
     p.add_argument(
         "--size", type=int, default=1000, help="rows in the pseudo-test split (default: 1000)"
     )
@@ -38,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
         help="the valid split size fit will use (default: %(default)s)",
     )
     return p
+
+
+def is_carved(path: Path) -> bool:
+    return (path / MARKER).is_file()
 
 
 def carve(train: list[Row], size: int, valid_size: int) -> tuple[list[Row], list[Row]]:
@@ -60,12 +75,15 @@ def _jsonl(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     source = train_file(args.data)
-    if args.out.resolve() == args.data.resolve():
-        raise UserError("OUT must differ from DATA: the train file would be overwritten")
+    claim_output(args.out, "dataset", is_carved, args.overwrite, protect=[args.data], flag="OUT")
     train, pseudo_test = carve(read_rows(source), args.size, args.valid_size)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "train.jsonl", _jsonl(train))
     write_text(args.out / "validation.jsonl", _jsonl(pseudo_test))
+    write_json(
+        args.out / MARKER,
+        {"source": str(source.resolve()), "size": args.size, "valid_size": args.valid_size},
+    )
     print(
         f"{args.out}: train {len(train) - args.valid_size} + valid {args.valid_size} rows in "
         f"train.jsonl, pseudo-test {len(pseudo_test)} rows in validation.jsonl"

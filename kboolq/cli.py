@@ -1,4 +1,7 @@
-"""What every command shares: the data/vector flags, the cache directory and error handling."""
+"""What every command shares: the data/vector flags, the cache directory and error handling.
+
+This is the command layer's own module: commands import it, the library never does.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kboolq.config import Config
-from kboolq.data import DEFAULT_VALID_SIZE, BoolQ, load_boolq
-from kboolq.embeddings import DEFAULT_GLOVE, Glove, load_glove
+from kboolq.config import Config, DataSettings, add_data_arguments, from_args
+from kboolq.data.boolq import BoolQ, load_boolq
+from kboolq.data.glove import Glove, load_glove
+from kboolq.data.layout import Prepared, prepare
 from kboolq.errors import UserError
-from kboolq.preprocess import PASSAGE_PERCENTILE, Prepared, check_percentile, prepare
-from kboolq.run import RunInfo
+from kboolq.rundir import RunInfo, Vectors
 
 
 def default_cache_dir() -> Path:
@@ -25,45 +28,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "kboolq"
 
 
-def _percentile(text: str) -> float:
-    """argparse type: reject a bad --passage-percentile before any data is loaded."""
-    try:
-        return check_percentile(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_source_arguments(parser: argparse.ArgumentParser, data_default: str | None = "hub") -> None:
-    group = parser.add_argument_group("data and vectors")
-    group.add_argument(
-        "--data",
-        default=data_default,
-        help="BoolQ source: 'hub' (google/boolq, needs network), 'tfds' (needs kboolq[tfds]) or "
-        "a directory with train.jsonl and optionally validation.jsonl (.jsonl.gz and .parquet "
-        f"also read) (default: {data_default or 'the run directory’s'})",
-    )
-    group.add_argument(
-        "--glove",
-        default=DEFAULT_GLOVE,
-        help="word vectors: hub:50/100/200/300 (glove.6B from the hub), kumo50 (offline, "
-        "kboolq[glove50]) or a GloVe .txt/.zip path (default: %(default)s)",
-    )
-    group.add_argument(
-        "--valid-size",
-        type=int,
-        default=DEFAULT_VALID_SIZE,
-        help="the last N training rows form the validation split (default: %(default)s)",
-    )
-    group.add_argument(
-        "--passage-percentile",
-        type=_percentile,
-        default=PASSAGE_PERCENTILE,
-        help="passages longer than this percentile of the train passages' token counts are cut, "
-        "their tail averaged into the last kept vector; 100 keeps every train passage whole "
-        "(default: %(default)s, the seed's)",
-    )
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The DataSettings flags and --cache-dir."""
+    add_data_arguments(parser)
     add_cache_argument(parser)
 
 
@@ -81,42 +48,42 @@ def cache_dir(args: argparse.Namespace) -> Path:
     return args.cache_dir or default_cache_dir()
 
 
+def data_settings(args: argparse.Namespace) -> DataSettings:
+    return from_args(DataSettings, args)
+
+
 @dataclass(frozen=True)
 class Inputs:
+    settings: DataSettings
     boolq: BoolQ
     glove: Glove
     prepared: Prepared
     seconds: float
     from_cache: bool
-    valid_size: int
-    passage_percentile: float
 
 
-def load_inputs(args: argparse.Namespace) -> Inputs:
-    """Data, vectors and the preprocessed splits named by the source flags."""
+def load_inputs(settings: DataSettings, cache: Path) -> Inputs:
+    """Data, vectors and the preprocessed splits that `settings` name."""
     start = time.perf_counter()
-    boolq = load_boolq(args.data, args.valid_size)
-    glove = load_glove(args.glove, cache_dir(args))
-    prepared, from_cache = prepare(boolq, glove, cache_dir(args), args.passage_percentile)
-    seconds = time.perf_counter() - start
-    return Inputs(
-        boolq, glove, prepared, seconds, from_cache, args.valid_size, args.passage_percentile
-    )
+    boolq = load_boolq(settings.data, settings.valid_size)
+    glove = load_glove(settings.glove, cache)
+    prepared, from_cache = prepare(boolq, glove, cache, settings.passage_percentile)
+    return Inputs(settings, boolq, glove, prepared, time.perf_counter() - start, from_cache)
 
 
 def run_info(config: Config, inputs: Inputs) -> RunInfo:
     """What a run directory records about its hyperparameters, layout, vectors and data."""
-    glove, boolq = inputs.glove, inputs.boolq
+    glove = inputs.glove
+    settings = DataSettings(
+        inputs.boolq.source, glove.source, inputs.settings.valid_size,
+        inputs.settings.passage_percentile,
+    )  # fmt: skip
     return RunInfo(
         config,
+        settings,
         inputs.prepared.layout,
-        {"source": glove.source, "dim": glove.dim, "fingerprint": glove.fingerprint},
-        {
-            "source": boolq.source,
-            "valid_size": inputs.valid_size,
-            "passage_percentile": inputs.passage_percentile,
-            "preprocess_fingerprint": inputs.prepared.fingerprint,
-        },
+        Vectors(glove.source, glove.dim, glove.fingerprint),
+        inputs.prepared.fingerprint,
     )
 
 

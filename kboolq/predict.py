@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 from kboolq.cli import add_cache_argument, cache_dir, run_command
-from kboolq.data import Row, parse_row, read_records
+from kboolq.data.boolq import Row, parse_row, read_records
 from kboolq.errors import UserError
-from kboolq.evaluate import load_vectors
-from kboolq.preprocess import encode
-from kboolq.run import load_model, read_info
-from kboolq.training import predict
+from kboolq.rundir import open_run
+from kboolq.training import predict_split
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,12 +62,12 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    info = read_info(args.run_dir)
     rows = rows_from_args(args)
-    model = load_model(args.run_dir)
-    glove = load_vectors(info, cache_dir(args))
-    _, table, splits, _, _ = encode({"rows": rows}, glove, info.layout)
-    scores = predict(model, splits["rows"], table, info.config.batch_size)
+    run = open_run(args.run_dir, cache_dir(args))
+    encoded = run.encode({"rows": rows})
+    scores = predict_split(
+        run.model, encoded.splits["rows"], encoded.table, run.info.config.batch_size
+    )
     for row, score in zip(rows, scores, strict=True):
         answer = "yes" if score >= args.threshold else "no"
         print(

@@ -1,294 +1,27 @@
-"""Tokens -> GloVe ids -> the seed's fixed layout, cached under a fingerprint of every input.
-
-Layout of one row (T = q_max + SEPARATOR_LENGTH + p_max positions):
-question ids zero-padded to q_max | SEPARATOR_LENGTH zero vectors | passage ids zero-padded
-to p_max.
-Ids index a compact per-dataset table whose row 0 is the zero vector; passages longer than p_max
-keep p_max - 1 words plus one extra row holding the mean of the remaining words' vectors.
-"""
+"""python -m kboolq.preprocess: load, tokenize, encode and cache the data; print its report."""
 
 from __future__ import annotations
 
-import json
-import string
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import argparse
+import sys
 
-import numpy as np
-
-from kboolq.data import BoolQ, Row
-from kboolq.embeddings import Glove
-from kboolq.errors import UserError
-from kboolq.files import atomic_path, sha256_json
-
-TOKENIZER_VERSION = 1  # bump whenever tokenize() changes: it is part of the cache fingerprint
-SEPARATOR_LENGTH = 8
-PASSAGE_PERCENTILE = 99.0
-OOV_TOP = 20
-_PUNCTUATION = frozenset(string.punctuation)
+from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs, run_command
+from kboolq.data.layout import report
 
 
-def tokenize(text: str) -> list[str]:
-    """The seed's tokenization: lower-case, ASCII only, nltk words, punctuation tokens dropped.
-
-    nltk with preserve_line=True needs no downloaded model but leaves a sentence's final period
-    on its last word ('iran.'); a trailing period is split off unless the word has another one
-    inside ('u.s.', 'e.g.'), so sentence ends never make a known word out-of-vocabulary.
-    """
-    from nltk.tokenize import word_tokenize
-
-    ascii_text = text.lower().encode("ascii", "ignore").decode("ascii")
-    tokens = []
-    for token in word_tokenize(ascii_text, preserve_line=True):
-        if len(token) > 1 and token.endswith(".") and "." not in token[:-1]:
-            token = token[:-1]
-        if not _PUNCTUATION.issuperset(token):
-            tokens.append(token)
-    return tokens
-
-
-@dataclass(frozen=True)
-class Layout:
-    q_max: int
-    p_max: int
-    separator: int = SEPARATOR_LENGTH
-
-    @property
-    def steps(self) -> int:
-        return self.q_max + self.separator + self.p_max
-
-    @property
-    def passage_start(self) -> int:
-        return self.q_max + self.separator
-
-
-@dataclass(frozen=True)
-class Split:
-    ids: np.ndarray  # (rows, layout.steps) int32 into Prepared.table; 0 is the zero vector
-    q_len: np.ndarray  # (rows,) int32 real question words
-    p_len: np.ndarray  # (rows,) int32 real passage positions (after truncation)
-    labels: np.ndarray  # (rows,) int8
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    layout: Layout
-    table: np.ndarray  # (table rows, dim) float32
-    splits: dict[str, Split]
-    token_count: int
-    oov_count: int
-    oov_top: list[tuple[str, int]]
-    fingerprint: str
-
-
-@dataclass
-class _Tokenized:
-    """One group of rows as GloVe ids, with token counts that include out-of-vocabulary words."""
-
-    questions: list[list[int]]
-    passages: list[list[int]]
-    question_tokens: list[int]
-    passage_tokens: list[int]
-
-
-def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter) -> _Tokenized:
-    out = _Tokenized([], [], [], [])
-    for row in rows:
-        for what, text, ids_out, counts in (
-            ("question", row.question, out.questions, out.question_tokens),
-            ("passage", row.passage, out.passages, out.passage_tokens),
-        ):
-            tokens = tokenize(text)
-            ids = [glove.index[t] for t in tokens if t in glove.index]
-            oov.update(t for t in tokens if t not in glove.index)
-            if not ids:
-                raise UserError(f"{row.where}: the {what} has no word in the GloVe vocabulary")
-            ids_out.append(ids)
-            counts.append(len(tokens))
-    return out
-
-
-def layout_from_train(train: _Tokenized, percentile: float = PASSAGE_PERCENTILE) -> Layout:
-    """q_max: the longest train question; p_max: a percentile (the seed's 99th; 100 keeps every
-    train passage whole) of train passage token counts.
-
-    Token counts include out-of-vocabulary words, as the seed counted them; only the train split is
-    used, so the layout never depends on validation or test data.
-    """
-    p_max = int(np.ceil(np.percentile(train.passage_tokens, percentile)))
-    return Layout(q_max=max(train.question_tokens), p_max=max(p_max, 1))
-
-
-def _place(group: _Tokenized, layout: Layout, vocabulary: int, glove: Glove):
-    """Global-id matrix (-1 = zero vector, >= vocabulary = averaged tail) and the tail vectors."""
-    rows = len(group.questions)
-    ids = np.full((rows, layout.steps), -1, dtype=np.int64)
-    q_len = np.zeros(rows, dtype=np.int32)
-    p_len = np.zeros(rows, dtype=np.int32)
-    tails = []
-    for i, (question, passage) in enumerate(zip(group.questions, group.passages, strict=True)):
-        question = question[: layout.q_max]
-        ids[i, : len(question)] = question
-        if len(passage) > layout.p_max:
-            tail = passage[layout.p_max - 1 :]
-            passage = passage[: layout.p_max - 1] + [vocabulary + len(tails)]
-            tails.append(np.asarray(glove.vectors[np.sort(tail)], dtype=np.float64).mean(axis=0))
-        start = layout.passage_start
-        ids[i, start : start + len(passage)] = passage
-        q_len[i], p_len[i] = len(question), len(passage)
-    return ids, q_len, p_len, tails
-
-
-def encode(
-    row_groups: dict[str, Sequence[Row]],
-    glove: Glove,
-    layout: Layout | None = None,
-    percentile: float = PASSAGE_PERCENTILE,
-) -> tuple[Layout, np.ndarray, dict[str, Split], Counter, int]:
-    """Encode named groups of rows into one compact table; without `layout`, train sets it."""
-    oov: Counter = Counter()
-    tokenized = {name: _glove_ids(rows, glove, oov) for name, rows in row_groups.items()}
-    if layout is None:
-        layout = layout_from_train(tokenized["train"], percentile)
-    vocabulary = len(glove.words)
-    placed, tails = {}, []
-    for name, group in tokenized.items():
-        ids, q_len, p_len, group_tails = _place(group, layout, vocabulary, glove)
-        ids[ids >= vocabulary] += len(tails)  # tail ids continue across groups
-        tails.extend(group_tails)
-        placed[name] = (ids, q_len, p_len)
-    all_ids = np.concatenate([ids.ravel() for ids, _, _ in placed.values()])
-    used, inverse = np.unique(all_ids, return_inverse=True)  # used[0] == -1: every row has padding
-    real = used[(used >= 0) & (used < vocabulary)]
-    table = np.zeros((len(used), glove.dim), dtype=np.float32)
-    table[1 : 1 + len(real)] = glove.vectors[real]
-    if tails:
-        table[1 + len(real) :] = np.stack(tails)
-    splits, offset = {}, 0
-    for name, (ids, q_len, p_len) in placed.items():
-        local = inverse[offset : offset + ids.size].reshape(ids.shape).astype(np.int32)
-        offset += ids.size
-        labels = np.array([row.label for row in row_groups[name]], dtype=np.int8)
-        splits[name] = Split(local, q_len, p_len, labels)
-    token_count = sum(
-        sum(group.question_tokens) + sum(group.passage_tokens) for group in tokenized.values()
-    )
-    return layout, table, splits, oov, token_count
-
-
-def check_percentile(percentile: float) -> float:
-    """The passage percentile, if it keeps at least one token of every passage (0 < p <= 100)."""
-    if not 0 < percentile <= 100:
-        raise UserError(f"--passage-percentile must be in (0, 100], got {percentile}")
-    return percentile
-
-
-def fingerprint(boolq: BoolQ, glove: Glove, percentile: float = PASSAGE_PERCENTILE) -> str:
-    settings = {
-        "tokenizer": TOKENIZER_VERSION,
-        "separator": SEPARATOR_LENGTH,
-        "percentile": percentile,
-    }
-    return sha256_json({"data": boolq.fingerprint, "glove": glove.fingerprint, **settings})
-
-
-def _save(path: Path, prepared: Prepared) -> None:
-    arrays = {"table": prepared.table}
-    for name, split in prepared.splits.items():
-        for key, value in asdict(split).items():
-            arrays[f"{name}.{key}"] = value
-    meta = {
-        "layout": asdict(prepared.layout),
-        "splits": list(prepared.splits),
-        "token_count": prepared.token_count,
-        "oov_count": prepared.oov_count,
-        "oov_top": prepared.oov_top,
-        "fingerprint": prepared.fingerprint,
-    }
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
-def _load(path: Path) -> Prepared | None:
-    try:
-        with np.load(path) as archive:
-            meta = json.loads(archive["meta"].tobytes())
-            splits = {
-                name: Split(
-                    *(archive[f"{name}.{key}"] for key in ("ids", "q_len", "p_len", "labels"))
-                )
-                for name in meta["splits"]
-            }
-            table = archive["table"]
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable cache: rebuilt, never trusted
-    return Prepared(
-        Layout(**meta["layout"]),
-        table,
-        splits,
-        meta["token_count"],
-        meta["oov_count"],
-        [tuple(pair) for pair in meta["oov_top"]],
-        meta["fingerprint"],
-    )
-
-
-def prepare(
-    boolq: BoolQ, glove: Glove, cache_dir: Path, percentile: float = PASSAGE_PERCENTILE
-) -> tuple[Prepared, bool]:
-    """Encode every split, or reuse the cached result when data, vectors and settings match.
-
-    Returns the result and whether it came from the cache.
-    """
-    check_percentile(percentile)
-    key = fingerprint(boolq, glove, percentile)
-    path = Path(cache_dir) / "prepared" / f"{key}.npz"
-    if path.exists():
-        cached = _load(path)
-        if cached is not None and cached.fingerprint == key:
-            return cached, True
-    layout, table, splits, oov, tokens = encode(boolq.splits, glove, percentile=percentile)
-    prepared = Prepared(
-        layout, table, splits, tokens, sum(oov.values()), oov.most_common(OOV_TOP), key
-    )
-    _save(path, prepared)
-    return prepared, False
-
-
-def report(prepared: Prepared) -> str:
-    layout = prepared.layout
-    lines = ["rows: " + ", ".join(f"{n} {len(s)}" for n, s in prepared.splits.items())]
-    lines.append(
-        f"layout: q_max {layout.q_max} + separator {layout.separator} + p_max {layout.p_max}"
-        f" = T {layout.steps}; table {prepared.table.shape[0]} x {prepared.table.shape[1]}"
-    )
-    share = prepared.oov_count / max(prepared.token_count, 1)
-    lines.append(
-        f"out of vocabulary: {prepared.oov_count} of {prepared.token_count} tokens ({share:.2%})"
-    )
-    lines.append("top OOV words: " + ", ".join(f"{w} ({c})" for w, c in prepared.oov_top))
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m kboolq.preprocess: run this stage alone and print its report."""
-    import argparse
-
-    from kboolq.cli import add_source_arguments, load_inputs
-
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog="python -m kboolq.preprocess",
         description="Load BoolQ and GloVe, tokenize, encode and cache every split, then print "
         "rows per split, q_max, p_max, T, the out-of-vocabulary report and the time taken.",
     )
-    add_source_arguments(parser)
-    inputs = load_inputs(parser.parse_args(argv))
+    add_source_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    inputs = load_inputs(data_settings(args), cache_dir(args))
     print(report(inputs.prepared))
     how = "from cache" if inputs.from_cache else "cold"
     print(f"seconds: {inputs.seconds:.2f} ({how}); fingerprint {inputs.prepared.fingerprint[:16]}")
@@ -296,8 +29,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
-    from kboolq.cli import run_command
-
     sys.exit(run_command(main, "kboolq.preprocess")())

@@ -13,12 +13,12 @@ import keras
 import numpy as np
 
 from kboolq.errors import UserError
-from kboolq.report import curve_points
+from kboolq.evaluation import curves
 
 
 def start(config: dict[str, Any], name: str | None = None, group: str | None = None):
     try:
-        import wandb
+        import wandb  # the optional tracking extra
     except ImportError:
         raise UserError("--wandb needs wandb: pip install 'kboolq[tracking]'") from None
     try:
@@ -27,6 +27,17 @@ def start(config: dict[str, Any], name: str | None = None, group: str | None = N
         raise UserError(
             f"could not start a W&B run ({exc}); WANDB_MODE=offline works offline"
         ) from None
+
+
+def start_tracking(
+    enabled: bool, config: dict[str, Any], name: str | None = None, group: str | None = None
+):
+    """(W&B run or None, the callbacks that log each epoch to it): what fit and every grid trial
+    add to their training."""
+    if not enabled:
+        return None, []
+    run = start(config, name=name, group=group)
+    return run, [EpochLogger(run)]
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -42,7 +53,7 @@ def log_final(
     run, reports: dict[str, dict], labels: np.ndarray, scores: np.ndarray, model_path: Path | None
 ) -> None:
     """Final report: summary figures, valid confusion matrix and PR curve, one model artifact."""
-    import wandb
+    import wandb  # the optional tracking extra; start() has checked it is there
 
     for split, report in reports.items():
         for key, value in report.items():
@@ -51,7 +62,7 @@ def log_final(
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(scores, dtype=float)
     predicted = (scores >= 0.5).astype(int)
-    _, recall, precision = curve_points(labels, scores)  # wandb's pr_curve needs scikit-learn
+    _, recall, precision = curves(labels, scores)  # wandb's pr_curve needs scikit-learn
     curve = wandb.Table(
         columns=["recall", "precision"], data=list(zip(recall, precision, strict=True))
     )

@@ -17,14 +17,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kboolq.batches import Batches
 from kboolq.config import Config
+from kboolq.data.batches import Batches
+from kboolq.data.layout import Prepared, Split
 from kboolq.errors import UserError
+from kboolq.evaluation import binary_report, training_metrics
 from kboolq.files import write_text
-from kboolq.metrics import binary_report
-from kboolq.model import build_model
-from kboolq.preprocess import Prepared, Split
-from kboolq.run import load_model, save_model
+from kboolq.models.architectures import build_model
+from kboolq.rundir import load_model, save_model
 
 MONITOR = "val_balanced_accuracy"
 
@@ -86,7 +86,21 @@ class HistoryWriter(keras.callbacks.Callback):
         write_text(self.path, buffer.getvalue())
 
 
-def predict(model: keras.Model, split: Split, table: np.ndarray, batch_size: int) -> np.ndarray:
+def compile_model(model: keras.Model, config: Config) -> keras.Model:
+    """AdamW on binary cross-entropy, with the whole-epoch metrics that early stopping reads."""
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=config.learning_rate, weight_decay=config.weight_decay
+        ),
+        loss="binary_crossentropy",
+        metrics=training_metrics(),
+    )
+    return model
+
+
+def predict_split(
+    model: keras.Model, split: Split, table: np.ndarray, batch_size: int
+) -> np.ndarray:
     """P(yes) for every row of `split`, in order."""
     return model.predict(Batches(split, table, batch_size), verbose=0).ravel()
 
@@ -96,7 +110,7 @@ def evaluate_splits(
 ) -> dict[str, dict]:
     """The full report for each labelled split that is not the training split."""
     return {
-        name: binary_report(split.labels, predict(model, split, table, batch_size))
+        name: binary_report(split.labels, predict_split(model, split, table, batch_size))
         for name, split in splits.items()
         if name != "train"
     }
@@ -124,7 +138,7 @@ def train_model(
     The best model is read back from run_dir/model.keras, which also proves the saved file works.
     """
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config, prepared.layout, prepared.table.shape[1])
+    model = compile_model(build_model(config, prepared.layout, prepared.table.shape[1]), config)
     table = prepared.table
     train = Batches(
         prepared.splits["train"], table, config.batch_size, shuffle=True, seed=config.seed

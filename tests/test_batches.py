@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from kboolq.batches import Batches
-from kboolq.preprocess import Split
+from kboolq.data.batches import Batches
+from kboolq.data.layout import Split
 
 pytestmark = pytest.mark.backend
 

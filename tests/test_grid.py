@@ -54,6 +54,7 @@ def test_2x2_grid_writes_summary_and_best_run(tmp_path, capsys):
     assert "best trial" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_grid_killed_mid_trial_resumes_without_repeating_finished_trials(tmp_path):
     out, cache = tmp_path / "grid", tmp_path / "cache"
     args = _args(out, cache, 15)
@@ -115,4 +116,4 @@ def test_bad_grid_files(tmp_path, content, suffix, message):
 
 def test_grid_file_and_flags_combine():
     args = grid.parser().parse_args(["--out", "x", "--lr", "0.5"])
-    assert grid.grid_from_args(args) == {**grid.SEED_GRID, "learning_rate": [0.5]}
+    assert grid.grid_from_args(args) == {**grid.DEFAULT_GRID, "learning_rate": [0.5]}

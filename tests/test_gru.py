@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from kboolq.gru import FastGRU
+from kboolq.models.gru import FastGRU
 
 
 def _torch_cuda() -> bool:
@@ -90,7 +90,7 @@ def test_saves_and_loads_as_fast_gru(tmp_path):
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch dropout path")
 def test_training_dropout_drops_whole_features_for_every_step(monkeypatch):
-    import kboolq.gru as gru
+    import kboolq.models.gru as gru
 
     seen = []
     original = gru._torch_gru

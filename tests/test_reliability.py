@@ -12,10 +12,11 @@ from conftest import fixture_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kboolq.data import Row
-from kboolq.embeddings import Glove
+from kboolq.data.boolq import Row
+from kboolq.data.glove import Glove
+from kboolq.data.layout import Layout, encode
+from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
-from kboolq.preprocess import Layout, encode, tokenize
 from kboolq.training import release_memory
 
 WORDS = ["the", "a", "is", "u.s.", "1,000", "'s", "moon", "caf", "e.g."]
@@ -29,9 +30,8 @@ def test_preprocessing_never_crashes_and_shapes_stay_valid(question, passage):
     tokens = tokenize(question)
     assert all(isinstance(t, str) and t and t.isascii() for t in tokens)
     try:
-        _, table, splits, _, _ = encode(
-            {"x": [Row(question + " the", passage + " moon", 1, "fuzz")]}, GLOVE, LAYOUT
-        )
+        e = encode({"x": [Row(question + " the", passage + " moon", 1, "fuzz")]}, GLOVE, LAYOUT)
+        table, splits = e.table, e.splits
     except UserError as exc:  # only text whose words all vanish may fail, and it says so
         assert "has no word in the GloVe vocabulary" in str(exc)
         return
@@ -61,8 +61,9 @@ def _start_and_wait_for_checkpoint(out, cache):
     return process
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_best_model_and_says_so(tmp_path):
-    from kboolq.run import load_model
+    from kboolq.rundir import load_model
 
     out = tmp_path / "run"
     process = _start_and_wait_for_checkpoint(out, tmp_path / "cache")
@@ -74,12 +75,13 @@ def test_ctrl_c_keeps_the_best_model_and_says_so(tmp_path):
     assert load_model(out) is not None
 
 
+@pytest.mark.slow
 def test_fit_killed_with_sigkill_restarts_cleanly(tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"
     process = _start_and_wait_for_checkpoint(out, cache)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    from kboolq.run import load_model
+    from kboolq.rundir import load_model
 
     assert load_model(out) is not None  # the last good checkpoint survives the kill
     result = subprocess.run(

@@ -1,4 +1,4 @@
-"""python -m tuning.grid: the seed's hyperparameter grid with KerasTuner, resumable after a kill.
+"""python -m tuning.grid: the notebook's hyperparameter grid with KerasTuner, resumable.
 
 Every trial trains exactly as kboolq.fit does (same config dataclass, model builder, early
 stopping on valid balanced accuracy and best-only checkpoint) into its own run directory, so
@@ -23,17 +23,26 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from kboolq.cli import add_source_arguments, load_inputs, run_command, run_info
+from kboolq import tracking
+from kboolq.cli import (
+    add_source_arguments,
+    cache_dir,
+    data_settings,
+    load_inputs,
+    run_command,
+    run_info,
+)
 from kboolq.config import Config, add_config_arguments, config_from_args, flag_of
+from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
+from kboolq.evaluation import format_table
 from kboolq.files import write_json, write_text
-from kboolq.preprocess import Prepared
-from kboolq.report import format_table
-from kboolq.run import RunInfo, load_model, write_info
+from kboolq.models.architectures import build_model
+from kboolq.rundir import RunInfo, claim_output, load_model, write_info
 from kboolq.training import MONITOR, evaluate_splits, train_model
 
 # The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
-SEED_GRID: dict[str, list[Any]] = {
+DEFAULT_GRID: dict[str, list[Any]] = {
     "hidden_size": [128, 256, 512],
     "dropout": [0.0, 0.1, 0.2],
     "learning_rate": [1e-3, 1e-4, 1e-5],
@@ -86,7 +95,7 @@ def _key(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True)
 
 
-class SeedHyperModel(kt.HyperModel):
+class ConfigHyperModel(kt.HyperModel):
     """Builds and trains kboolq models from a Config whose grid axes come from `hp.Choice`."""
 
     def __init__(self, base: Config, grid: dict[str, list[Any]], prepared: Prepared) -> None:
@@ -98,8 +107,6 @@ class SeedHyperModel(kt.HyperModel):
         return dataclasses.replace(self.base, **values)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        from kboolq.model import build_model
-
         keras.utils.set_random_seed(self.base.seed)
         return build_model(self.config(hp), self.prepared.layout, self.prepared.table.shape[1])
 
@@ -108,7 +115,7 @@ class GridTuner(kt.Tuner):
     """Runs each trial with kboolq's own training loop into the trial's directory."""
 
     def __init__(
-        self, hypermodel: SeedHyperModel, info: RunInfo, wandb: bool, verbose: int, **kwargs
+        self, hypermodel: ConfigHyperModel, info: RunInfo, wandb: bool, verbose: int, **kwargs
     ) -> None:
         super().__init__(hypermodel=hypermodel, **kwargs)
         self.info, self.wandb, self.fit_verbose = info, wandb, verbose
@@ -121,16 +128,12 @@ class GridTuner(kt.Tuner):
         config = self.hypermodel.config(trial.hyperparameters)
         trial_dir = Path(self.get_trial_dir(trial.trial_id))
         write_info(trial_dir, dataclasses.replace(self.info, config=config))
-        extra, tracker = [], None
-        if self.wandb:
-            from kboolq import tracking
-
-            tracker = tracking.start(
-                config.to_dict(),
-                name=f"trial-{trial.trial_id}",
-                group=Path(self.project_dir).parent.name,
-            )
-            extra.append(tracking.EpochLogger(tracker))
+        tracker, extra = tracking.start_tracking(
+            self.wandb,
+            config.to_dict(),
+            name=f"trial-{trial.trial_id}",
+            group=Path(self.project_dir).parent.name,
+        )
         _, checkpoint = train_model(
             config, self.hypermodel.prepared, trial_dir, extra, verbose=self.fit_verbose
         )
@@ -138,6 +141,11 @@ class GridTuner(kt.Tuner):
             tracker.summary[MONITOR] = checkpoint.best
             tracker.finish()
         return {MONITOR: checkpoint.best}
+
+
+def is_grid(path: Path) -> bool:
+    """A directory this command wrote: KerasTuner's project folder is in it."""
+    return (path / "trials").is_dir()
 
 
 def parse_axis(name: str, text: str) -> list[Any]:
@@ -169,12 +177,14 @@ def read_grid_file(path: Path) -> dict[str, list[Any]]:
         ) from None
     if not isinstance(raw, dict):
         raise UserError(f"--grid {path}: expected a table of axis = [values]")
-    by_flag = {flag_of(name).lstrip("-"): name for name in SEED_GRID}
+    by_flag = {flag_of(name).lstrip("-"): name for name in DEFAULT_GRID}
     grid = {}
     for key, values in raw.items():
         name = by_flag.get(key, key)
-        if name not in SEED_GRID:
-            raise UserError(f"--grid {path}: unknown axis {key!r} (axes: {', '.join(SEED_GRID)})")
+        if name not in DEFAULT_GRID:
+            raise UserError(
+                f"--grid {path}: unknown axis {key!r} (axes: {', '.join(DEFAULT_GRID)})"
+            )
         if not isinstance(values, list) or not values:
             raise UserError(f"--grid {path}: axis {key!r} needs a non-empty list of values")
         grid[name] = [_check_type(name, value, path) for value in values]
@@ -200,8 +210,8 @@ def parser() -> argparse.ArgumentParser:
         "grid resumes where it stopped when run again with the same arguments.",
     )
     p.add_argument("--out", type=Path, required=True, metavar="GRID_DIR", help="grid directory")
-    axes = p.add_argument_group("grid axes (comma-separated values; defaults: the seed's grid)")
-    for name, values in SEED_GRID.items():
+    axes = p.add_argument_group("grid axes (comma-separated values; defaults: the notebook's grid)")
+    for name, values in DEFAULT_GRID.items():
         axes.add_argument(
             flag_of(name),
             dest=f"axis_{name}",
@@ -221,15 +231,15 @@ def parser() -> argparse.ArgumentParser:
         help="Keras output per trial: 0 silent, 1 progress bar, 2 one line per epoch",
     )
     add_source_arguments(p)
-    add_config_arguments(p, skip=tuple(SEED_GRID))
+    add_config_arguments(p, skip=tuple(DEFAULT_GRID))
     return p
 
 
 def grid_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
-    grid = dict(SEED_GRID)
+    grid = dict(DEFAULT_GRID)
     if args.grid is not None:
         grid.update(read_grid_file(args.grid))
-    for name in SEED_GRID:
+    for name in DEFAULT_GRID:
         text = getattr(args, f"axis_{name}")
         if text is not None:
             grid[name] = parse_axis(name, text)
@@ -277,16 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     grid = grid_from_args(args)
     base = config_from_args(args)
+    settings = data_settings(args)
     grid_dir: Path = args.out
-    if grid_dir.exists() and not grid_dir.is_dir():
-        raise UserError(f"--out {grid_dir}: exists and is not a directory")
+    claim_output(grid_dir, "grid", is_grid)
     grid_dir.mkdir(parents=True, exist_ok=True)
-    inputs = load_inputs(args)  # once per grid, shared by every trial
+    inputs = load_inputs(settings, cache_dir(args))  # once per grid, shared by every trial
     prepared = inputs.prepared
     info = run_info(base, inputs)
     total = len(list(itertools.product(*grid.values())))
     print(f"grid of {total} trials over {', '.join(grid)}; data ready in {inputs.seconds:.1f} s")
-    hypermodel = SeedHyperModel(base, grid, prepared)
+    hypermodel = ConfigHyperModel(base, grid, prepared)
     tuner = GridTuner(
         hypermodel,
         info,

@@ -3,10 +3,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from kboolq.data import BoolQ, Row
-from kboolq.embeddings import Glove
+from kboolq.data.boolq import BoolQ, Row
+from kboolq.data.glove import Glove
+from kboolq.data.layout import Layout, encode, prepare
+from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
-from kboolq.preprocess import Layout, encode, prepare, tokenize
 
 
 @pytest.mark.parametrize(
@@ -40,9 +41,8 @@ def _row(q, p, label=1, where="x:1"):
 def test_layout_is_question_pad_separator_passage_pad_position_by_position():
     glove = _glove(["a", "b", "c", "d"])
     rows = [_row("a b", "c"), _row("a", "d c")]
-    layout, table, splits, _, _ = encode(
-        {"train": rows}, glove, Layout(q_max=3, p_max=3, separator=2)
-    )
+    e = encode({"train": rows}, glove, Layout(q_max=3, p_max=3, separator=2))
+    layout, table, splits = e.layout, e.table, e.splits
     vectors = table[splits["train"].ids]
     zero = [0.0, 0.0]
     va, vb, vc, vd = glove.vectors.tolist()
@@ -56,7 +56,8 @@ def test_layout_is_question_pad_separator_passage_pad_position_by_position():
 def test_long_passage_is_truncated_by_averaging_the_tail():
     glove = _glove(["q", "a", "b", "c", "d", "e"])
     rows = [_row("q", "a b c d e")]
-    _, table, splits, _, _ = encode({"train": rows}, glove, Layout(q_max=1, p_max=3, separator=1))
+    e = encode({"train": rows}, glove, Layout(q_max=1, p_max=3, separator=1))
+    table, splits = e.table, e.splits
     passage = table[splits["train"].ids[0, 2:]]
     a, b, c, d, e = glove.vectors[1:]
     np.testing.assert_allclose(passage, [a, b, (c + d + e) / 3], rtol=1e-6)
@@ -66,9 +67,8 @@ def test_long_passage_is_truncated_by_averaging_the_tail():
 def test_long_question_is_cut_and_oov_words_are_skipped_and_counted():
     glove = _glove(["a", "b", "c"])
     rows = [_row("a zz b c", "c zz yy zz")]
-    _, table, splits, oov, tokens = encode(
-        {"x": rows}, glove, Layout(q_max=2, p_max=2, separator=1)
-    )
+    e = encode({"x": rows}, glove, Layout(q_max=2, p_max=2, separator=1))
+    table, splits, oov, tokens = e.table, e.splits, e.oov, e.token_count
     assert table[splits["x"].ids[0]].tolist() == [[1, 2], [3, 4], [0, 0], [5, 6], [0, 0]]
     assert oov == Counter({"zz": 3, "yy": 1})
     assert tokens == 8
@@ -78,10 +78,10 @@ def test_layout_comes_from_train_only():
     glove = _glove(["w"])
     train = [_row("w " * n, "w " * (n * 10)) for n in range(1, 101)]
     valid = [_row("w " * 50, "w " * 5000)]
-    layout, *_ = encode({"train": train, "valid": valid}, glove)
+    layout = encode({"train": train, "valid": valid}, glove).layout
     assert layout.q_max == 100
     assert layout.p_max == int(np.ceil(np.percentile(np.arange(1, 101) * 10, 99)))  # 991
-    whole, *_ = encode({"train": train, "valid": valid}, glove, percentile=100)
+    whole = encode({"train": train, "valid": valid}, glove, percentile=100).layout
     assert (layout.p_max, whole.p_max) == (991, 1000)
 
 
@@ -97,12 +97,12 @@ def _boolq(rows, fingerprint="d1"):
 
 
 def test_prepare_reuses_cache_and_invalidates_on_any_change(tmp_path, monkeypatch):
-    import kboolq.preprocess as preprocess
+    import kboolq.data.layout as layout_module
 
     calls = []
-    real_encode = preprocess.encode
+    real_encode = layout_module.encode
     monkeypatch.setattr(
-        preprocess, "encode", lambda *a, **k: calls.append(1) or real_encode(*a, **k)
+        layout_module, "encode", lambda *a, **k: calls.append(1) or real_encode(*a, **k)
     )
     rows = [_row("a b", "b c"), _row("c", "a a a", 0)]
     glove = _glove(["a", "b", "c"])
@@ -118,7 +118,7 @@ def test_prepare_reuses_cache_and_invalidates_on_any_change(tmp_path, monkeypatc
     other = Glove(glove.words, glove.vectors * 2, "test", "fp2")  # vectors changed
     _, hit = prepare(_boolq(rows), other, tmp_path)
     assert hit is False
-    monkeypatch.setattr(preprocess, "SEPARATOR_LENGTH", 4)  # settings changed
+    monkeypatch.setattr(layout_module, "SEPARATOR_LENGTH", 4)  # settings changed
     _, hit = prepare(_boolq(rows), glove, tmp_path)
     assert (hit, len(calls)) == (False, 4)
 

@@ -1,4 +1,4 @@
-"""BoolQ rows from the Hugging Face hub, TFDS, or local files, split the way the seed split them.
+"""BoolQ rows from the Hugging Face hub, TFDS or local files, split as the notebook split them.
 
 The seed's split: train = official train[:-1000], valid = train[-1000:], test = the official
 validation split. Every row is checked; a bad one stops loading with its file, line and field.
@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from kboolq.errors import UserError
 from kboolq.files import sha256_file, sha256_json
@@ -96,8 +98,6 @@ def _jsonl_records(path: Path) -> Iterator[tuple[Any, str]]:
 
 
 def _parquet_records(path: Path) -> Iterator[tuple[Any, str]]:
-    import pyarrow.parquet as pq
-
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
@@ -127,7 +127,9 @@ def read_rows(path: Path) -> list[Row]:
     return rows
 
 
-def seed_split(train: list[Row], test: list[Row] | None, valid_size: int) -> dict[str, list[Row]]:
+def holdout_split(
+    train: list[Row], test: list[Row] | None, valid_size: int
+) -> dict[str, list[Row]]:
     """The seed's split: the last `valid_size` training rows become the validation split."""
     if valid_size < 1:
         raise UserError(f"--valid-size must be at least 1, got {valid_size}")
@@ -161,7 +163,7 @@ def load_local(directory: Path, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
         {"files": [[p.name, sha256_file(p)] for p in paths], "valid_size": valid_size}
     )
     test = read_rows(test_path) if test_path else None
-    splits = seed_split(read_rows(train_path), test, valid_size)
+    splits = holdout_split(read_rows(train_path), test, valid_size)
     return BoolQ(splits, str(directory.resolve()), fingerprint)
 
 
@@ -171,7 +173,7 @@ def _rows_from_records(records: Iterable[dict], name: str) -> list[Row]:
 
 def load_hub(valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
     """google/boolq through `datasets`; probes the network first so offline fails in seconds."""
-    import datasets
+    import datasets  # a network source: not imported (1 s) unless asked for
 
     if not hub_offline():
         require_host(hub_host(), "the BoolQ dataset (google/boolq)", LOCAL_HINT)
@@ -184,7 +186,7 @@ def load_hub(valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
     fingerprint = sha256_json(
         {"hub": [loaded["train"]._fingerprint, loaded["validation"]._fingerprint], "v": valid_size}
     )
-    return BoolQ(seed_split(train, test, valid_size), "hub", fingerprint)
+    return BoolQ(holdout_split(train, test, valid_size), "hub", fingerprint)
 
 
 def load_tfds(valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None) -> BoolQ:
@@ -207,7 +209,7 @@ def load_tfds(valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None
         records = tfds.as_numpy(builder.as_dataset(split=split))
         splits[name] = _rows_from_records(records, f"tfds super_glue/boolq {split}")
     fingerprint = sha256_json({"tfds": str(builder.info.version), "valid_size": valid_size})
-    return BoolQ(seed_split(splits["train"], splits["test"], valid_size), "tfds", fingerprint)
+    return BoolQ(holdout_split(splits["train"], splits["test"], valid_size), "tfds", fingerprint)
 
 
 def load_boolq(source: str, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:

@@ -5,7 +5,7 @@ import time
 import pytest
 from conftest import FIXTURE_BOOLQ
 
-from kboolq.data import load_boolq, load_hub, load_local, load_tfds
+from kboolq.data.boolq import load_boolq, load_hub, load_local, load_tfds
 from kboolq.errors import UserError
 
 
@@ -21,7 +21,7 @@ def _rows(n, start=0):
     ]
 
 
-def test_seed_split_sizes_and_order_on_2000_rows(tmp_path):
+def test_holdout_split_sizes_and_order_on_2000_rows(tmp_path):
     _write(tmp_path / "train.jsonl", _rows(2000))
     _write(tmp_path / "validation.jsonl", _rows(300, start=5000))
     boolq = load_local(tmp_path)

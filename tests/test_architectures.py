@@ -2,10 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from kboolq.config import ARCHITECTURES, Config
+from kboolq import fit
+from kboolq.config import Config
+from kboolq.data.layout import Layout
 from kboolq.errors import UserError
-from kboolq.model import BUILDERS, Compact, LayoutMask, build_model
-from kboolq.preprocess import Layout
+from kboolq.models.architectures import ARCHITECTURES, build_model
+from kboolq.models.layers import Compact, LayoutMask
 
 pytestmark = pytest.mark.backend
 
@@ -13,7 +15,7 @@ LAYOUT = Layout(q_max=3, p_max=5, separator=2)
 DIM = 4
 
 
-ARCHS = ("seed", "bigru", "attention", "question_only")
+ARCHS = ("notebook", "bigru", "attention", "question_only")
 
 
 def _model(**overrides):
@@ -57,9 +59,9 @@ def test_compact_moves_real_steps_to_the_front_by_hand():
     assert keras.ops.convert_to_numpy(real).astype(int).tolist() == [[1] * 5 + [0] * 5, [1] * 10]
 
 
-def test_seed_equals_keras_gru_over_the_layout_mask():
-    """The compacted seed computes exactly what keras.layers.GRU does over the gapped layout."""
-    model = _model(arch="seed", dropout=0.0, embedding_dropout=0.0)
+def test_notebook_equals_keras_gru_over_the_layout_mask():
+    """The compacted notebook model computes what keras.layers.GRU does over the gapped layout."""
+    model = _model(arch="notebook", dropout=0.0, embedding_dropout=0.0)
     vectors_in = keras.Input((LAYOUT.steps, DIM))
     lengths_in = keras.Input((2,), dtype="int32")
     mask = LayoutMask(LAYOUT.q_max, LAYOUT.separator)(vectors_in, lengths_in)
@@ -74,8 +76,9 @@ def test_seed_equals_keras_gru_over_the_layout_mask():
     )
 
 
-def test_every_architecture_is_offered():
-    assert set(BUILDERS) == set(ARCHITECTURES)
+def test_every_architecture_is_offered_by_fit():
+    choices = next(a.choices for a in fit.parser()._actions if a.dest == "arch")
+    assert set(choices) == {*ARCHITECTURES, "seed"}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -115,7 +118,7 @@ def test_padding_values_do_not_change_predictions(arch):
 
 
 def test_the_seed_model_reads_the_separator():
-    model = _model(arch="seed")
+    model = _model(arch="notebook")
     vectors, lengths = _inputs(rows=4)
     before = _predict(model, vectors, lengths)
     shifted = vectors.copy()
@@ -159,3 +162,8 @@ def test_bad_hyperparameters_are_user_errors():
         Config(hidden_size=0)
     with pytest.raises(UserError, match="unknown hyperparameters: colour"):
         Config.from_dict({"colour": "red"})
+
+
+def test_the_old_name_seed_is_the_notebook_architecture():
+    assert Config(arch="seed").arch == "notebook"
+    assert Config(arch="seed") == Config(arch="notebook")

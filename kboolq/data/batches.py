@@ -11,7 +11,7 @@ import math
 import keras
 import numpy as np
 
-from kboolq.preprocess import Split
+from kboolq.data.layout import Split
 
 
 class Batches(keras.utils.PyDataset):

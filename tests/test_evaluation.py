@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kboolq.metrics import (
+from kboolq.evaluation import (
     BalancedAccuracy,
     MacroF1,
     average_precision,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import FIXTURE_GLOVE
 
-import kboolq.embeddings as embeddings
-from kboolq.embeddings import load_glove
+import kboolq.data.glove as embeddings
+from kboolq.data.glove import load_glove
 from kboolq.errors import UserError
 
 

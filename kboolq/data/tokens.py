@@ -1,0 +1,27 @@
+"""Text to tokens, the notebook's way (lower-case, ASCII, nltk words, no punctuation tokens)."""
+
+from __future__ import annotations
+
+import string
+
+from nltk.tokenize import word_tokenize
+
+TOKENIZER_VERSION = 1  # bump whenever tokenize() changes: it is part of the cache fingerprint
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def tokenize(text: str) -> list[str]:
+    """The seed's tokenization: lower-case, ASCII only, nltk words, punctuation tokens dropped.
+
+    nltk with preserve_line=True needs no downloaded model but leaves a sentence's final period
+    on its last word ('iran.'); a trailing period is split off unless the word has another one
+    inside ('u.s.', 'e.g.'), so sentence ends never make a known word out-of-vocabulary.
+    """
+    ascii_text = text.lower().encode("ascii", "ignore").decode("ascii")
+    tokens = []
+    for token in word_tokenize(ascii_text, preserve_line=True):
+        if len(token) > 1 and token.endswith(".") and "." not in token[:-1]:
+            token = token[:-1]
+        if not _PUNCTUATION.issuperset(token):
+            tokens.append(token)
+    return tokens

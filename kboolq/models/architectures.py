@@ -1,0 +1,143 @@
+"""The architectures, one registry: `--arch` names, their help and their builders.
+
+Every builder maps the layout's inputs {"vectors": (B, T, D), "lengths": (B, 2)} to P(yes) of
+shape (B, 1); T = q_max + separator + p_max. Builders draw weights from the global Keras seed
+(set it first) and return an uncompiled model: kboolq.training compiles it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import keras
+from keras import layers
+
+from kboolq.data.layout import Layout
+from kboolq.models.gru import FastGRU
+from kboolq.models.layers import Bias, Compact, MaskedPooling, Segment
+
+if TYPE_CHECKING:  # Config validates --arch against this registry, so it is imported lazily
+    from kboolq.config import Config
+
+
+def _inputs(layout: Layout, dim: int):
+    vectors = keras.Input(shape=(layout.steps, dim), name="vectors")  # (B, T, D)
+    lengths = keras.Input(shape=(2,), dtype="int32", name="lengths")  # (B, 2): question, passage
+    return vectors, lengths
+
+
+def _word_dropout(config: Config, layout: Layout, vectors):
+    """Drops whole word vectors (all their features at once) while training."""
+    if config.embedding_dropout == 0:
+        return vectors
+    rate, shape = config.embedding_dropout, (None, layout.steps, 1)
+    return layers.Dropout(rate, noise_shape=shape, name="word_dropout")(vectors)
+
+
+def _head(config: Config, features, dropout: float = 0.0):
+    """The shared classifier: (B, F) -> [dropout] -> Dense(hidden, relu) -> Dense(1, sigmoid)."""
+    hidden = layers.Dropout(dropout)(features) if dropout else features
+    hidden = layers.Dense(config.hidden_size, activation="relu")(hidden)  # (B, H)
+    return layers.Dense(1, activation="sigmoid", name="p_yes")(hidden)  # (B, 1)
+
+
+def _model(config: Config, vectors, lengths, output) -> keras.Model:
+    return keras.Model({"vectors": vectors, "lengths": lengths}, output, name=config.arch)
+
+
+def build_notebook(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """The notebook's design, fed sequences: GRU -> GRU -> Dense(relu) -> Dense(sigmoid).
+
+    Its dropout is the GRUs' input dropout, as in the notebook; the head has none.
+    """
+    vectors, lengths = _inputs(layout, dim)
+    # (B, T, D) with question, separator and passage moved to the front; mask (B, T)
+    compact, mask = Compact(layout.q_max, layout.separator, name="compact")(vectors, lengths)
+    hidden = FastGRU(config.hidden_size, return_sequences=True, dropout=config.dropout)(
+        _word_dropout(config, layout, compact), mask=mask
+    )  # (B, T, H)
+    hidden = FastGRU(config.hidden_size, dropout=config.dropout)(hidden, mask=mask)  # (B, H)
+    return _model(config, vectors, lengths, _head(config, hidden))
+
+
+def _encoded_parts(config: Config, layout: Layout, vectors, lengths):
+    """Question (B, Q, H) and passage (B, P, H) states with their masks (B, Q) and (B, P),
+    both read by one shared bidirectional GRU of H/2 units a direction."""
+    dropped = _word_dropout(config, layout, vectors)
+    question, q_mask = Segment(0, layout.q_max, 0, name="question")(dropped, lengths)
+    passage, p_mask = Segment(layout.passage_start, layout.p_max, 1, name="passage")(
+        dropped, lengths
+    )
+    units = max(config.hidden_size // 2, 1)
+    encoder = layers.Bidirectional(FastGRU(units, return_sequences=True), name="encoder")
+    return encoder(question, mask=q_mask), q_mask, encoder(passage, mask=p_mask), p_mask
+
+
+def build_bigru(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """Shared BiGRU encoders, max+mean pooling, then [q; p; q*p; |q-p|] into a dense head."""
+    vectors, lengths = _inputs(layout, dim)
+    question, q_mask, passage, p_mask = _encoded_parts(config, layout, vectors, lengths)
+    q = MaskedPooling(name="question_pool")(question, q_mask)  # (B, 2H): max and mean
+    p = MaskedPooling(name="passage_pool")(passage, p_mask)  # (B, 2H)
+    absolute = layers.Maximum()([layers.Subtract()([q, p]), layers.Subtract()([p, q])])  # |q-p|
+    features = layers.Concatenate()([q, p, layers.Multiply()([q, p]), absolute])  # (B, 8H)
+    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+
+
+def build_attention(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """BiGRU encoders, passage-to-question attention fused as [p; a; p*a], a second BiGRU over
+    the fused passage, and max+mean pooling of both sides."""
+    vectors, lengths = _inputs(layout, dim)
+    question, q_mask, passage, p_mask = _encoded_parts(config, layout, vectors, lengths)
+    attended = layers.Attention(name="cross_attention")([passage, question], mask=[p_mask, q_mask])
+    fused = layers.Concatenate()([passage, attended, layers.Multiply()([passage, attended])])
+    fused = layers.Dense(config.hidden_size, activation="relu", name="fuse")(fused)  # (B, P, H)
+    units = max(config.hidden_size // 2, 1)
+    modelled = layers.Bidirectional(FastGRU(units, return_sequences=True), name="modeller")(
+        fused, mask=p_mask
+    )  # (B, P, H)
+    features = layers.Concatenate()(
+        [MaskedPooling()(modelled, p_mask), MaskedPooling()(question, q_mask)]
+    )  # (B, 4H)
+    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+
+
+def build_question_only(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """Baseline that never reads the passage: how much the question alone gives away."""
+    vectors, lengths = _inputs(layout, dim)
+    question, q_mask, _, _ = _encoded_parts(config, layout, vectors, lengths)
+    features = MaskedPooling()(question, q_mask)  # (B, 2H)
+    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+
+
+def build_majority(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """Baseline that reads nothing: one learned bias, i.e. the training base rate."""
+    vectors, lengths = _inputs(layout, dim)
+    return _model(config, vectors, lengths, Bias(name="p_yes")(lengths))  # (B, 1)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[[Config, Layout, int], keras.Model]
+    help: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bigru": Architecture(
+        build_bigru, "shared BiGRU encoders + pooling (the best on valid so far)"
+    ),
+    "notebook": Architecture(
+        build_notebook, "the notebook's 2-layer GRU over the whole layout (alias: seed)"
+    ),
+    "attention": Architecture(build_attention, "BiGRU + passage-to-question attention"),
+    "question_only": Architecture(build_question_only, "baseline: the question alone"),
+    "majority": Architecture(build_majority, "baseline: the training base rate"),
+}
+ALIASES = {"seed": "notebook"}  # names that runs saved before the rename still carry
+
+
+def build_model(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """The uncompiled model for config.arch; weights come from the global Keras seed."""
+    return ARCHITECTURES[config.arch].build(config, layout, dim)

@@ -1,0 +1,138 @@
+"""The layout's building blocks: masks and parts from the row lengths, pooling, a bias baseline.
+
+Every layer is registered under the package name "kboolq", so a saved `.keras` model finds it
+once kboolq.models.layers is imported (kboolq.rundir.load_model does that).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class LayoutMask(layers.Layer):
+    """True at real question words, the separator and real passage words; False at padding.
+
+    Masking(0.0) would also hide the all-zero separator vectors, so the mask is built from the
+    row lengths and the layout instead of from the vectors.
+    """
+
+    def __init__(self, q_max: int, separator: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.q_max = q_max
+        self.separator = separator
+
+    def call(self, vectors, lengths):
+        positions = ops.expand_dims(ops.arange(ops.shape(vectors)[1], dtype="int32"), 0)
+        lengths = ops.cast(lengths, "int32")
+        question = positions < lengths[:, :1]
+        passage_end = self.q_max + self.separator + lengths[:, 1:2]
+        return question | ((positions >= self.q_max) & (positions < passage_end))
+
+    def compute_output_spec(self, vectors, lengths):
+        return keras.KerasTensor(vectors.shape[:2], dtype="bool")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "q_max": self.q_max, "separator": self.separator}
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class Compact(layers.Layer):
+    """The layout's real steps moved to the front: question, separator, passage, then padding.
+
+    A masked GRU skips padding, so reading the compacted rows with a trailing-padding mask is
+    the same computation as reading the layout with LayoutMask's gapped mask; the fused kernel
+    then reads each row's prefix without any gathers in the gradient path.
+    """
+
+    def __init__(self, q_max: int, separator: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.q_max = q_max
+        self.separator = separator
+
+    def call(self, vectors, lengths):
+        steps = ops.shape(vectors)[1]
+        positions = ops.expand_dims(ops.arange(steps, dtype="int32"), 0)
+        lengths = ops.cast(lengths, "int32")
+        question = lengths[:, :1]
+        source = ops.where(positions < question, positions, positions - question + self.q_max)
+        source = ops.minimum(source, steps - 1)
+        real = positions < question + self.separator + lengths[:, 1:2]
+        moved = ops.take_along_axis(vectors, ops.expand_dims(source, -1), axis=1)
+        return moved * ops.cast(ops.expand_dims(real, -1), vectors.dtype), real
+
+    def compute_output_spec(self, vectors, lengths):
+        return (
+            keras.KerasTensor(vectors.shape, dtype=vectors.dtype),
+            keras.KerasTensor(vectors.shape[:2], dtype="bool"),
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "q_max": self.q_max, "separator": self.separator}
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class Segment(layers.Layer):
+    """One part of the layout (question or passage) and its padding mask, from the row lengths."""
+
+    def __init__(self, start: int, steps: int, column: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.start, self.steps, self.column = start, steps, column
+
+    def call(self, vectors, lengths):
+        part = vectors[:, self.start : self.start + self.steps]
+        positions = ops.expand_dims(ops.arange(self.steps, dtype="int32"), 0)
+        return part, positions < ops.cast(lengths, "int32")[:, self.column : self.column + 1]
+
+    def compute_output_spec(self, vectors, lengths):
+        batch, _, features = vectors.shape
+        return (
+            keras.KerasTensor((batch, self.steps, features), dtype=vectors.dtype),
+            keras.KerasTensor((batch, self.steps), dtype="bool"),
+        )
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "start": self.start,
+            "steps": self.steps,
+            "column": self.column,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class MaskedPooling(layers.Layer):
+    """Max and mean over the real steps only, concatenated: padding never enters the summary."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True  # consumes the mask; the pooled output has none
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def call(self, sequence, real):
+        weights = ops.cast(ops.expand_dims(real, -1), sequence.dtype)
+        count = ops.sum(weights, axis=1)
+        mean = ops.sum(sequence * weights, axis=1) / ops.maximum(count, 1.0)
+        highest = ops.max(ops.where(weights > 0, sequence, -1e9), axis=1)
+        highest = ops.where(count > 0, highest, 0.0)
+        return ops.concatenate([highest, mean], axis=-1)
+
+    def compute_output_shape(self, sequence_shape, real_shape):
+        return (sequence_shape[0], 2 * sequence_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class Bias(layers.Layer):
+    """A learned constant P(yes) for every row: the majority-class baseline in the same harness."""
+
+    def build(self, lengths_shape) -> None:
+        self.logit = self.add_weight(shape=(1,), initializer="zeros", name="logit")
+
+    def call(self, lengths):
+        return ops.sigmoid(ops.zeros_like(ops.cast(lengths[:, :1], "float32")) + self.logit)
+
+    def compute_output_shape(self, lengths_shape):
+        return (lengths_shape[0], 1)

@@ -1,0 +1,244 @@
+"""A run directory: model.keras plus config.json, everything needed to reuse the model.
+
+config.json (format 1) holds the hyperparameters, the data settings, the layout and the vectors'
+fingerprint; open_run gives evaluate, predict and ensemble the model with the vectors and
+layout to encode new rows exactly as training did. claim_output is the one guard every command
+passes before it writes a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import keras
+
+import kboolq
+from kboolq import evaluation  # noqa: F401  (registers the metrics a saved model compiles with)
+from kboolq.config import Config, DataSettings
+from kboolq.data.boolq import Row
+from kboolq.data.glove import Glove, load_glove
+from kboolq.data.layout import Encoded, Layout, encode
+from kboolq.errors import UserError
+from kboolq.files import atomic_path, write_json
+from kboolq.models import gru, layers  # noqa: F401  (register the custom layers for loading)
+
+FORMAT = 1
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+RUN_FILES = (
+    MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json", "members.json"
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Vectors:
+    source: str
+    dim: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    config: Config
+    data: DataSettings  # data = the resolved source: hub, tfds or an absolute directory
+    layout: Layout
+    vectors: Vectors
+    preprocess_fingerprint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "kboolq_version": kboolq.__version__,
+            "hyperparameters": self.config.to_dict(),
+            "layout": asdict(self.layout),
+            "embeddings": asdict(self.vectors),
+            "data": {
+                "source": self.data.data,
+                "valid_size": self.data.valid_size,
+                "passage_percentile": self.data.passage_percentile,
+                "preprocess_fingerprint": self.preprocess_fingerprint,
+            },
+        }
+
+
+def write_info(run_dir: Path, info: RunInfo) -> None:
+    write_json(Path(run_dir) / CONFIG_FILE, info.to_dict())
+
+
+def save_model(model: keras.Model, run_dir: Path) -> None:
+    with atomic_path(Path(run_dir) / MODEL_FILE) as tmp:
+        model.save(tmp)
+
+
+def _section(raw: dict, path: Path, name: str) -> dict:
+    value = raw.get(name)
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: key '{name}' is missing or not an object")
+    return value
+
+
+def _key(section: dict, path: Path, where: str, key: str, default: Any = ...) -> Any:
+    if key in section:
+        return section[key]
+    if default is not ...:
+        return default
+    raise UserError(f"{path}: key '{where}.{key}' is missing")
+
+
+def read_info(run_dir: Path) -> RunInfo:
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    if not path.exists():
+        raise UserError(
+            f"{run_dir}: not a run directory (no {CONFIG_FILE}); train one with kboolq.fit"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else None
+        raise UserError(f"{path}: run format {found!r}, this kboolq reads format {FORMAT}")
+    hyper = _section(raw, path, "hyperparameters")
+    layout_raw, glove, data = (_section(raw, path, n) for n in ("layout", "embeddings", "data"))
+    try:
+        config = Config.from_dict(hyper)
+        layout = Layout(**layout_raw)
+        if not all(isinstance(v, int) and v >= 0 for v in asdict(layout).values()):
+            raise UserError(f"layout sizes must be whole numbers, got {asdict(layout)}")
+        vectors = Vectors(
+            *(_key(glove, path, "embeddings", k) for k in ("source", "dim", "fingerprint"))
+        )
+        settings = DataSettings(
+            data=_key(data, path, "data", "source"),
+            glove=vectors.source,
+            valid_size=_key(data, path, "data", "valid_size"),
+            passage_percentile=_key(data, path, "data", "passage_percentile", 99.0),
+        )
+    except TypeError as exc:
+        raise UserError(f"{path}: incomplete or incompatible config ({exc})") from None
+    except UserError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise UserError(f"{path}: {_keys_for_flags(str(exc))}") from None
+    return RunInfo(config, settings, layout, vectors, data.get("preprocess_fingerprint"))
+
+
+def _keys_for_flags(message: str) -> str:
+    """A validation message in terms of config.json's keys instead of the command's flags."""
+    keys = {f.metadata["flag"]: f"hyperparameters.{f.name}" for f in fields(Config)}
+    keys |= {f.metadata["flag"]: f"data.{f.name}" for f in fields(DataSettings)}
+    keys |= {"--data": "data.source", "--glove": "embeddings.source"}
+    for flag in sorted(keys, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", f"'{keys[flag]}'", message)
+    return message
+
+
+def load_model(run_dir: Path) -> keras.Model:
+    path = Path(run_dir) / MODEL_FILE
+    if not path.exists():
+        raise UserError(f"{run_dir}: no {MODEL_FILE} (the run did not finish a first epoch?)")
+    try:
+        model = keras.models.load_model(path)
+    except Exception as exc:  # keras raises many types for truncated or foreign archives
+        raise UserError(
+            f"{path}: not a readable kboolq model ({type(exc).__name__}: {exc})"
+        ) from None
+    names = sorted(getattr(tensor, "name", "") for tensor in model.inputs)
+    if names != ["lengths", "vectors"] or tuple(model.outputs[0].shape) != (None, 1):
+        raise UserError(f"{path}: a Keras model, but not a kboolq one (inputs {names})")
+    return model
+
+
+def load_vectors(info: RunInfo, cache_dir: Path) -> Glove:
+    """The run's own vectors, refused if they changed since training."""
+    glove = load_glove(info.vectors.source, cache_dir)
+    if glove.fingerprint != info.vectors.fingerprint:
+        raise UserError(
+            f"the vectors behind {info.vectors.source} changed since this model was trained; "
+            "restore the original file or train again"
+        )
+    return glove
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A saved run ready to score rows: its model, settings and vectors."""
+
+    path: Path
+    info: RunInfo
+    model: keras.Model
+    glove: Glove
+
+    def encode(self, groups: dict[str, Sequence[Row]]) -> Encoded:
+        """Rows in the run's own layout, over the run's vectors."""
+        return encode(groups, self.glove, self.info.layout)
+
+
+def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
+    info = read_info(run_dir)
+    model = load_model(run_dir)
+    return OpenRun(Path(run_dir), info, model, load_vectors(info, cache_dir))
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what kboolq writes into a run directory (its files and plots), nothing else."""
+    for name in RUN_FILES:
+        (Path(run_dir) / name).unlink(missing_ok=True)
+    for plot in Path(run_dir).glob("*.png"):
+        plot.unlink()
+
+
+def is_run(directory: Path) -> bool:
+    try:
+        raw = json.loads((Path(directory) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and "format" in raw and "hyperparameters" in raw
+
+
+def claim_output(
+    path: Path,
+    kind: str,
+    is_kind,
+    overwrite: bool = False,
+    protect: Sequence[Path] = (),
+    flag: str = "--out",
+) -> bool:
+    """The one guard before a command writes a directory of its own `kind` ("run", "grid",
+    "dataset"): a new or empty directory is fine; one of that kind only with --overwrite (a
+    grid resumes instead); anything else, or one of the `protect`ed inputs, is refused.
+
+    Returns whether `path` already holds a directory of that kind.
+    """
+    path = Path(path)
+    for other in protect:
+        if path.resolve() == Path(other).resolve():
+            raise UserError(
+                f"{flag} {path}: is one of this command's inputs; choose a new directory"
+            )
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise UserError(f"{flag} {path}: exists and is not a directory")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return False
+    if is_kind(path):
+        if kind == "grid" or overwrite:
+            return True
+        raise UserError(
+            f"{flag} {path}: already holds a kboolq {kind}; pass --overwrite to replace it"
+        )
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    raise UserError(
+        f"{flag} {path}: not empty ({shown}) and not a kboolq {kind}; refusing to write there, "
+        "choose a new or empty directory"
+    )

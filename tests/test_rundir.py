@@ -1,0 +1,74 @@
+"""Run directories: the format-1 runs written before the package was reorganised still load,
+predict exactly as they did, and evaluate; config.json problems name the file and key."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import DATA, FIXTURE_BOOLQ, FIXTURE_GLOVE
+
+from kboolq import evaluate, predict
+from kboolq.errors import UserError
+from kboolq.rundir import read_info
+
+OLD_RUNS = DATA / "runs"
+
+
+def _old_run(arch, tmp_path):
+    """A copy of a run written by kboolq before the reorganisation, its vectors path made
+    absolute (it was recorded relative to the repository root)."""
+    run_dir = tmp_path / f"format1-{arch}"
+    shutil.copytree(OLD_RUNS / f"format1-{arch}", run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["embeddings"]["source"] = str(FIXTURE_GLOVE)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    return run_dir
+
+
+@pytest.mark.parametrize("arch", ["seed", "bigru"])
+def test_runs_written_before_the_reorganisation_predict_as_they_did(arch, tmp_path, capsys):
+    run_dir = _old_run(arch, tmp_path)
+    rows = str(FIXTURE_BOOLQ / "validation.jsonl")
+    assert predict.main([str(run_dir), "--jsonl", rows, "--cache-dir", str(tmp_path)]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    saved = OLD_RUNS / f"format1-{arch}.predictions.jsonl"
+    expected = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert len(answers) == len(expected) == 48
+    np.testing.assert_allclose(
+        [a["p_yes"] for a in answers], [e["p_yes"] for e in expected], atol=2e-6
+    )
+    assert [a["question"] for a in answers] == [e["question"] for e in expected]
+
+
+def test_an_old_seed_run_reads_as_the_notebook_architecture(tmp_path, capsys):
+    run_dir = _old_run("seed", tmp_path)
+    assert read_info(run_dir).config.arch == "notebook"
+    args = [str(run_dir), "--data", str(FIXTURE_BOOLQ), "--cache-dir", str(tmp_path)]
+    assert evaluate.main(args) == 0
+    assert json.loads((run_dir / "report.json").read_text())["valid"]["accuracy"] > 0
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["data"].pop("valid_size"), r"config.json: key 'data.valid_size' is missing"),
+        (lambda c: c["layout"].update(q_max="4"), r"config.json: layout sizes must be whole"),
+        (
+            lambda c: c["data"].update(valid_size=0),
+            r"config.json: 'data.valid_size' must be at least 1, got 0",
+        ),
+        (
+            lambda c: c["hyperparameters"].update(hidden_size="4"),
+            r"config.json: 'hyperparameters.hidden_size': expected int, got '4'",
+        ),
+        (lambda c: c.pop("embeddings"), r"config.json: key 'embeddings' is missing"),
+    ],
+)
+def test_an_edited_config_names_the_file_and_what_is_wrong(edit, message, tmp_path):
+    run_dir = _old_run("bigru", tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    edit(config)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=message):
+        read_info(run_dir)
