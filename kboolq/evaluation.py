@@ -7,6 +7,7 @@ Keras metrics for training).
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import keras
@@ -14,6 +15,8 @@ import numpy as np
 from keras import ops
 from matplotlib.figure import Figure
 
+from kboolq.data.batches import Batches
+from kboolq.data.layout import Split
 from kboolq.files import atomic_path
 
 NAMES = ("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "pr_auc", "loss")
@@ -143,6 +146,24 @@ def training_metrics() -> list[keras.metrics.Metric]:
     ]
 
 
+def predict_split(
+    model: keras.Model, split: Split, table: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """P(yes) for every row of `split`, in order."""
+    return model.predict(Batches(split, table, batch_size), verbose=0).ravel()
+
+
+def evaluate_splits(
+    model: keras.Model, splits: dict[str, Split], table: np.ndarray, batch_size: int
+) -> dict[str, dict]:
+    """The full report for each labelled split that is not the training split."""
+    return {
+        name: binary_report(split.labels, predict_split(model, split, table, batch_size))
+        for name, split in splits.items()
+        if name != "train"
+    }
+
+
 def format_table(reports: dict[str, dict]) -> str:
     """Splits as columns, metrics as rows, then each split's confusion matrix."""
     splits = list(reports)
@@ -210,3 +231,48 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Pa
 def _figure():
     figure = Figure(figsize=(4, 3.6))
     return figure, figure.subplots()
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """history.csv's rows (one per epoch) as numbers."""
+    with open(path, newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def save_learning_curves(history: list[dict[str, float]], path: Path, best_epoch: int | None):
+    """Train against valid loss and balanced accuracy per epoch, the best epoch marked: what
+    the notebook's user watched in W&B, as one PNG in the run directory."""
+    figure = Figure(figsize=(8, 3.4))
+    axes = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for axis, metric, title in (
+        (axes[0], "loss", "loss"),
+        (axes[1], "balanced_accuracy", "balanced accuracy"),
+    ):
+        for prefix, label in (("", "train"), ("val_", "valid")):
+            if any(f"{prefix}{metric}" in row for row in history):
+                values = [row.get(f"{prefix}{metric}", np.nan) for row in history]
+                axis.plot(epochs, values, marker=".", label=label)
+        if best_epoch is not None:
+            axis.axvline(best_epoch, linestyle=":", color="grey", label=f"best epoch {best_epoch}")
+        axis.set(xlabel="epoch", title=title)
+        axis.legend(loc="best")
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
+
+
+def save_grid_curves(curves_by_trial: dict[str, list[float]], best: str | None, path: Path):
+    """Each trial's valid balanced accuracy per epoch, the best trial drawn bold."""
+    figure, axis = _figure()
+    figure.set_size_inches(6, 4)
+    for name, values in curves_by_trial.items():
+        epochs = range(1, len(values) + 1)
+        if name == best:
+            axis.plot(epochs, values, color="C3", linewidth=2.5, label=f"best: trial {name}")
+        else:
+            axis.plot(epochs, values, color="grey", alpha=0.5, linewidth=1)
+    axis.set(xlabel="epoch", ylabel="valid balanced accuracy", title="grid: valid curves")
+    if best is not None:
+        axis.legend(loc="best")
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")

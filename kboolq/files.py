@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash or kill at any moment leaves either the old file or the new one."""
+"""Where kboolq keeps files, and how it writes them: atomically, so a crash or kill at any moment
+leaves either the old file or the new one, with the permissions the user's umask asks for."""
 
 from __future__ import annotations
 
@@ -10,6 +11,20 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def default_cache_dir() -> Path:
+    """$KBOOLQ_CACHE_DIR, else $XDG_CACHE_HOME/kboolq, else ~/.cache/kboolq."""
+    if "KBOOLQ_CACHE_DIR" in os.environ:
+        return Path(os.environ["KBOOLQ_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "kboolq"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -24,6 +39,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a normal file follows umask
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -10,17 +10,26 @@ from pathlib import Path
 from kboolq import tracking
 from kboolq.cli import (
     add_source_arguments,
+    add_verbose_argument,
     cache_dir,
     data_settings,
     load_inputs,
     run_command,
     run_info,
+    verbosity,
 )
 from kboolq.config import add_config_arguments, config_from_args
-from kboolq.evaluation import format_table
+from kboolq.evaluation import (
+    evaluate_splits,
+    format_table,
+    predict_split,
+    read_history,
+    save_learning_curves,
+)
 from kboolq.files import write_json
 from kboolq.rundir import MODEL_FILE, claim_output, clear_run, is_run, write_info
-from kboolq.training import evaluate_splits, predict_split, train_model
+from kboolq.threads import add_threads_argument, set_threads
+from kboolq.training import train_model
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,35 +48,34 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
-    p.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        default=1,
-        help="Keras output: 0 silent, 1 progress bar, 2 one line per epoch (default: 1)",
-    )
+    add_verbose_argument(p)
     add_source_arguments(p)
+    add_threads_argument(p)
     add_config_arguments(p)
     return p
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """A run that did not finish is this command's own leftover: started over without asking."""
+def claim_run_dir(run_dir: Path, overwrite: bool) -> bool:
+    """Whether RUN_DIR holds a run to replace (refusing what may not be replaced); a run that
+    did not finish is this command's own leftover, started over without asking."""
     unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
-    if claim_output(run_dir, "run", is_run, overwrite or unfinished):
-        if unfinished:
-            print(f"{run_dir} holds a run that did not finish; starting it over")
-        clear_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    replacing = claim_output(run_dir, "run", is_run, overwrite or unfinished)
+    if unfinished:
+        print(f"{run_dir} holds a run that did not finish; starting it over")
+    return replacing
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    set_threads(args.threads)
     config = config_from_args(args)
     settings = data_settings(args)
     run_dir: Path = args.out
-    prepare_run_dir(run_dir, args.overwrite)
-    inputs = load_inputs(settings, cache_dir(args))
+    replacing = claim_run_dir(run_dir, args.overwrite)
+    inputs = load_inputs(settings, cache_dir(args))  # before RUN_DIR is touched
+    if replacing:
+        clear_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     prepared = inputs.prepared
     print(
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
@@ -80,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     try:
-        model, checkpoint = train_model(config, prepared, run_dir, extra, verbose=args.verbose)
+        model, checkpoint = train_model(config, prepared, run_dir, extra, verbose=verbosity(args))
     except KeyboardInterrupt:
         saved = run_dir / MODEL_FILE
         where = f"kept in {saved}" if saved.exists() else "none saved yet"
         print(f"\ninterrupted: best model so far {where}", file=sys.stderr)
         raise
     seconds = time.perf_counter() - started
+    history = read_history(run_dir / "history.csv")
+    save_learning_curves(history, run_dir / "learning_curves.png", checkpoint.best_epoch)
     reports = evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
     write_json(run_dir / "metrics.json", reports)
     print(format_table(reports))

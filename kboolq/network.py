@@ -6,6 +6,7 @@ probe before them turns that into an immediate, readable error.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from urllib.parse import urlparse
@@ -25,12 +26,22 @@ def hub_host() -> str:
     return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
 
 
-def require_host(host: str, what: str, alternative: str, port: int = 443) -> None:
-    """Raise UserError within PROBE_TIMEOUT_S when `host` cannot be reached."""
+@functools.cache
+def unreachable(host: str, port: int = 443) -> str | None:
+    """Why `host` cannot be reached (within PROBE_TIMEOUT_S), or None when it can; asked once
+    per process, so checking data and vectors from the same hub costs one probe."""
     try:
         socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as exc:
+        return str(exc.strerror or exc)
+    return None
+
+
+def require_host(host: str, what: str, alternative: str, port: int = 443) -> None:
+    """Raise UserError within PROBE_TIMEOUT_S when `host` cannot be reached."""
+    reason = unreachable(host, port)
+    if reason is not None:
         raise UserError(
-            f"cannot reach {host} to download {what} ({exc.strerror or exc}).\n"
+            f"cannot reach {host} to download {what} ({reason}).\n"
             f"Work offline instead: {alternative}"
-        ) from None
+        )

@@ -10,8 +10,9 @@ from pathlib import Path
 from kboolq.cli import add_cache_argument, cache_dir, run_command
 from kboolq.data.boolq import Row, parse_row, read_records
 from kboolq.errors import UserError
+from kboolq.evaluation import predict_split
 from kboolq.rundir import open_run
-from kboolq.training import predict_split
+from kboolq.threads import add_threads_argument, set_threads
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
         help="answer yes when P(yes) >= this (default: %(default)s)",
     )
     add_cache_argument(p)
+    add_threads_argument(p)
     return p
 
 
@@ -62,6 +64,7 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    set_threads(args.threads)
     rows = rows_from_args(args)
     run = open_run(args.run_dir, cache_dir(args))
     encoded = run.encode({"rows": rows})

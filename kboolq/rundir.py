@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 import kboolq
-from kboolq import evaluation  # noqa: F401  (registers the metrics a saved model compiles with)
 from kboolq.config import Config, DataSettings
-from kboolq.data.boolq import Row
+from kboolq.data.boolq import Row, parse_row
 from kboolq.data.glove import Glove, load_glove
 from kboolq.data.layout import Encoded, Layout, encode
 from kboolq.errors import UserError
-from kboolq.files import atomic_path, write_json
+from kboolq.evaluation import predict_split  # also registers the metrics models compile with
+from kboolq.files import atomic_path, default_cache_dir, write_json
 from kboolq.models import gru, layers  # noqa: F401  (register the custom layers for loading)
 
 FORMAT = 1
@@ -181,11 +182,31 @@ class OpenRun:
         """Rows in the run's own layout, over the run's vectors."""
         return encode(groups, self.glove, self.info.layout)
 
+    def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
+        """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""
+        parsed = [
+            row if isinstance(row, Row) else parse_row(row, f"row {i}", labelled=False)
+            for i, row in enumerate(rows)
+        ]
+        encoded = self.encode({"rows": parsed})
+        split, batch = encoded.splits["rows"], self.info.config.batch_size
+        return predict_split(self.model, split, encoded.table, batch)
+
 
 def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
     info = read_info(run_dir)
     model = load_model(run_dir)
     return OpenRun(Path(run_dir), info, model, load_vectors(info, cache_dir))
+
+
+def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRun:
+    """A run directory ready to answer questions from Python: `kboolq.load_run(path)`.
+
+    Loading model.keras alone with keras.saving.load_model needs kboolq's layers registered
+    first (import kboolq); this also brings the vectors and layout that new text must be
+    encoded with, and checks that the vectors are the ones the model was trained on.
+    """
+    return open_run(Path(run_dir), Path(cache_dir) if cache_dir else default_cache_dir())
 
 
 def clear_run(run_dir: Path) -> None:

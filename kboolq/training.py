@@ -19,9 +19,9 @@ import numpy as np
 
 from kboolq.config import Config
 from kboolq.data.batches import Batches
-from kboolq.data.layout import Prepared, Split
+from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
-from kboolq.evaluation import binary_report, training_metrics
+from kboolq.evaluation import training_metrics
 from kboolq.files import write_text
 from kboolq.models.architectures import build_model
 from kboolq.rundir import load_model, save_model
@@ -96,24 +96,6 @@ def compile_model(model: keras.Model, config: Config) -> keras.Model:
         metrics=training_metrics(),
     )
     return model
-
-
-def predict_split(
-    model: keras.Model, split: Split, table: np.ndarray, batch_size: int
-) -> np.ndarray:
-    """P(yes) for every row of `split`, in order."""
-    return model.predict(Batches(split, table, batch_size), verbose=0).ravel()
-
-
-def evaluate_splits(
-    model: keras.Model, splits: dict[str, Split], table: np.ndarray, batch_size: int
-) -> dict[str, dict]:
-    """The full report for each labelled split that is not the training split."""
-    return {
-        name: binary_report(split.labels, predict_split(model, split, table, batch_size))
-        for name, split in splits.items()
-        if name != "train"
-    }
 
 
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:

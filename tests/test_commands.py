@@ -73,6 +73,7 @@ def test_fit_writes_every_run_file(run):
         "config.json",
         "history.csv",
         "metrics.json",
+        "learning_curves.png",
     }
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics) == {"valid", "test"}
@@ -150,7 +151,7 @@ def test_predict_in_a_new_process_equals_fit_time_predictions(run, tmp_path):
     args = fit.parser().parse_args([*SOURCES, "--cache-dir", str(cache), "--out", "x"])
     inputs = load_inputs(data_settings(args), cache)
     test = inputs.prepared.splits["test"]
-    from kboolq.training import predict_split
+    from kboolq.evaluation import predict_split
 
     expected = predict_split(load_model(run_dir), test, inputs.prepared.table, 64)
     result = _command(

@@ -51,7 +51,23 @@ def test_2x2_grid_writes_summary_and_best_run(tmp_path, capsys):
     metrics = json.loads((best / "metrics.json").read_text())
     assert set(metrics) == {"valid", "test"}
     assert metrics["valid"]["balanced_accuracy"] == pytest.approx(scores[0], abs=1e-5)
-    assert "best trial" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "best trial" in printed
+    assert "grid: trial 1 of 4 done" in printed and "left (3 trials x" in printed
+    assert "grid: trial 4 of 4 done" in printed
+    for png in (out / "learning_curves.png", best / "learning_curves.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progress_line_by_hand():
+    line = grid.progress_line(3, 81, 125.0, [30.0, 50.0, 40.0], (0.61234, "2"))
+    assert line == (
+        "grid: trial 3 of 81 done, elapsed 2m05s, best so far 0.6123 (trial 2), "
+        "about 52m00s left (78 trials x 0m40s)"  # 78 x 40 s = 3,120 s
+    )
+    assert grid.progress_line(81, 81, 4000.0, [50.0], None) == (
+        "grid: trial 81 of 81 done, elapsed 1h06m"
+    )
 
 
 @pytest.mark.slow

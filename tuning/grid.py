@@ -16,6 +16,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,20 +27,29 @@ import keras_tuner as kt
 from kboolq import tracking
 from kboolq.cli import (
     add_source_arguments,
+    add_verbose_argument,
     cache_dir,
     data_settings,
     load_inputs,
     run_command,
     run_info,
+    verbosity,
 )
 from kboolq.config import Config, add_config_arguments, config_from_args, flag_of
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
-from kboolq.evaluation import format_table
+from kboolq.evaluation import (
+    evaluate_splits,
+    format_table,
+    read_history,
+    save_grid_curves,
+    save_learning_curves,
+)
 from kboolq.files import write_json, write_text
 from kboolq.models.architectures import build_model
 from kboolq.rundir import RunInfo, claim_output, load_model, write_info
-from kboolq.training import MONITOR, evaluate_splits, train_model
+from kboolq.threads import add_threads_argument, set_threads
+from kboolq.training import MONITOR, train_model
 
 # The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
 DEFAULT_GRID: dict[str, list[Any]] = {
@@ -115,10 +125,38 @@ class GridTuner(kt.Tuner):
     """Runs each trial with kboolq's own training loop into the trial's directory."""
 
     def __init__(
-        self, hypermodel: ConfigHyperModel, info: RunInfo, wandb: bool, verbose: int, **kwargs
+        self,
+        hypermodel: ConfigHyperModel,
+        info: RunInfo,
+        wandb: bool,
+        verbose: int,
+        total: int,
+        **kwargs,
     ) -> None:
         super().__init__(hypermodel=hypermodel, **kwargs)
-        self.info, self.wandb, self.fit_verbose = info, wandb, verbose
+        self.info, self.wandb, self.fit_verbose, self.total = info, wandb, verbose, total
+        self.started = time.monotonic()
+        self.trial_seconds: list[float] = []
+
+    def on_trial_begin(self, trial) -> None:
+        super().on_trial_begin(trial)
+        self.trial_started = time.monotonic()
+
+    def on_trial_end(self, trial) -> None:
+        super().on_trial_end(trial)
+        self.trial_seconds.append(time.monotonic() - self.trial_started)
+        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED"]
+        best = max(done, key=lambda t: t.score, default=None)
+        print(
+            progress_line(
+                len(done),
+                self.total,
+                time.monotonic() - self.started,
+                self.trial_seconds,
+                None if best is None else (best.score, best.trial_id),
+            ),
+            flush=True,
+        )
 
     def save(self) -> None:
         self.oracle.save()
@@ -137,10 +175,37 @@ class GridTuner(kt.Tuner):
         _, checkpoint = train_model(
             config, self.hypermodel.prepared, trial_dir, extra, verbose=self.fit_verbose
         )
+        history = read_history(trial_dir / "history.csv")
+        save_learning_curves(history, trial_dir / "learning_curves.png", checkpoint.best_epoch)
         if tracker is not None:
             tracker.summary[MONITOR] = checkpoint.best
             tracker.finish()
         return {MONITOR: checkpoint.best}
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def progress_line(
+    done: int,
+    total: int,
+    elapsed: float,
+    trial_seconds: list[float],
+    best: tuple[float, str] | None,
+) -> str:
+    """'grid: trial k of n done, elapsed ..., best so far ..., about ... left (...)': the
+    estimate is the trials left times the mean time of the trials this process has run."""
+    parts = [f"grid: trial {done} of {total} done", f"elapsed {_duration(elapsed)}"]
+    if best is not None:
+        parts.append(f"best so far {best[0]:.4f} (trial {best[1]})")
+    left = total - done
+    if left > 0 and trial_seconds:
+        mean = sum(trial_seconds) / len(trial_seconds)
+        parts.append(f"about {_duration(left * mean)} left ({left} trials x {_duration(mean)})")
+    return ", ".join(parts)
 
 
 def is_grid(path: Path) -> bool:
@@ -223,14 +288,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wandb", action="store_true", help="log each trial as a W&B run (metrics only)"
     )
-    p.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        default=2,
-        help="Keras output per trial: 0 silent, 1 progress bar, 2 one line per epoch",
-    )
+    add_verbose_argument(p)
     add_source_arguments(p)
+    add_threads_argument(p)
     add_config_arguments(p, skip=tuple(DEFAULT_GRID))
     return p
 
@@ -285,13 +345,14 @@ def publish_best(trial_dir: Path, best_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    set_threads(args.threads)
     grid = grid_from_args(args)
     base = config_from_args(args)
     settings = data_settings(args)
     grid_dir: Path = args.out
     claim_output(grid_dir, "grid", is_grid)
-    grid_dir.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(settings, cache_dir(args))  # once per grid, shared by every trial
+    grid_dir.mkdir(parents=True, exist_ok=True)
     prepared = inputs.prepared
     info = run_info(base, inputs)
     total = len(list(itertools.product(*grid.values())))
@@ -301,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         hypermodel,
         info,
         args.wandb,
-        args.verbose,
+        verbosity(args),
+        total,
         oracle=ResumableGridOracle(objective=OBJECTIVE, max_trials=total, seed=base.seed),
         directory=str(grid_dir),
         project_name="trials",
@@ -313,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     best = tuner.oracle.get_best_trials(1)
     if not best:
         raise UserError(f"{grid_dir}: no trial finished")
+    curves = {
+        trial.trial_id: [row[MONITOR] for row in read_history(history)]
+        for trial in tuner.oracle.trials.values()
+        if (history := Path(tuner.get_trial_dir(trial.trial_id)) / "history.csv").exists()
+    }
+    save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
     best_dir = grid_dir / "best"
     publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
     reports = evaluate_splits(

