@@ -17,7 +17,7 @@ from kboolq.cli import run_command
 from kboolq.data.boolq import DEFAULT_VALID_SIZE, Row, read_rows, train_file
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
-from kboolq.rundir import claim_output
+from kboolq.rundir import claim_output, lock_output
 
 MARKER = "carve.json"  # what a directory written by carve records about itself
 
@@ -75,20 +75,23 @@ def _jsonl(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     source = train_file(args.data)
-    claim_output(args.out, "dataset", is_carved, args.overwrite, protect=[args.data], flag="OUT")
-    train, pseudo_test = carve(read_rows(source), args.size, args.valid_size)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "train.jsonl", _jsonl(train))
-    write_text(args.out / "validation.jsonl", _jsonl(pseudo_test))
-    write_json(
-        args.out / MARKER,
-        {"source": str(source.resolve()), "size": args.size, "valid_size": args.valid_size},
-    )
-    print(
-        f"{args.out}: train {len(train) - args.valid_size} + valid {args.valid_size} rows in "
-        f"train.jsonl, pseudo-test {len(pseudo_test)} rows in validation.jsonl"
-    )
-    return 0
+    with lock_output(args.out):
+        claim_output(
+            args.out, "dataset", is_carved, args.overwrite, protect=[args.data], flag="OUT"
+        )
+        train, pseudo_test = carve(read_rows(source), args.size, args.valid_size)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_text(args.out / "train.jsonl", _jsonl(train))
+        write_text(args.out / "validation.jsonl", _jsonl(pseudo_test))
+        write_json(
+            args.out / MARKER,
+            {"source": str(source.resolve()), "size": args.size, "valid_size": args.valid_size},
+        )
+        print(
+            f"{args.out}: train {len(train) - args.valid_size} + valid {args.valid_size} rows in "
+            f"train.jsonl, pseudo-test {len(pseudo_test)} rows in validation.jsonl"
+        )
+        return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kboolq.config import Config, DataSettings, add_data_arguments, from_args
-from kboolq.data.boolq import BoolQ, load_boolq
+from kboolq.data.boolq import BoolQ, data_warnings, load_boolq
 from kboolq.data.boolq import source_problem as boolq_source_problem
 from kboolq.data.glove import Glove, load_glove
 from kboolq.data.glove import source_problem as glove_source_problem
@@ -106,6 +106,11 @@ def load_inputs(settings: DataSettings, cache: Path) -> Inputs:
     return Inputs(settings, boolq, glove, prepared, time.perf_counter() - start, from_cache)
 
 
+def warn_about_data(inputs: Inputs, batch_size: int) -> None:
+    for warning in data_warnings(inputs.boolq.splits, batch_size):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def run_info(config: Config, inputs: Inputs) -> RunInfo:
     """What a run directory records about its hyperparameters, layout, vectors and data."""
     glove = inputs.glove
@@ -132,6 +137,10 @@ def run_command(
             return main(argv) or 0
         except UserError as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # unwritable, read-only, missing or clashing paths
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)

@@ -26,6 +26,7 @@ from kboolq.rundir import (
     clear_run,
     is_run,
     load_model,
+    lock_output,
     open_run,
     read_info,
     save_model,
@@ -115,34 +116,35 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("an ensemble needs at least two RUN_DIRs")
     infos = [read_info(run) for run in args.runs]
     check_compatible(infos, args.runs)
-    replacing = claim_output(args.out, "run", is_run, args.overwrite, protect=args.runs)
-    first = open_run(args.runs[0], cache_dir(args))
-    info = first.info
-    boolq = load_boolq(info.data.data, info.data.valid_size)
-    names = [name for name in ("valid", "test") if name in boolq.splits]
-    encoded = first.encode({n: boolq.splits[n] for n in names})
-    table, splits = encoded.table, encoded.splits
-    runs = list(args.runs)
-    models = [first.model] + [load_model(run) for run in args.runs[1:]]
-    if args.select:
-        valid = splits["valid"]
-        batch_size = info.config.batch_size
-        chosen = greedy_select(
-            valid.labels, [predict_split(model, valid, table, batch_size) for model in models]
-        )
-        runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
-        print(f"selected on valid: {', '.join(str(run) for run in runs)}")
-    if replacing:
-        clear_run(args.out)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_info(args.out, info)
-    write_json(args.out / "members.json", {"members": [str(run.resolve()) for run in runs]})
-    save_model(average(models), args.out)
-    reports = evaluate_splits(load_model(args.out), splits, table, info.config.batch_size)
-    write_json(args.out / "metrics.json", reports)
-    print(format_table(reports))
-    print(f"ensemble of {len(runs)} runs written to {args.out}")
-    return 0
+    with lock_output(args.out):
+        replacing = claim_output(args.out, "run", is_run, args.overwrite, protect=args.runs)
+        first = open_run(args.runs[0], cache_dir(args))
+        info = first.info
+        boolq = load_boolq(info.data.data, info.data.valid_size)
+        names = [name for name in ("valid", "test") if name in boolq.splits]
+        encoded = first.encode({n: boolq.splits[n] for n in names})
+        table, splits = encoded.table, encoded.splits
+        runs = list(args.runs)
+        models = [first.model] + [load_model(run) for run in args.runs[1:]]
+        if args.select:
+            valid = splits["valid"]
+            batch_size = info.config.batch_size
+            chosen = greedy_select(
+                valid.labels, [predict_split(model, valid, table, batch_size) for model in models]
+            )
+            runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
+            print(f"selected on valid: {', '.join(str(run) for run in runs)}")
+        if replacing:
+            clear_run(args.out)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_info(args.out, info)
+        write_json(args.out / "members.json", {"members": [str(run.resolve()) for run in runs]})
+        save_model(average(models), args.out)
+        reports = evaluate_splits(load_model(args.out), splits, table, info.config.batch_size)
+        write_json(args.out / "metrics.json", reports)
+        print(format_table(reports))
+        print(f"ensemble of {len(runs)} runs written to {args.out}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from kboolq.cli import add_cache_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, format_table, predict_split, save_plots
-from kboolq.files import write_json
-from kboolq.rundir import open_run
+from kboolq.files import remove_stale_temporaries, write_json
+from kboolq.rundir import lock_output, open_run, read_info
 from kboolq.threads import add_threads_argument, set_threads
 
 
@@ -60,24 +60,29 @@ def _reports(run_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
-    run = open_run(args.run_dir, cache_dir(args))
-    info = run.info
-    boolq = load_boolq(args.data or info.data.data, info.data.valid_size)
-    if args.split not in boolq.splits:
-        raise UserError(
-            f"{boolq.source} has no {args.split} split (it has {', '.join(boolq.splits)})"
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    read_info(args.run_dir)  # a mistyped RUN_DIR is reported before anything else
+    with lock_output(args.run_dir):
+        run = open_run(args.run_dir, cache_dir(args))
+        remove_stale_temporaries(args.run_dir)
+        info = run.info
+        boolq = load_boolq(args.data or info.data.data, info.data.valid_size)
+        if args.split not in boolq.splits:
+            raise UserError(
+                f"{boolq.source} has no {args.split} split (it has {', '.join(boolq.splits)})"
+            )
+        encoded = run.encode({args.split: boolq.splits[args.split]})
+        split = encoded.splits[args.split]
+        scores = predict_split(
+            run.model, split, encoded.table, args.batch_size or info.config.batch_size
         )
-    encoded = run.encode({args.split: boolq.splits[args.split]})
-    split = encoded.splits[args.split]
-    scores = predict_split(
-        run.model, split, encoded.table, args.batch_size or info.config.batch_size
-    )
-    report = binary_report(split.labels, scores)
-    write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})
-    plots = save_plots(split.labels, scores, report, args.run_dir, args.split)
-    print(format_table({args.split: report}))
-    print(f"wrote {args.run_dir / 'report.json'} and {', '.join(p.name for p in plots)}")
-    return 0
+        report = binary_report(split.labels, scores)
+        write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})
+        plots = save_plots(split.labels, scores, report, args.run_dir, args.split)
+        print(format_table({args.split: report}))
+        print(f"wrote {args.run_dir / 'report.json'} and {', '.join(p.name for p in plots)}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from kboolq.data.batches import Batches
 from kboolq.data.layout import Split
+from kboolq.errors import UserError
 from kboolq.files import atomic_path
 
 NAMES = ("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "pr_auc", "loss")
@@ -149,8 +150,15 @@ def training_metrics() -> list[keras.metrics.Metric]:
 def predict_split(
     model: keras.Model, split: Split, table: np.ndarray, batch_size: int
 ) -> np.ndarray:
-    """P(yes) for every row of `split`, in order."""
-    return model.predict(Batches(split, table, batch_size), verbose=0).ravel()
+    """P(yes) for every row of `split`, in order; never NaN (a damaged model is an error)."""
+    scores = model.predict(Batches(split, table, batch_size), verbose=0).ravel()
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise UserError(
+            f"the model gave no valid P(yes) (NaN or infinite) for {int(bad.sum())} of "
+            f"{len(scores)} rows: its weights or the word vectors are damaged"
+        )
+    return scores
 
 
 def evaluate_splits(

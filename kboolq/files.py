@@ -45,6 +45,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete what atomic_path leaves when its process is killed mid-write (".NAME.*.tmp*")."""
+    stale = [p for p in Path(directory).glob(".*.tmp*") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

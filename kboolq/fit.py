@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,8 +18,9 @@ from kboolq.cli import (
     run_command,
     run_info,
     verbosity,
+    warn_about_data,
 )
-from kboolq.config import add_config_arguments, config_from_args
+from kboolq.config import Config, DataSettings, add_config_arguments, config_from_args
 from kboolq.evaluation import (
     evaluate_splits,
     format_table,
@@ -26,8 +28,18 @@ from kboolq.evaluation import (
     read_history,
     save_learning_curves,
 )
-from kboolq.files import write_json
-from kboolq.rundir import MODEL_FILE, claim_output, clear_run, is_run, write_info
+from kboolq.files import remove_stale_temporaries, write_json
+from kboolq.rundir import (
+    MODEL_FILE,
+    claim_output,
+    clear_run,
+    is_run,
+    lock_output,
+    recover_run,
+    replace_run,
+    staging_dir,
+    write_info,
+)
 from kboolq.threads import add_threads_argument, set_threads
 from kboolq.training import train_model
 
@@ -55,50 +67,60 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def claim_run_dir(run_dir: Path, overwrite: bool) -> bool:
-    """Whether RUN_DIR holds a run to replace (refusing what may not be replaced); a run that
-    did not finish is this command's own leftover, started over without asking."""
-    unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
-    replacing = claim_output(run_dir, "run", is_run, overwrite or unfinished)
-    if unfinished:
-        print(f"{run_dir} holds a run that did not finish; starting it over")
-    return replacing
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     config = config_from_args(args)
     settings = data_settings(args)
-    run_dir: Path = args.out
-    replacing = claim_run_dir(run_dir, args.overwrite)
-    inputs = load_inputs(settings, cache_dir(args))  # before RUN_DIR is touched
-    if replacing:
+    with lock_output(args.out):
+        recover_run(args.out)
+        return fit(args, config, settings, args.out)
+
+
+def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_dir: Path) -> int:
+    """Everything is checked before RUN_DIR is touched; a finished run being replaced stays
+    whole until its successor is complete (trained in a staging directory, then swapped in).
+    A run that did not finish is this command's own leftover and is started over in place."""
+    unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
+    replacing = claim_output(run_dir, "run", is_run, args.overwrite or unfinished)
+    inputs = load_inputs(settings, cache_dir(args))
+    warn_about_data(inputs, config.batch_size)
+    staged = replacing and not unfinished
+    work = staging_dir(run_dir) if staged else run_dir
+    if unfinished:
+        print(f"{run_dir} holds a run that did not finish; starting it over")
         clear_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(work)
     prepared = inputs.prepared
     print(
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
         f"T = {prepared.layout.steps}, vectors {inputs.glove.source} ({inputs.glove.dim}d)"
     )
     info = run_info(config, inputs)
-    write_info(run_dir, info)
+    write_info(work, info)
     tracker, extra = tracking.start_tracking(
         args.wandb, {**config.to_dict(), **info.to_dict()}, name=run_dir.name
     )
     started = time.perf_counter()
     try:
-        model, checkpoint = train_model(config, prepared, run_dir, extra, verbose=verbosity(args))
+        model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
     except KeyboardInterrupt:
-        saved = run_dir / MODEL_FILE
-        where = f"kept in {saved}" if saved.exists() else "none saved yet"
-        print(f"\ninterrupted: best model so far {where}", file=sys.stderr)
+        if staged:
+            shutil.rmtree(work, ignore_errors=True)
+            print(f"\ninterrupted: {run_dir} still holds the previous run", file=sys.stderr)
+        else:
+            saved = run_dir / MODEL_FILE
+            where = f"kept in {saved}" if saved.exists() else "none saved yet"
+            print(f"\ninterrupted: best model so far {where}", file=sys.stderr)
         raise
     seconds = time.perf_counter() - started
-    history = read_history(run_dir / "history.csv")
-    save_learning_curves(history, run_dir / "learning_curves.png", checkpoint.best_epoch)
+    history = read_history(work / "history.csv")
+    save_learning_curves(history, work / "learning_curves.png", checkpoint.best_epoch)
     reports = evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
-    write_json(run_dir / "metrics.json", reports)
+    write_json(work / "metrics.json", reports)
+    if staged:
+        replace_run(work, run_dir)
     print(format_table(reports))
     print(
         f"best epoch {checkpoint.best_epoch} (valid balanced accuracy {checkpoint.best:.4f}); "

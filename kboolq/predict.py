@@ -65,6 +65,8 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
+    if not 0.0 <= args.threshold <= 1.0:  # NaN fails this too
+        raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
     rows = rows_from_args(args)
     run = open_run(args.run_dir, cache_dir(args))
     encoded = run.encode({"rows": rows})

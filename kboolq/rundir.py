@@ -8,9 +8,16 @@ passes before it writes a directory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
+import os
 import re
-from collections.abc import Sequence
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -146,6 +153,8 @@ def load_model(run_dir: Path) -> keras.Model:
     path = Path(run_dir) / MODEL_FILE
     if not path.exists():
         raise UserError(f"{run_dir}: no {MODEL_FILE} (the run did not finish a first epoch?)")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: damaged (not a complete .keras archive); train the run again")
     try:
         model = keras.models.load_model(path)
     except Exception as exc:  # keras raises many types for truncated or foreign archives
@@ -215,6 +224,67 @@ def clear_run(run_dir: Path) -> None:
         (Path(run_dir) / name).unlink(missing_ok=True)
     for plot in Path(run_dir).glob("*.png"):
         plot.unlink()
+
+
+LOCKS = Path(tempfile.gettempdir()) / "kboolq-locks"
+
+
+def lock_path(path: Path) -> Path:
+    return LOCKS / f"{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]}.lock"
+
+
+@contextlib.contextmanager
+def lock_output(path: Path) -> Iterator[None]:
+    """Only one kboolq command writes `path` at a time: an exclusive lock, taken without
+    waiting, on a file named after the path's absolute form in the machine's temporary folder
+    (nothing is added to the user's folders). The operating system drops the lock when its
+    process ends, however it ends, so a killed command never leaves a stale lock behind."""
+    path = Path(path)
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_path(path), "a+")  # noqa: SIM115 (held until the end)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise UserError(
+            f"{path}: in use by pid {holder} (another kboolq command is writing it); "
+            "wait for it or choose another directory"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def staging_dir(run_dir: Path) -> Path:
+    """Where a run that replaces `run_dir` is trained, so the old run stays whole until then."""
+    return Path(run_dir).parent / f".{Path(run_dir).name}.staging"
+
+
+def replace_run(staging: Path, run_dir: Path) -> None:
+    """Swap a finished staging directory in for the old run: two renames, the old run removed
+    last (a kill in between leaves it beside as .NAME.old, and recover_run puts it back)."""
+    old = Path(run_dir).parent / f".{Path(run_dir).name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(run_dir, old)
+    os.replace(staging, run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_run(run_dir: Path) -> None:
+    """Undo what a kill during replace_run or a staged training left behind."""
+    old = Path(run_dir).parent / f".{Path(run_dir).name}.old"
+    if old.is_dir() and not Path(run_dir).exists():
+        os.replace(old, run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging_dir(run_dir), ignore_errors=True)
 
 
 def is_run(directory: Path) -> bool:

@@ -192,7 +192,7 @@ def case_truncated_model(tmp_path, trained):
     run_dir = _copy_run(trained, tmp_path)
     data = (run_dir / "model.keras").read_bytes()
     (run_dir / "model.keras").write_bytes(data[: len(data) // 3])
-    return "evaluate", [str(run_dir)], "model.keras: not a readable kboolq model"
+    return "evaluate", [str(run_dir)], r"model.keras: damaged \(not a complete .keras archive\)"
 
 
 def case_foreign_model(tmp_path, trained):
@@ -308,6 +308,94 @@ def case_carve_from_a_directory_without_train_rows(tmp_path, trained):
 
 def case_carve_onto_its_source(tmp_path, trained):
     return "carve", [str(FIXTURE_BOOLQ), str(FIXTURE_BOOLQ)], "is one of this command.s inputs"
+
+
+def case_lr_nan(tmp_path, trained):
+    return "fit", _fit(tmp_path, FIXTURE_BOOLQ, "--lr", "nan"), "--lr must be a number, got nan"
+
+
+def case_weight_decay_nan(tmp_path, trained):
+    args = _fit(tmp_path, FIXTURE_BOOLQ, "--weight-decay", "nan")
+    return "fit", args, "--weight-decay must be a number, got nan"
+
+
+def case_negative_seed(tmp_path, trained):
+    args = _fit(tmp_path, FIXTURE_BOOLQ, "--seed", "-1")
+    return "fit", args, r"--seed must be in \[0, 4294967295\], got -1"
+
+
+def case_threshold_out_of_range(tmp_path, trained):
+    argv = [str(trained[0]), "--question", "q", "--passage", "p", "--threshold", "2"]
+    return "predict", argv, r"--threshold must be in \[0, 1\], got 2.0"
+
+
+def case_evaluate_batch_size_zero(tmp_path, trained):
+    return "evaluate", [str(trained[0]), "--batch-size", "0"], "--batch-size must be at least 1"
+
+
+def case_train_file_is_a_directory(tmp_path, trained):
+    data = tmp_path / "data"
+    (data / "train.jsonl").mkdir(parents=True)
+    return "fit", _fit(tmp_path, data), "train.jsonl: is a directory, not a file of rows"
+
+
+def case_cache_dir_under_a_file(tmp_path, trained):
+    (tmp_path / "file").write_text("x")
+    args = _fit(tmp_path, FIXTURE_BOOLQ)
+    args[args.index("--cache-dir") + 1] = str(tmp_path / "file" / "cache")
+    return "fit", args, r"file/cache.*: Not a directory"
+
+
+def case_out_under_a_file(tmp_path, trained):
+    (tmp_path / "file").write_text("x")
+    args = _fit(tmp_path, FIXTURE_BOOLQ)
+    args[args.index("--out") + 1] = str(tmp_path / "file" / "run")
+    return "fit", args, "Not a directory"
+
+
+def case_truncated_glove_zip(tmp_path, trained):
+    import zipfile
+
+    archive = tmp_path / "glove.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(FIXTURE_GLOVE, "glove.txt")
+    archive.write_bytes(archive.read_bytes()[:-30])
+    args = _fit(tmp_path, FIXTURE_BOOLQ)
+    args[args.index("--glove") + 1] = str(archive)
+    return "fit", args, "glove.zip: a damaged zip archive"
+
+
+def case_json_error_names_the_column(tmp_path, trained):
+    line = '{"question": "a\tb", "passage": "p", "answer": true}'  # a raw tab at column 16
+    return (
+        "fit",
+        _fit(tmp_path, _data_dir(tmp_path, [line])),
+        (r"train.jsonl:6: malformed JSON at column 16: Invalid control character$"),
+    )
+
+
+def case_predict_jsonl_error_names_the_column(tmp_path, trained):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q", "passage": "p",}\n')
+    argv = [str(trained[0]), "--jsonl", str(rows)]
+    return "predict", argv, r"rows.jsonl:1: malformed JSON at column 34: Expecting property name"
+
+
+def case_fit_out_holds_the_users_files(tmp_path, trained):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config.json").write_text("{}")
+    return "fit", _fit(tmp_path, FIXTURE_BOOLQ), r"not empty \(config.json\) and not a kboolq run"
+
+
+def case_ensemble_onto_a_member(tmp_path, trained):
+    run_dir = _copy_run(trained, tmp_path)
+    argv = [str(run_dir), str(trained[0]), "--out", str(run_dir), "--overwrite"]
+    return "ensemble", argv, "is one of this command's inputs"
+
+
+def case_carve_into_a_foreign_dataset(tmp_path, trained):
+    out = _data_dir(tmp_path, [])
+    return "carve", [str(FIXTURE_BOOLQ), str(out)], "not empty .* and not a kboolq dataset"
 
 
 CASES = [value for name, value in sorted(globals().items()) if name.startswith("case_")]

@@ -34,6 +34,7 @@ from kboolq.cli import (
     run_command,
     run_info,
     verbosity,
+    warn_about_data,
 )
 from kboolq.config import Config, add_config_arguments, config_from_args, flag_of
 from kboolq.data.layout import Prepared
@@ -47,7 +48,7 @@ from kboolq.evaluation import (
 )
 from kboolq.files import write_json, write_text
 from kboolq.models.architectures import build_model
-from kboolq.rundir import RunInfo, claim_output, load_model, write_info
+from kboolq.rundir import RunInfo, claim_output, load_model, lock_output, write_info
 from kboolq.threads import add_threads_argument, set_threads
 from kboolq.training import MONITOR, train_model
 
@@ -208,6 +209,53 @@ def progress_line(
     return ", ".join(parts)
 
 
+RECORD = "grid.json"  # what the grid directory was made from
+
+
+def grid_record(info: RunInfo, grid: dict[str, list[Any]]) -> dict[str, Any]:
+    fixed = {k: v for k, v in info.config.to_dict().items() if k not in grid}
+    data = info.to_dict()["data"]
+    return {"data": data, "embeddings": info.to_dict()["embeddings"], "fixed": fixed, "axes": grid}
+
+
+def check_same_grid(grid_dir: Path, record: dict[str, Any]) -> None:
+    """A grid directory continues only the grid it was made for: the same data, vectors and
+    fixed settings, and axes that keep every value they had (new values add grid points)."""
+    try:
+        old = json.loads((grid_dir / RECORD).read_text())
+    except (OSError, ValueError):
+        return  # a new grid, or one made before grid.json was written
+    changed = [
+        f"{section}.{key}: {old[section].get(key)!r} -> {value!r}"
+        for section in ("data", "embeddings", "fixed")
+        for key, value in record[section].items()
+        if old.get(section, {}).get(key) != value
+    ]
+    old_axes, axes = old.get("axes", {}), record["axes"]
+    if set(old_axes) != set(axes):
+        changed.append(f"axes: {', '.join(old_axes)} -> {', '.join(axes)}")
+    else:
+        changed += [
+            f"axes.{name}: {old_axes[name]} -> {values} drops values"
+            for name, values in axes.items()
+            if not set(old_axes[name]) <= set(values)
+        ]
+    if changed:
+        raise UserError(
+            f"--out {grid_dir}: holds a grid made from other settings ({'; '.join(changed)}); "
+            "pass --fresh to start it over, or choose another --out"
+        )
+
+
+def widen_space(oracle: kt.Oracle, grid: dict[str, list[Any]]) -> None:
+    """Give a reloaded oracle the axes' current values: KerasTuner keeps the values it saved,
+    so a grid re-run with more values would otherwise never reach the new points."""
+    for hp in oracle.hyperparameters.space:
+        if hp.name in grid and list(hp.values) != list(grid[hp.name]):
+            hp._values = list(grid[hp.name])  # KerasTuner has no public setter
+            hp._default = hp._values[0]
+
+
 def is_grid(path: Path) -> bool:
     """A directory this command wrote: KerasTuner's project folder is in it."""
     return (path / "trials").is_dir()
@@ -350,48 +398,57 @@ def main(argv: list[str] | None = None) -> int:
     base = config_from_args(args)
     settings = data_settings(args)
     grid_dir: Path = args.out
-    claim_output(grid_dir, "grid", is_grid)
-    inputs = load_inputs(settings, cache_dir(args))  # once per grid, shared by every trial
-    grid_dir.mkdir(parents=True, exist_ok=True)
-    prepared = inputs.prepared
-    info = run_info(base, inputs)
-    total = len(list(itertools.product(*grid.values())))
-    print(f"grid of {total} trials over {', '.join(grid)}; data ready in {inputs.seconds:.1f} s")
-    hypermodel = ConfigHyperModel(base, grid, prepared)
-    tuner = GridTuner(
-        hypermodel,
-        info,
-        args.wandb,
-        verbosity(args),
-        total,
-        oracle=ResumableGridOracle(objective=OBJECTIVE, max_trials=total, seed=base.seed),
-        directory=str(grid_dir),
-        project_name="trials",
-        overwrite=args.fresh,
-    )
-    tuner.search()
-    rows = trials_table(tuner, grid)
-    write_trials_csv(grid_dir / "trials.csv", rows)
-    best = tuner.oracle.get_best_trials(1)
-    if not best:
-        raise UserError(f"{grid_dir}: no trial finished")
-    curves = {
-        trial.trial_id: [row[MONITOR] for row in read_history(history)]
-        for trial in tuner.oracle.trials.values()
-        if (history := Path(tuner.get_trial_dir(trial.trial_id)) / "history.csv").exists()
-    }
-    save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
-    best_dir = grid_dir / "best"
-    publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
-    reports = evaluate_splits(
-        load_model(best_dir), prepared.splits, prepared.table, base.batch_size
-    )
-    write_json(best_dir / "metrics.json", reports)
-    print(_format_rows(rows))
-    print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
-    print(format_table(reports))
-    print(f"wrote {grid_dir / 'trials.csv'} and {best_dir}")
-    return 0
+    with lock_output(grid_dir):
+        claim_output(grid_dir, "grid", is_grid)
+        inputs = load_inputs(settings, cache_dir(args))  # once per grid, shared by every trial
+        warn_about_data(inputs, base.batch_size)
+        prepared = inputs.prepared
+        info = run_info(base, inputs)
+        record = grid_record(info, grid)
+        if not args.fresh:
+            check_same_grid(grid_dir, record)
+        grid_dir.mkdir(parents=True, exist_ok=True)
+        write_json(grid_dir / RECORD, record)
+        total = len(list(itertools.product(*grid.values())))
+        print(
+            f"grid of {total} trials over {', '.join(grid)}; data ready in {inputs.seconds:.1f} s"
+        )
+        hypermodel = ConfigHyperModel(base, grid, prepared)
+        tuner = GridTuner(
+            hypermodel,
+            info,
+            args.wandb,
+            verbosity(args),
+            total,
+            oracle=ResumableGridOracle(objective=OBJECTIVE, max_trials=total, seed=base.seed),
+            directory=str(grid_dir),
+            project_name="trials",
+            overwrite=args.fresh,
+        )
+        widen_space(tuner.oracle, grid)
+        tuner.search()
+        rows = trials_table(tuner, grid)
+        write_trials_csv(grid_dir / "trials.csv", rows)
+        best = tuner.oracle.get_best_trials(1)
+        if not best:
+            raise UserError(f"{grid_dir}: no trial finished")
+        curves = {
+            trial.trial_id: [row[MONITOR] for row in read_history(history)]
+            for trial in tuner.oracle.trials.values()
+            if (history := Path(tuner.get_trial_dir(trial.trial_id)) / "history.csv").exists()
+        }
+        save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
+        best_dir = grid_dir / "best"
+        publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
+        reports = evaluate_splits(
+            load_model(best_dir), prepared.splits, prepared.table, base.batch_size
+        )
+        write_json(best_dir / "metrics.json", reports)
+        print(_format_rows(rows))
+        print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
+        print(format_table(reports))
+        print(f"wrote {grid_dir / 'trials.csv'} and {best_dir}")
+        return 0
 
 
 def _format_rows(rows: list[dict[str, Any]]) -> str:

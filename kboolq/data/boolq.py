@@ -90,8 +90,9 @@ def _jsonl_records(path: Path) -> Iterator[tuple[Any, str]]:
                 try:
                     yield json.loads(line), where
                 except json.JSONDecodeError as exc:
+                    reason = exc.msg.removesuffix(" at")  # "Invalid control character at"
                     raise UserError(
-                        f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
+                        f"{where}: malformed JSON at column {exc.colno}: {reason}"
                     ) from None
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
@@ -109,6 +110,9 @@ def _parquet_records(path: Path) -> Iterator[tuple[Any, str]]:
 def find_split_file(directory: Path, stem: str) -> Path | None:
     found = [directory / f"{stem}{suffix}" for suffix in SUFFIXES]
     found = [path for path in found if path.exists()]
+    for path in found:
+        if not path.is_file():
+            raise UserError(f"{path}: is a directory, not a file of rows")
     if len(found) > 1:
         names = ", ".join(path.name for path in found)
         raise UserError(f"{directory}: several files for the {stem} split ({names}); keep one")
@@ -142,6 +146,28 @@ def holdout_split(
     if test is not None:
         splits["test"] = test
     return splits
+
+
+def data_warnings(splits: dict[str, list[Row]], batch_size: int) -> list[str]:
+    """What is legal but almost certainly a mistake in the training data."""
+    found = []
+    train, valid = splits.get("train", []), splits.get("valid", [])
+    labels = {row.label for row in train}
+    if len(labels) == 1:
+        found.append(f"every training row has the answer {bool(labels.pop())}: one class only")
+    keys = {(row.question, row.passage) for row in train}
+    shared = sum((row.question, row.passage) in keys for row in valid)
+    if shared:
+        found.append(
+            f"{shared} of {len(valid)} valid rows also appear in the training rows: valid "
+            "scores will be too optimistic"
+        )
+    for name, rows in splits.items():
+        if len(rows) < batch_size:
+            found.append(
+                f"the {name} split has {len(rows)} rows, fewer than a batch of {batch_size}"
+            )
+    return found
 
 
 def train_file(directory: Path) -> Path:

@@ -13,8 +13,10 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,19 +54,35 @@ class Glove:
         return int(self.vectors.shape[1])
 
 
+def _vectors_stamp(path: Path) -> dict:
+    stat = path.stat()
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def _read_cache(directory: Path, source: str) -> Glove | None:
+    """The cached vectors, or None when there are none or they are damaged: the vectors file
+    must have the size recorded when it was written and, if it was touched since, the same
+    checksum; a damaged entry is rebuilt (with a one-line notice), never trusted."""
     meta_path = directory / "meta.json"
     if not meta_path.exists():
         return None
     try:
         meta = json.loads(meta_path.read_text())
         words = json.loads((directory / "words.json").read_text(encoding="utf-8"))
-        vectors = np.load(directory / "vectors.npy", mmap_mode="r")
-    except (OSError, ValueError):
-        return None  # a damaged cache is rebuilt, never trusted
-    if vectors.shape[0] != len(words):
+        vectors_path = directory / "vectors.npy"
+        stamp = _vectors_stamp(vectors_path)
+        intact = stamp["bytes"] == meta["vectors"]["bytes"] and (
+            stamp["mtime_ns"] == meta["vectors"]["mtime_ns"]
+            or sha256_file(vectors_path) == meta["vectors"]["sha256"]
+        )
+        vectors = np.load(vectors_path, mmap_mode="r") if intact else None
+        fingerprint = meta["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        vectors = None
+    if vectors is None or vectors.shape[0] != len(words):
+        print(f"kboolq: the vector cache {directory} is damaged; rebuilding it", file=sys.stderr)
         return None
-    return Glove(words, vectors, source, meta["fingerprint"])
+    return Glove(words, vectors, source, fingerprint)
 
 
 def _parse_text(handle, name: str) -> tuple[list[str], np.ndarray]:
@@ -99,11 +117,20 @@ def _convert(open_text, name: str, directory: Path, source: str, fingerprint: st
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".glove-", dir=directory.parent))
     try:
-        with open_text() as handle:
-            words, vectors = _parse_text(handle, name)
+        try:
+            with open_text() as handle:
+                words, vectors = _parse_text(handle, name)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise UserError(f"{name}: a damaged zip archive ({exc}); download it again") from None
+        if not np.isfinite(vectors).all():
+            row = int((~np.isfinite(vectors)).any(axis=1).argmax())
+            raise UserError(f"{name}:{row + 1}: the vector of {words[row]!r} is not finite")
         np.save(tmp / "vectors.npy", vectors)
         (tmp / "words.json").write_text(json.dumps(words), encoding="utf-8")
-        (tmp / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "source": source}))
+        stamp = _vectors_stamp(tmp / "vectors.npy")
+        stamp["sha256"] = sha256_file(tmp / "vectors.npy")
+        meta = {"fingerprint": fingerprint, "source": source, "vectors": stamp}
+        (tmp / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(directory, ignore_errors=True)
         os.replace(tmp, directory)
     finally:
@@ -145,6 +172,10 @@ def load_file(spec: str, cache_dir: Path) -> Glove:
     if cached is not None:
         return cached
     fingerprint = sha256_json([sha256_file(path), member])
+    with open(path, "rb") as handle:
+        looks_zipped = handle.read(4) == b"PK\x03\x04" or path.suffix.lower() == ".zip"
+    if looks_zipped and not zipfile.is_zipfile(path):
+        raise UserError(f"--glove {spec}: a damaged zip archive (truncated?); download it again")
     if zipfile.is_zipfile(path):
         name = _zip_member(path, member or None)
         return _convert(_zip_opener(path, name), f"{path}#{name}", directory, spec, fingerprint)

@@ -10,6 +10,9 @@ keep p_max - 1 words plus one extra row holding the mean of the remaining words'
 from __future__ import annotations
 
 import json
+import sys
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -209,17 +212,27 @@ def _load(path: Path) -> Prepared | None:
                 for name in meta["splits"]
             }
             table = archive["table"]
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable cache: rebuilt, never trusted
-    return Prepared(
-        Layout(**meta["layout"]),
-        table,
-        splits,
-        meta["token_count"],
-        meta["oov_count"],
-        [tuple(pair) for pair in meta["oov_top"]],
-        meta["fingerprint"],
-    )
+        prepared = Prepared(
+            Layout(**meta["layout"]),
+            table,
+            splits,
+            meta["token_count"],
+            meta["oov_count"],
+            [tuple(pair) for pair in meta["oov_top"]],
+            meta["fingerprint"],
+        )
+        sound = np.isfinite(table).all() and all(
+            split.ids.shape == (len(split), prepared.layout.steps)
+            and split.ids.min(initial=0) >= 0
+            and split.ids.max(initial=0) < len(table)
+            for split in splits.values()
+        )
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error):
+        sound = False
+    if not sound:  # a damaged cache entry is rebuilt, never trusted
+        print(f"kboolq: the cache entry {path} is damaged; rebuilding it", file=sys.stderr)
+        return None
+    return prepared
 
 
 def prepare(
@@ -236,6 +249,11 @@ def prepare(
         if cached is not None and cached.fingerprint == key:
             return cached, True
     e = encode(boolq.splits, glove, percentile=percentile)
+    if not np.isfinite(e.table).all():
+        raise UserError(
+            f"the vectors from {glove.source} hold NaN or infinite values; "
+            "check the file, or delete the cache directory to convert it again"
+        )
     oov = e.oov
     prepared = Prepared(
         e.layout, e.table, e.splits, e.token_count, sum(oov.values()), oov.most_common(OOV_TOP), key
