@@ -33,4 +33,4 @@ stage speed256 80 python3 benchmarks/gru_speed.py --data "$data" --glove "$glove
     --batch 256 --epoch-steps 0 --pairs 300/256,50/128
 stage fit 180 python3 benchmarks/fit_cost.py "${sources[@]}" --epochs 20
 stage grid 120 python3 -m tuning.grid "${sources[@]}" --out /tmp/kboolq-grid --fresh \
-    --arch seed --hidden 128,256,512 --dropout 0.0 --lr 1e-3 --weight-decay 0.0 --epochs 5
+    --arch notebook --hidden 128,256,512 --dropout 0.0 --lr 1e-3 --weight-decay 0.0 --epochs 5

@@ -21,6 +21,7 @@ from kboolq.data.layout import Prepared, prepare
 from kboolq.errors import UserError
 from kboolq.files import default_cache_dir
 from kboolq.rundir import RunInfo, Vectors
+from kboolq.threads import default_threads
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,17 @@ def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Keras output: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
         "terminal, 2 when the output goes to a file or pipe, so logs hold no bar escapes)",
+    )
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for this process (default: half the available cores, here "
+        f"{default_threads()}, so that two processes share the machine without slowing each "
+        "other down; all cores is fastest for a process that has the machine to itself)",
     )
 
 

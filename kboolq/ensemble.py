@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kboolq.cli import add_cache_argument, cache_dir, run_command
+from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, evaluate_splits, format_table, predict_split
@@ -32,7 +32,7 @@ from kboolq.rundir import (
     save_model,
     write_info,
 )
-from kboolq.threads import add_threads_argument, set_threads
+from kboolq.threads import set_threads
 
 
 def parser() -> argparse.ArgumentParser:

@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from kboolq.cli import add_cache_argument, cache_dir, run_command
+from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, format_table, predict_split, save_plots
 from kboolq.files import remove_stale_temporaries, write_json
 from kboolq.rundir import lock_output, open_run, read_info
-from kboolq.threads import add_threads_argument, set_threads
+from kboolq.threads import set_threads
 
 
 def parser() -> argparse.ArgumentParser:

@@ -196,8 +196,7 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Pa
 
     def save(figure, name):
         path = Path(out_dir) / f"{split}_{name}.png"
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, dpi=110, bbox_inches="tight")
+        _save_figure(figure, path)
         written.append(path)
 
     figure, axis = _figure()
@@ -236,6 +235,11 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Pa
     return written
 
 
+def _save_figure(figure: Figure, path: Path) -> None:
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
+
+
 def _figure():
     figure = Figure(figsize=(4, 3.6))
     return figure, figure.subplots()
@@ -265,8 +269,7 @@ def save_learning_curves(history: list[dict[str, float]], path: Path, best_epoch
             axis.axvline(best_epoch, linestyle=":", color="grey", label=f"best epoch {best_epoch}")
         axis.set(xlabel="epoch", title=title)
         axis.legend(loc="best")
-    with atomic_path(Path(path)) as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    _save_figure(figure, path)
 
 
 def save_grid_curves(curves_by_trial: dict[str, list[float]], best: str | None, path: Path):
@@ -282,5 +285,4 @@ def save_grid_curves(curves_by_trial: dict[str, list[float]], best: str | None, 
     axis.set(xlabel="epoch", ylabel="valid balanced accuracy", title="grid: valid curves")
     if best is not None:
         axis.legend(loc="best")
-    with atomic_path(Path(path)) as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    _save_figure(figure, path)

@@ -11,6 +11,7 @@ from pathlib import Path
 from kboolq import tracking
 from kboolq.cli import (
     add_source_arguments,
+    add_threads_argument,
     add_verbose_argument,
     cache_dir,
     data_settings,
@@ -25,8 +26,6 @@ from kboolq.evaluation import (
     evaluate_splits,
     format_table,
     predict_split,
-    read_history,
-    save_learning_curves,
 )
 from kboolq.files import remove_stale_temporaries, write_json
 from kboolq.rundir import (
@@ -40,7 +39,7 @@ from kboolq.rundir import (
     staging_dir,
     write_info,
 )
-from kboolq.threads import add_threads_argument, set_threads
+from kboolq.threads import set_threads
 from kboolq.training import train_model
 
 
@@ -115,8 +114,6 @@ def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_di
             print(f"\ninterrupted: best model so far {where}", file=sys.stderr)
         raise
     seconds = time.perf_counter() - started
-    history = read_history(work / "history.csv")
-    save_learning_curves(history, work / "learning_curves.png", checkpoint.best_epoch)
     reports = evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
     write_json(work / "metrics.json", reports)
     if staged:

@@ -7,12 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from kboolq.cli import add_cache_argument, cache_dir, run_command
+from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import Row, parse_row, read_records
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.rundir import open_run
-from kboolq.threads import add_threads_argument, set_threads
+from kboolq.threads import set_threads
 
 
 def parser() -> argparse.ArgumentParser:

@@ -304,8 +304,9 @@ def claim_output(
     flag: str = "--out",
 ) -> bool:
     """The one guard before a command writes a directory of its own `kind` ("run", "grid",
-    "dataset"): a new or empty directory is fine; one of that kind only with --overwrite (a
-    grid resumes instead); anything else, or one of the `protect`ed inputs, is refused.
+    "dataset"): a new or empty directory is fine; one of that kind only with `overwrite` (the
+    grid passes it always: it resumes its own directory); anything else, or one of the
+    `protect`ed inputs, is refused.
 
     Returns whether `path` already holds a directory of that kind.
     """
@@ -323,7 +324,7 @@ def claim_output(
     if not entries:
         return False
     if is_kind(path):
-        if kind == "grid" or overwrite:
+        if overwrite:
             return True
         raise UserError(
             f"{flag} {path}: already holds a kboolq {kind}; pass --overwrite to replace it"

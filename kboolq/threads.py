@@ -12,7 +12,6 @@ measured too: it made a training alone 2.2x slower, so it is not used.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import torch
@@ -39,14 +38,3 @@ def set_threads(threads: int | None) -> int:
         raise UserError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
     return threads
-
-
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for this process (default: half the available cores, here "
-        f"{default_threads()}, so that two processes share the machine without slowing each "
-        "other down; all cores is fastest for a process that has the machine to itself)",
-    )

@@ -21,7 +21,7 @@ from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
-from kboolq.evaluation import training_metrics
+from kboolq.evaluation import save_learning_curves, training_metrics
 from kboolq.files import write_text
 from kboolq.models.architectures import build_model
 from kboolq.rundir import load_model, save_model
@@ -115,7 +115,8 @@ def train_model(
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = 1,
 ) -> tuple[keras.Model, BestCheckpoint]:
-    """Trains with early stopping on valid balanced accuracy; returns the best model.
+    """Trains with early stopping on valid balanced accuracy; returns the best model. run_dir
+    gets model.keras (the best), history.csv and learning_curves.png.
 
     The best model is read back from run_dir/model.keras, which also proves the saved file works.
     """
@@ -127,9 +128,10 @@ def train_model(
     )
     valid = Batches(prepared.splits["valid"], table, config.batch_size)
     checkpoint = BestCheckpoint(run_dir)
+    history = HistoryWriter(Path(run_dir) / "history.csv")
     callbacks = [
         checkpoint,
-        HistoryWriter(Path(run_dir) / "history.csv"),
+        history,
         keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
         ReleaseMemory(),
         *extra_callbacks,
@@ -142,4 +144,5 @@ def train_model(
         verbose=verbose,
         class_weight=class_weights(prepared.splits["train"].labels, config.class_weight),
     )
+    save_learning_curves(history.rows, Path(run_dir) / "learning_curves.png", checkpoint.best_epoch)
     return load_model(run_dir), checkpoint

@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from kboolq import fit  # noqa: E402
+
 # On a GPU, cuDNN would round GRU inputs to TF32 (torch's default there): the tests compare
 # float32 computations, so they run in float32 everywhere. See benchmarks/cuda_check.py.
 torch.backends.cudnn.allow_tf32 = False
@@ -48,6 +50,16 @@ def pytest_collection_modifyitems(config, items):
 def _seeded():
     keras.utils.set_random_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run fitted once per test module: (run directory, cache directory). Tests that
+    change the run copy it first."""
+    root = tmp_path_factory.mktemp("trained")
+    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
+    assert fit.main(args) == 0
+    return root / "run", root / "cache"
 
 
 @pytest.fixture

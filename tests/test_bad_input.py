@@ -6,7 +6,7 @@ import re
 import shutil
 
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, fixture_args
+from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE
 
 from kboolq import carve, ensemble, evaluate, fit, predict
 from kboolq.cli import run_command
@@ -21,14 +21,6 @@ COMMANDS = {
     "carve": carve.main,
 }
 GOOD = {"question": "is the moon red", "passage": "the moon is red", "answer": True}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
-    assert fit.main(args) == 0
-    return root / "run", root / "cache"
 
 
 def _data_dir(tmp_path, lines, name="train.jsonl"):

@@ -76,14 +76,6 @@ def test_a_missing_backend_is_one_line_even_for_help():
     )
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("first_run")
-    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
-    assert fit.main(args) == 0
-    return root / "run", root / "cache"
-
-
 def test_load_run_answers_like_the_predict_command(trained, capsys):
     run_dir, cache = trained
     rows = [json.loads(line) for line in (FIXTURE_BOOLQ / "validation.jsonl").open()][:5]

@@ -20,14 +20,6 @@ def _files(directory):
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("safety")
-    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
-    assert fit.main(args) == 0
-    return root / "run", root / "cache"
-
-
 @pytest.fixture
 def run(trained, tmp_path):
     copy = tmp_path / "run"

@@ -27,6 +27,7 @@ import keras_tuner as kt
 from kboolq import tracking
 from kboolq.cli import (
     add_source_arguments,
+    add_threads_argument,
     add_verbose_argument,
     cache_dir,
     data_settings,
@@ -44,12 +45,11 @@ from kboolq.evaluation import (
     format_table,
     read_history,
     save_grid_curves,
-    save_learning_curves,
 )
 from kboolq.files import write_json, write_text
 from kboolq.models.architectures import build_model
 from kboolq.rundir import RunInfo, claim_output, load_model, lock_output, write_info
-from kboolq.threads import add_threads_argument, set_threads
+from kboolq.threads import set_threads
 from kboolq.training import MONITOR, train_model
 
 # The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
@@ -176,8 +176,6 @@ class GridTuner(kt.Tuner):
         _, checkpoint = train_model(
             config, self.hypermodel.prepared, trial_dir, extra, verbose=self.fit_verbose
         )
-        history = read_history(trial_dir / "history.csv")
-        save_learning_curves(history, trial_dir / "learning_curves.png", checkpoint.best_epoch)
         if tracker is not None:
             tracker.summary[MONITOR] = checkpoint.best
             tracker.finish()
@@ -399,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = data_settings(args)
     grid_dir: Path = args.out
     with lock_output(grid_dir):
-        claim_output(grid_dir, "grid", is_grid)
+        claim_output(grid_dir, "grid", is_grid, overwrite=True)  # its own grid: resumed
         inputs = load_inputs(settings, cache_dir(args))  # once per grid, shared by every trial
         warn_about_data(inputs, base.batch_size)
         prepared = inputs.prepared

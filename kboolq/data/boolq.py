@@ -251,11 +251,10 @@ def source_problem(source: str) -> str | None:
         ]
         needs = " and ".join(missing)
         return f"--data tfds needs {needs}: pip install 'kboolq[tfds]'" if missing else None
-    directory = Path(source).expanduser()
-    if not directory.is_dir():
-        return f"--data {directory}: no such directory"
-    if find_split_file(directory, SPLIT_FILES["train"]) is None:
-        return f"--data {directory}: no " + " or ".join(f"train{suffix}" for suffix in SUFFIXES)
+    try:
+        train_file(Path(source).expanduser())
+    except UserError as exc:
+        return f"--data {exc}"
     return None
 
 

@@ -62,13 +62,12 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
         z, r, h = torch.split(weights, units, dim=-1)
         return torch.cat([r, z, h], dim=-1)
 
-    params = _flat_views(
-        [
-            torch_gates(cell.kernel.value).t(),
-            torch_gates(cell.recurrent_kernel.value).t(),
-            *torch_gates(cell.bias.value).unbind(0),
-        ]
-    )
+    weights = [
+        torch_gates(cell.kernel.value).t(),
+        torch_gates(cell.recurrent_kernel.value).t(),
+        *torch_gates(cell.bias.value).unbind(0),
+    ]
+    params = _flat_views(weights) if inputs.is_cuda else [w.contiguous() for w in weights]
     batch, _, features = inputs.shape
     if mask is None:
         outputs = _fused(inputs, params, units, training)
@@ -94,8 +93,8 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
 
 def _flat_views(tensors):
     """The weights as views into one contiguous buffer, in torch's order (w_ih, w_hh, b_ih,
-    b_hh): cuDNN then reads them in place instead of compacting a copy (and warning) at every
-    call. On the CPU it costs the same one copy per weight as separate contiguous tensors."""
+    b_hh): cuDNN then reads them in place instead of compacting its own copy (and warning) at
+    every call. The CPU kernel needs no such buffer, so only CUDA inputs take this path."""
     flat = torch.cat([t.reshape(-1) for t in tensors])
     return [
         part.view(t.shape)
