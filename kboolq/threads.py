@@ -2,12 +2,13 @@
 
 torch starts one OpenMP thread per core, and its threads spin while they wait for each other.
 Two such processes on one machine oversubscribe it: on a 2-core machine each of two trainings
-ran 4.5-5.8x slower than alone (more than the 2x of sharing; benchmarks/threads.py; a first-run
-report measured 73x on another workload). kboolq therefore computes with half the available cores
-by default, so two processes never oversubscribe the machine (one alone loses little: the
-recurrent steps are small); --threads N sets the count (N = all cores is fastest for a process
-that has the machine to itself). Sleeping instead of spinning (OMP_WAIT_POLICY=PASSIVE) was
-measured too: it made a training alone 2.3x slower, so it is not used.
+ran 4.5-5.8x slower than alone (more than the 2x of sharing; benchmarks/threads.py; a
+first-run report measured 73x on another workload). kboolq therefore computes with half the
+available cores by default, so two processes never oversubscribe the machine (one alone loses
+21-27 % per step here, the recurrent steps being small); --threads N sets the count (N = all
+cores is fastest for a process that has the machine to itself). Sleeping instead of spinning
+(OMP_WAIT_POLICY=PASSIVE) was measured too: it made a training alone 2.3x slower, so it is
+not used.
 """
 
 from __future__ import annotations
