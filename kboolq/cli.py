@@ -114,7 +114,9 @@ def load_inputs(settings: DataSettings, cache: Path) -> Inputs:
     start = time.perf_counter()
     boolq = load_boolq(settings.data, settings.valid_size)
     glove = load_glove(settings.glove, cache)
-    prepared, from_cache = prepare(boolq, glove, cache, settings.passage_percentile)
+    prepared, from_cache = prepare(
+        boolq, glove, cache, settings.passage_percentile, settings.accents
+    )
     return Inputs(settings, boolq, glove, prepared, time.perf_counter() - start, from_cache)
 
 
@@ -128,7 +130,7 @@ def run_info(config: Config, inputs: Inputs) -> RunInfo:
     glove = inputs.glove
     settings = DataSettings(
         inputs.boolq.source, glove.source, inputs.settings.valid_size,
-        inputs.settings.passage_percentile,
+        inputs.settings.passage_percentile, inputs.settings.accents,
     )  # fmt: skip
     return RunInfo(
         config,

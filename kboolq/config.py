@@ -17,6 +17,7 @@ from typing import Any
 from kboolq.data.boolq import DEFAULT_VALID_SIZE
 from kboolq.data.glove import DEFAULT_GLOVE
 from kboolq.data.layout import PASSAGE_PERCENTILE
+from kboolq.data.tokens import ACCENTS
 from kboolq.errors import UserError
 from kboolq.models.architectures import ALIASES, ARCHITECTURES
 
@@ -49,6 +50,28 @@ class Config:
     patience: int = _option(
         5, "--patience", "epochs without a better valid balanced accuracy before stopping"
     )
+    exact_match: str = _option(
+        "off", "--exact-match",
+        "'on' gives every question and passage word one more input channel: 1 when the word "
+        "also occurs in the other part (bigru and attention)",
+        choices=("off", "on"),
+    )  # fmt: skip
+    min_epochs: int = _option(
+        0, "--min-epochs", "epochs trained before early stopping may end the run"
+    )
+    lr_plateau: int = _option(
+        0, "--lr-plateau",
+        "halve the learning rate after this many epochs without a better valid balanced accuracy "
+        "(0: never)",
+    )  # fmt: skip
+    clipnorm: float = _option(
+        0.0, "--clipnorm", "clip each weight's gradient to this L2 norm (0: no clipping)"
+    )
+    ema: float = _option(
+        0.0, "--ema",
+        "momentum of an exponential moving average of the weights, which is what is validated, "
+        "early-stopped and saved (0: off; 0.99 averages about the last 100 steps)",
+    )  # fmt: skip
     seed: int = _option(0, "--seed", "seed for weights, dropout and shuffling")
     class_weight: str = _option(
         "none", "--class-weight",
@@ -69,9 +92,11 @@ class Config:
                 problems.append(f"{flag_of(f.name)}: expected {kind.__name__}, got {value!r}")
         if problems:
             raise UserError("; ".join(problems))
-        for name in ("learning_rate", "weight_decay"):  # NaN passes every comparison below
+        for name in ("learning_rate", "weight_decay", "clipnorm", "ema"):  # NaN passes checks
             if math.isnan(getattr(self, name)):
                 problems.append(f"{flag_of(name)} must be a number, got nan")
+        if self.exact_match not in ("off", "on"):
+            problems.append(f"--exact-match {self.exact_match!r}: choose from off, on")
         if self.class_weight not in CLASS_WEIGHTS:
             problems.append(
                 f"--class-weight {self.class_weight!r}: choose from {', '.join(CLASS_WEIGHTS)}"
@@ -81,6 +106,8 @@ class Config:
             ("batch_size", 1),
             ("max_epochs", 1),
             ("patience", 0),
+            ("min_epochs", 0),
+            ("lr_plateau", 0),
         ):
             if getattr(self, name) < low:
                 problems.append(
@@ -91,6 +118,10 @@ class Config:
                 problems.append(f"{flag_of(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.learning_rate <= 0:
             problems.append(f"--lr must be positive, got {self.learning_rate}")
+        if self.clipnorm < 0:
+            problems.append(f"--clipnorm must not be negative, got {self.clipnorm}")
+        if not 0.0 <= self.ema < 1.0:
+            problems.append(f"--ema must be in [0, 1), got {self.ema}")
         if self.weight_decay < 0:
             problems.append(f"--weight-decay must not be negative, got {self.weight_decay}")
         if not 0 <= self.seed <= SEED_MAX:
@@ -132,9 +163,18 @@ class DataSettings:
         "their tail averaged into the last kept vector; 100 keeps every train passage whole "
         "(the notebook's 99)",
     )  # fmt: skip
+    accents: str = _option(
+        "fold", "--accents",
+        "'fold' strips accents before the ASCII filter (\"pokémon\" -> \"pokemon\"); 'drop' "
+        "deletes accented letters as the notebook did (\"pokmon\", out of vocabulary); runs "
+        "saved before this setting existed used 'drop'",
+        choices=ACCENTS,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         problems = []
+        if self.accents not in ACCENTS:
+            problems.append(f"--accents {self.accents!r}: choose from {', '.join(ACCENTS)}")
         if not isinstance(self.valid_size, int) or self.valid_size < 1:
             problems.append(f"--valid-size must be at least 1, got {self.valid_size!r}")
         percentile = self.passage_percentile

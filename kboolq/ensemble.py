@@ -12,7 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
@@ -20,6 +19,7 @@ from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, evaluate_splits, format_table, predict_split
 from kboolq.files import write_json
+from kboolq.models.averaging import average
 from kboolq.rundir import (
     RunInfo,
     claim_output,
@@ -94,19 +94,6 @@ def greedy_select(labels: np.ndarray, probabilities: list[np.ndarray]) -> list[i
         chosen.append(candidate)
         best = max(best, scores[candidate])
     return chosen
-
-
-def average(models: list[keras.Model]) -> keras.Model:
-    shapes = {tensor.name: tensor.shape[1:] for tensor in models[0].inputs}
-    inputs = {
-        "vectors": keras.Input(shapes["vectors"], name="vectors"),
-        "lengths": keras.Input((2,), dtype="int32", name="lengths"),
-    }
-    outputs = []
-    for index, model in enumerate(models):
-        model.name = f"member_{index}"
-        outputs.append(model(inputs))
-    return keras.Model(inputs, keras.layers.Average(name="p_yes")(outputs), name="ensemble")
 
 
 def main(argv: list[str] | None = None) -> int:

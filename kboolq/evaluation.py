@@ -185,6 +185,37 @@ def format_table(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+SPREAD_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def spread(reports: list[dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and sample standard deviation (ddof 1) over runs, per split and metric: a choice
+    between settings should rest on differences larger than the seed-to-seed noise."""
+    return {
+        split: {
+            metric: {
+                "mean": float(np.mean(values := [r[split][metric] for r in reports])),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            }
+            for metric in SPREAD_METRICS
+        }
+        for split in reports[0]
+    }
+
+
+def format_spread(members: dict, ensemble: dict[str, dict], n: int) -> str:
+    """The members' mean +- std beside the ensemble, per split and metric."""
+    lines = [f"{'':<18}{'split':>7}{f'{n} members: mean +- std':>26}{'ensemble':>10}{'gain':>8}"]
+    for split, metrics in members.items():
+        for metric, m in metrics.items():
+            value = ensemble[split][metric]
+            lines.append(
+                f"{metric:<18}{split:>7}{m['mean']:>17.4f} +- {m['std']:.4f}"
+                f"{value:>10.4f}{value - m['mean']:>+8.4f}"
+            )
+    return "\n".join(lines)
+
+
 def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Path, split: str):
     """confusion_matrix, ROC and PR curve PNGs for one split; returns the written paths.
 

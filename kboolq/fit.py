@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -22,20 +24,29 @@ from kboolq.cli import (
     warn_about_data,
 )
 from kboolq.config import Config, DataSettings, add_config_arguments, config_from_args
+from kboolq.data.layout import Prepared
+from kboolq.errors import UserError
 from kboolq.evaluation import (
     evaluate_splits,
+    format_spread,
     format_table,
     predict_split,
+    spread,
 )
 from kboolq.files import remove_stale_temporaries, write_json
+from kboolq.models.averaging import average
 from kboolq.rundir import (
+    CONFIG_FILE,
     MODEL_FILE,
+    RunInfo,
     claim_output,
     clear_run,
     is_run,
+    load_model,
     lock_output,
     recover_run,
     replace_run,
+    save_model,
     staging_dir,
     write_info,
 )
@@ -58,6 +69,17 @@ def parser() -> argparse.ArgumentParser:
         help="run directory to write: a new or empty directory, or a kboolq run with --overwrite",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N models with seeds --seed, --seed+1, ... and save RUN_DIR as their "
+        "ensemble (one model averaging their P(yes)); each member is a run of its own in "
+        "RUN_DIR/members/seed_S, and the members' mean +- std, the ensemble and its gain are "
+        "printed and written to RUN_DIR/seeds.json. A killed --seeds fit keeps the members it "
+        "finished and trains only the rest when run again (default: 1, one model)",
+    )
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
     add_verbose_argument(p)
     add_source_arguments(p)
@@ -70,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     config = config_from_args(args)
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    dataclasses.replace(config, seed=config.seed + args.seeds - 1)  # every seed in range
     settings = data_settings(args)
     with lock_output(args.out):
         recover_run(args.out)
@@ -103,11 +128,16 @@ def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_di
     )
     started = time.perf_counter()
     try:
-        model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
+        if args.seeds == 1:
+            model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
+        else:
+            model = train_members(args, info, prepared, work, extra)
     except KeyboardInterrupt:
         if staged:
             shutil.rmtree(work, ignore_errors=True)
             print(f"\ninterrupted: {run_dir} still holds the previous run", file=sys.stderr)
+        elif args.seeds > 1:
+            print(f"\ninterrupted: finished members kept in {run_dir / 'members'}", file=sys.stderr)
         else:
             saved = run_dir / MODEL_FILE
             where = f"kept in {saved}" if saved.exists() else "none saved yet"
@@ -116,19 +146,81 @@ def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_di
     seconds = time.perf_counter() - started
     reports = evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
     write_json(work / "metrics.json", reports)
+    if args.seeds > 1:
+        members = [
+            json.loads((work / "members" / f"seed_{s}" / "metrics.json").read_text())
+            for s in seeds_of(config, args.seeds)
+        ]
+        members_spread = spread(members)
+        write_json(
+            work / "seeds.json",
+            {"seeds": seeds_of(config, args.seeds), "members": members_spread, "ensemble": reports},
+        )
     if staged:
         replace_run(work, run_dir)
     print(format_table(reports))
-    print(
-        f"best epoch {checkpoint.best_epoch} (valid balanced accuracy {checkpoint.best:.4f}); "
-        f"trained {seconds:.0f} s; run written to {run_dir}"
-    )
+    if args.seeds > 1:
+        print(format_spread(members_spread, reports, args.seeds))
+        print(f"ensemble of {args.seeds} seeds; trained {seconds:.0f} s; written to {run_dir}")
+    else:
+        print(
+            f"best epoch {checkpoint.best_epoch} (valid balanced accuracy {checkpoint.best:.4f}); "
+            f"trained {seconds:.0f} s; run written to {run_dir}"
+        )
     if tracker is not None:
         valid = prepared.splits["valid"]
         scores = predict_split(model, valid, prepared.table, config.batch_size)
         tracking.log_final(tracker, reports, valid.labels, scores, run_dir / MODEL_FILE)
         tracker.finish()
     return 0
+
+
+def seeds_of(config: Config, n: int) -> list[int]:
+    return [config.seed + k for k in range(n)]
+
+
+def train_members(
+    args: argparse.Namespace, info: RunInfo, prepared: Prepared, work: Path, extra: list
+):
+    """Train one member run per seed under work/members (a finished member whose config.json
+    matches is kept, so a killed --seeds fit resumes) and save their average as work's model."""
+    models = []
+    for seed in seeds_of(info.config, args.seeds):
+        member = dataclasses.replace(info, config=dataclasses.replace(info.config, seed=seed))
+        member_dir = work / "members" / f"seed_{seed}"
+        if _finished(member_dir, member):
+            print(f"member seed {seed}: kept from an earlier run ({member_dir})")
+            models.append(load_model(member_dir))
+            continue
+        member_dir.mkdir(parents=True, exist_ok=True)
+        clear_run(member_dir)
+        write_info(member_dir, member)
+        print(f"member seed {seed} ({len(models) + 1} of {args.seeds})", flush=True)
+        model, _ = train_model(member.config, prepared, member_dir, extra, verbose=verbosity(args))
+        reports = evaluate_splits(model, prepared.splits, prepared.table, member.config.batch_size)
+        write_json(member_dir / "metrics.json", reports)
+        models.append(model)
+    write_json(
+        work / "members.json",
+        {
+            "members": [
+                str((work / "members" / f"seed_{s}").resolve())
+                for s in seeds_of(info.config, args.seeds)
+            ]
+        },
+    )
+    save_model(average(models), work)
+    return load_model(work)
+
+
+def _finished(member_dir: Path, info: RunInfo) -> bool:
+    try:
+        saved = json.loads((member_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        saved == json.loads(json.dumps(info.to_dict())) and (member_dir / "metrics.json").exists()
+    )
 
 
 if __name__ == "__main__":

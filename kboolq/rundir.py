@@ -39,7 +39,8 @@ FORMAT = 1
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 RUN_FILES = (
-    MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json", "members.json"
+    MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json", "members.json",
+    "seeds.json",
 )  # fmt: skip
 
 
@@ -69,6 +70,7 @@ class RunInfo:
                 "source": self.data.data,
                 "valid_size": self.data.valid_size,
                 "passage_percentile": self.data.passage_percentile,
+                "accents": self.data.accents,
                 "preprocess_fingerprint": self.preprocess_fingerprint,
             },
         }
@@ -129,6 +131,7 @@ def read_info(run_dir: Path) -> RunInfo:
             glove=vectors.source,
             valid_size=_key(data, path, "data", "valid_size"),
             passage_percentile=_key(data, path, "data", "passage_percentile", 99.0),
+            accents=_key(data, path, "data", "accents", "drop"),  # runs before the setting
         )
     except TypeError as exc:
         raise UserError(f"{path}: incomplete or incompatible config ({exc})") from None
@@ -189,7 +192,7 @@ class OpenRun:
 
     def encode(self, groups: dict[str, Sequence[Row]]) -> Encoded:
         """Rows in the run's own layout, over the run's vectors."""
-        return encode(groups, self.glove, self.info.layout)
+        return encode(groups, self.glove, self.info.layout, accents=self.info.data.accents)
 
     def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
         """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""

@@ -90,7 +90,11 @@ def compile_model(model: keras.Model, config: Config) -> keras.Model:
     """AdamW on binary cross-entropy, with the whole-epoch metrics that early stopping reads."""
     model.compile(
         optimizer=keras.optimizers.AdamW(
-            learning_rate=config.learning_rate, weight_decay=config.weight_decay
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            clipnorm=config.clipnorm or None,
+            use_ema=config.ema > 0,
+            ema_momentum=config.ema or 0.99,
         ),
         loss="binary_crossentropy",
         metrics=training_metrics(),
@@ -129,10 +133,29 @@ def train_model(
     valid = Batches(prepared.splits["valid"], table, config.batch_size)
     checkpoint = BestCheckpoint(run_dir)
     history = HistoryWriter(Path(run_dir) / "history.csv")
+    # With --ema the averaged weights are swapped in before validation and at each epoch's end,
+    # so the metrics, early stopping and the checkpoint (placed after the swap) all see them.
+    averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []
+    plateau = (
+        [
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=MONITOR, mode="max", factor=0.5, patience=config.lr_plateau, verbose=0
+            )
+        ]
+        if config.lr_plateau
+        else []
+    )
     callbacks = [
+        *averaging,
+        *plateau,  # before the history, which then records each epoch's learning rate
         checkpoint,
         history,
-        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
+        keras.callbacks.EarlyStopping(
+            monitor=MONITOR,
+            mode="max",
+            patience=config.patience,
+            start_from_epoch=config.min_epochs,
+        ),
         ReleaseMemory(),
         *extra_callbacks,
     ]

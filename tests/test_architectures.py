@@ -7,7 +7,7 @@ from kboolq.config import Config
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
 from kboolq.models.architectures import ARCHITECTURES, build_model
-from kboolq.models.layers import Compact, LayoutMask
+from kboolq.models.layers import Compact, ExactMatch, LayoutMask
 
 pytestmark = pytest.mark.backend
 
@@ -15,11 +15,16 @@ LAYOUT = Layout(q_max=3, p_max=5, separator=2)
 DIM = 4
 
 
-ARCHS = ("notebook", "bigru", "attention", "question_only")
+ARCHS = (
+    "notebook", "bigru", "attention", "esim", "question_only", "bigru+match", "esim+match"
+)  # fmt: skip
 
 
 def _model(**overrides):
-    return build_model(Config(hidden_size=8, **overrides), LAYOUT, DIM)
+    arch, _, match = overrides.pop("arch", "bigru").partition("+")
+    overrides.setdefault("exact_match", "on" if match else "off")
+    config = Config(hidden_size=8, arch=arch, **overrides)
+    return build_model(config, LAYOUT, DIM)
 
 
 def _inputs(rows=4, seed=0):
@@ -46,6 +51,31 @@ def test_layout_mask_by_hand():
         [1, 0, 0, 1, 1, 1, 1, 0, 0, 0],
         [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
     ]
+
+
+def test_exact_match_by_hand():
+    w1, w2, w3 = np.eye(3, dtype=np.float32) * 0.7  # three words' vectors
+    a = np.stack([w1, w2, w3])[None]  # question: w1 w2, then padding that happens to hold w3
+    b = np.stack([w2, w3, w1, np.zeros(3, np.float32)])[None]  # passage: w2 w3 w1, padding
+    a_mask, b_mask = np.array([[1, 1, 0]], bool), np.array([[1, 1, 1, 0]], bool)
+    a_in_b, b_in_a = ExactMatch()(a, a_mask, b, b_mask)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a_in_b)[0, :, 0], [1, 1, 0])
+    # w3 occurs in the question only as padding: no match
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(b_in_a)[0, :, 0], [1, 0, 1, 0])
+
+
+def test_exact_match_changes_what_bigru_reads():
+    vectors, lengths = _inputs(rows=2)
+    vectors[:, LAYOUT.passage_start] = vectors[
+        :, 0
+    ]  # the first passage word repeats the question's
+    with_match = _model(arch="bigru+match")
+    assert with_match.get_layer("exact_match") is not None
+    assert with_match.count_params() > _model(arch="bigru").count_params()  # one more channel
+    assert (
+        _model(arch="question_only", exact_match="on").count_params()
+        == _model(arch="question_only").count_params()
+    )  # the question-only baseline never sees the passage
 
 
 def test_compact_moves_real_steps_to_the_front_by_hand():

@@ -132,4 +132,7 @@ def test_bad_grid_files(tmp_path, content, suffix, message):
 
 def test_grid_file_and_flags_combine():
     args = grid.parser().parse_args(["--out", "x", "--lr", "0.5"])
-    assert grid.grid_from_args(args) == {**grid.DEFAULT_GRID, "learning_rate": [0.5]}
+    assert grid.settings_from_args(args) == (
+        grid.Config(),
+        {**grid.DEFAULT_GRID, "learning_rate": [0.5]},
+    )

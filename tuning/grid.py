@@ -37,7 +37,7 @@ from kboolq.cli import (
     verbosity,
     warn_about_data,
 )
-from kboolq.config import Config, add_config_arguments, config_from_args, flag_of
+from kboolq.config import Config, flag_of
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
 from kboolq.evaluation import (
@@ -51,6 +51,8 @@ from kboolq.models.architectures import build_model
 from kboolq.rundir import RunInfo, claim_output, load_model, lock_output, write_info
 from kboolq.threads import set_threads
 from kboolq.training import MONITOR, train_model
+from tuning.distributed import GridClient, Heartbeat, Role, role_from, serve
+from tuning.oracle import ResumableGridOracle
 
 # The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
 DEFAULT_GRID: dict[str, list[Any]] = {
@@ -59,55 +61,14 @@ DEFAULT_GRID: dict[str, list[Any]] = {
     "learning_rate": [1e-3, 1e-4, 1e-5],
     "weight_decay": [0.0, 0.1, 0.01],
 }
-FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}  # every hyperparameter may be an axis
 OBJECTIVE = kt.Objective(MONITOR, direction="max")
-
-
-class ResumableGridOracle(kt.oracles.GridSearchOracle):
-    """GridSearchOracle whose next combination is derived from the recorded trials alone.
-
-    KerasTuner 1.4.8 keeps GridSearchOracle's position in memory only: after a kill mid-trial a
-    reload repeats the interrupted trial and then fails with KeyError in populate_space, and later
-    reloads skip the rest. Here the next trial is simply the first combination, in
-    GridSearch's own order, that no recorded trial has taken; an interrupted trial is re-run
-    by the base Oracle because it is still the tuner's ongoing trial.
-    """
-
-    def _combinations(self) -> list[dict[str, Any]]:
-        hps = self.get_space()
-        current = {hp.name: hp.default for hp in hps.space}
-        combinations = []
-        while current is not None:
-            combinations.append(dict(current))
-            current = self._get_next_combination(current)
-        return combinations
-
-    def populate_space(self, trial_id: str) -> dict[str, Any]:
-        taken = {_key(trial.hyperparameters.values) for trial in self.trials.values()}
-        for values in self._combinations():
-            if _key(values) not in taken:
-                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
-        status = "IDLE" if self.ongoing_trials else "STOPPED"
-        return {"status": getattr(kt.engine.trial.TrialStatus, status), "values": None}
-
-    def end_trial(self, trial) -> None:
-        kt.Oracle.end_trial(self, trial)  # skip GridSearchOracle's in-memory bookkeeping
-
-    # KerasTuner writes its JSON state in place; a kill mid-write would leave a file that the
-    # resumed grid cannot read, so both files are written atomically instead.
-    def save(self) -> None:
-        write_json(Path(self._get_oracle_fname()), self.get_state())
-
-    def _save_trial(self, trial) -> None:
-        write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
-
-
-def _key(values: dict[str, Any]) -> str:
-    return json.dumps(values, sort_keys=True)
+DEFAULT_LEASE = 120.0  # seconds a worker may stay silent before its trial is handed elsewhere
+DEFAULT_CHIEF_TIMEOUT = 600.0  # the chief loads the data before it serves: give it time
 
 
 class ConfigHyperModel(kt.HyperModel):
-    """Builds and trains kboolq models from a Config whose grid axes come from `hp.Choice`."""
+    """Builds kboolq models from a Config whose grid axes come from `hp.Choice`."""
 
     def __init__(self, base: Config, grid: dict[str, list[Any]], prepared: Prepared) -> None:
         super().__init__()
@@ -118,49 +79,57 @@ class ConfigHyperModel(kt.HyperModel):
         return dataclasses.replace(self.base, **values)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        keras.utils.set_random_seed(self.base.seed)
-        return build_model(self.config(hp), self.prepared.layout, self.prepared.table.shape[1])
+        config = self.config(hp)
+        keras.utils.set_random_seed(config.seed)
+        return build_model(config, self.prepared.layout, self.prepared.table.shape[1])
+
+
+class StopWhenLost(keras.callbacks.Callback):
+    """Ends a worker's training once the chief has handed its trial to another worker."""
+
+    def __init__(self, beat: Heartbeat) -> None:
+        super().__init__()
+        self.beat = beat
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.beat.lost.is_set():
+            self.model.stop_training = True
 
 
 class GridTuner(kt.Tuner):
-    """Runs each trial with kboolq's own training loop into the trial's directory."""
+    """Runs each trial with kboolq's own training loop into the trial's directory; on a
+    worker it also keeps the trial's lease alive and sends the finished trial's files to the
+    chief."""
 
     def __init__(
-        self,
-        hypermodel: ConfigHyperModel,
-        info: RunInfo,
-        wandb: bool,
-        verbose: int,
-        total: int,
-        **kwargs,
+        self, hypermodel: ConfigHyperModel, info: RunInfo, wandb: bool, verbose: int, **kwargs
     ) -> None:
         super().__init__(hypermodel=hypermodel, **kwargs)
-        self.info, self.wandb, self.fit_verbose, self.total = info, wandb, verbose, total
-        self.started = time.monotonic()
-        self.trial_seconds: list[float] = []
+        self.info, self.wandb, self.fit_verbose = info, wandb, verbose
+        self.client: GridClient | None = None  # set on a worker
+        self.heartbeat_interval = 10.0
+        self.beat: Heartbeat | None = None
+        self.ran = 0
 
     def on_trial_begin(self, trial) -> None:
         super().on_trial_begin(trial)
-        self.trial_started = time.monotonic()
+        if self.client is not None:
+            self.beat = Heartbeat(self.client, trial.trial_id, self.heartbeat_interval)
+            print(
+                f"grid worker {self.tuner_id}: trial {trial.trial_id} "
+                f"{trial.hyperparameters.values}",
+                flush=True,
+            )
 
     def on_trial_end(self, trial) -> None:
+        if self.beat is not None:
+            self.beat.stop()
         super().on_trial_end(trial)
-        self.trial_seconds.append(time.monotonic() - self.trial_started)
-        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED"]
-        best = max(done, key=lambda t: t.score, default=None)
-        print(
-            progress_line(
-                len(done),
-                self.total,
-                time.monotonic() - self.started,
-                self.trial_seconds,
-                None if best is None else (best.score, best.trial_id),
-            ),
-            flush=True,
-        )
+        self.ran += 1
 
     def save(self) -> None:
-        self.oracle.save()
+        if self.client is None:  # the oracle lives here, not on a chief
+            self.oracle.save()
         write_json(Path(self._get_tuner_fname()), self.get_state())
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
@@ -173,12 +142,22 @@ class GridTuner(kt.Tuner):
             name=f"trial-{trial.trial_id}",
             group=Path(self.project_dir).parent.name,
         )
+        if self.beat is not None:
+            extra = [*extra, StopWhenLost(self.beat)]
         _, checkpoint = train_model(
             config, self.hypermodel.prepared, trial_dir, extra, verbose=self.fit_verbose
         )
         if tracker is not None:
             tracker.summary[MONITOR] = checkpoint.best
             tracker.finish()
+        if self.client is not None and (
+            self.beat.lost.is_set() or not self.client.put_files(trial_dir, trial.trial_id)
+        ):
+            print(
+                f"grid worker {self.tuner_id}: trial {trial.trial_id} was handed to another "
+                "worker after its lease ran out; this result is dropped",
+                flush=True,
+            )
         return {MONITOR: checkpoint.best}
 
 
@@ -194,17 +173,51 @@ def progress_line(
     elapsed: float,
     trial_seconds: list[float],
     best: tuple[float, str] | None,
+    workers: int = 1,
 ) -> str:
     """'grid: trial k of n done, elapsed ..., best so far ..., about ... left (...)': the
-    estimate is the trials left times the mean time of the trials this process has run."""
+    estimate is the trials left times the mean time of the trials ended since this process
+    started, shared among the workers."""
     parts = [f"grid: trial {done} of {total} done", f"elapsed {_duration(elapsed)}"]
     if best is not None:
         parts.append(f"best so far {best[0]:.4f} (trial {best[1]})")
     left = total - done
     if left > 0 and trial_seconds:
         mean = sum(trial_seconds) / len(trial_seconds)
-        parts.append(f"about {_duration(left * mean)} left ({left} trials x {_duration(mean)})")
+        shared = f" / {workers} workers" if workers > 1 else ""
+        parts.append(
+            f"about {_duration(left * mean / workers)} left "
+            f"({left} trials x {_duration(mean)}{shared})"
+        )
     return ", ".join(parts)
+
+
+class Progress:
+    """Prints a progress line each time the oracle ends a trial (in one process or on the
+    chief, which sees every worker's trials)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.started = total, time.monotonic()
+        self.trial_seconds: list[float] = []
+        self.oracle: ResumableGridOracle | None = None
+
+    def __call__(self, trial, seconds: float | None) -> None:
+        if seconds is not None:
+            self.trial_seconds.append(seconds)
+        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED"]
+        best = max(done, key=lambda t: t.score, default=None)
+        workers = max(1, len(self.oracle.tuner_ids))
+        print(
+            progress_line(
+                len(done),
+                self.total,
+                time.monotonic() - self.started,
+                self.trial_seconds,
+                None if best is None else (best.score, best.trial_id),
+                workers,
+            ),
+            flush=True,
+        )
 
 
 RECORD = "grid.json"  # what the grid directory was made from
@@ -216,6 +229,34 @@ def grid_record(info: RunInfo, grid: dict[str, list[Any]]) -> dict[str, Any]:
     return {"data": data, "embeddings": info.to_dict()["embeddings"], "fixed": fixed, "axes": grid}
 
 
+def record_changes(old: dict[str, Any], new: dict[str, Any], same_axes: bool) -> list[str]:
+    """What differs between two grid records: data, vectors and fixed settings always; the
+    axes must be equal (`same_axes`) or may only gain values."""
+    # a setting added to kboolq after the old grid was made had its default (the behaviour
+    # of before), except accents: the notebook's "drop" was the only way then
+    before = {"fixed": {n: f.default for n, f in FIELDS.items()}, "data": {"accents": "drop"}}
+
+    def was(section: str, key: str) -> Any:
+        return old.get(section, {}).get(key, before.get(section, {}).get(key))
+
+    changed = [
+        f"{section}.{key}: {was(section, key)!r} -> {value!r}"
+        for section in ("data", "embeddings", "fixed")
+        for key, value in new[section].items()
+        if was(section, key) != value
+    ]
+    old_axes, axes = old.get("axes", {}), new["axes"]
+    if set(old_axes) != set(axes):
+        changed.append(f"axes: {', '.join(old_axes)} -> {', '.join(axes)}")
+    else:
+        changed += [
+            f"axes.{name}: {old_axes[name]} -> {values}" + ("" if same_axes else " drops values")
+            for name, values in axes.items()
+            if (old_axes[name] != values if same_axes else not set(old_axes[name]) <= set(values))
+        ]
+    return changed
+
+
 def check_same_grid(grid_dir: Path, record: dict[str, Any]) -> None:
     """A grid directory continues only the grid it was made for: the same data, vectors and
     fixed settings, and axes that keep every value they had (new values add grid points)."""
@@ -223,21 +264,7 @@ def check_same_grid(grid_dir: Path, record: dict[str, Any]) -> None:
         old = json.loads((grid_dir / RECORD).read_text())
     except (OSError, ValueError):
         return  # a new grid, or one made before grid.json was written
-    changed = [
-        f"{section}.{key}: {old[section].get(key)!r} -> {value!r}"
-        for section in ("data", "embeddings", "fixed")
-        for key, value in record[section].items()
-        if old.get(section, {}).get(key) != value
-    ]
-    old_axes, axes = old.get("axes", {}), record["axes"]
-    if set(old_axes) != set(axes):
-        changed.append(f"axes: {', '.join(old_axes)} -> {', '.join(axes)}")
-    else:
-        changed += [
-            f"axes.{name}: {old_axes[name]} -> {values} drops values"
-            for name, values in axes.items()
-            if not set(old_axes[name]) <= set(values)
-        ]
+    changed = record_changes(old, record, same_axes=False)
     if changed:
         raise UserError(
             f"--out {grid_dir}: holds a grid made from other settings ({'; '.join(changed)}); "
@@ -259,19 +286,24 @@ def is_grid(path: Path) -> bool:
     return (path / "trials").is_dir()
 
 
+def _kind(name: str) -> type:
+    return type(FIELDS[name].default)
+
+
 def parse_axis(name: str, text: str) -> list[Any]:
-    kind = FIELD_TYPES[name]
-    caster = {"int": int, "float": float, "str": str}[
-        kind if isinstance(kind, str) else kind.__name__
-    ]
+    kind = _kind(name)
     values = []
     for item in text.split(","):
+        item = item.strip()
         try:
-            values.append(caster(item.strip()))
+            if kind is bool:
+                if item.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(item)
+                values.append(item.lower() in ("true", "1"))
+            else:
+                values.append(kind(item))
         except ValueError:
-            raise UserError(
-                f"{flag_of(name)}: {item.strip()!r} is not a {caster.__name__}"
-            ) from None
+            raise UserError(f"{flag_of(name)}: {item!r} is not a {kind.__name__}") from None
     return values
 
 
@@ -288,14 +320,12 @@ def read_grid_file(path: Path) -> dict[str, list[Any]]:
         ) from None
     if not isinstance(raw, dict):
         raise UserError(f"--grid {path}: expected a table of axis = [values]")
-    by_flag = {flag_of(name).lstrip("-"): name for name in DEFAULT_GRID}
+    by_flag = {flag_of(name).lstrip("-"): name for name in FIELDS}
     grid = {}
     for key, values in raw.items():
         name = by_flag.get(key, key)
-        if name not in DEFAULT_GRID:
-            raise UserError(
-                f"--grid {path}: unknown axis {key!r} (axes: {', '.join(DEFAULT_GRID)})"
-            )
+        if name not in FIELDS:
+            raise UserError(f"--grid {path}: unknown axis {key!r} (axes: {', '.join(FIELDS)})")
         if not isinstance(values, list) or not values:
             raise UserError(f"--grid {path}: axis {key!r} needs a non-empty list of values")
         grid[name] = [_check_type(name, value, path) for value in values]
@@ -303,61 +333,121 @@ def read_grid_file(path: Path) -> dict[str, list[Any]]:
 
 
 def _check_type(name: str, value: Any, path: Path) -> Any:
+    kind = _kind(name)
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if FIELD_TYPES[name] == "int" and not (numeric and float(value).is_integer()):
+    if kind is int and not (numeric and float(value).is_integer()):
         raise UserError(f"--grid {path}: axis {name!r} takes integers, got {value!r}")
-    if FIELD_TYPES[name] == "float" and not numeric:
+    if kind is float and not numeric:
         raise UserError(f"--grid {path}: axis {name!r} takes numbers, got {value!r}")
-    return int(value) if FIELD_TYPES[name] == "int" else float(value)
+    if kind in (str, bool) and not isinstance(value, kind):
+        raise UserError(f"--grid {path}: axis {name!r} takes {kind.__name__}s, got {value!r}")
+    return kind(value)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tuning.grid",
-        description="Grid search over the notebook's grid (hidden x dropout x lr x weight "
-        "decay, 81 trials by default) for the --arch model with KerasTuner, each trial "
-        "early-stopped on valid balanced accuracy. Writes GRID_DIR/trials.csv (all trials, best "
-        "first) and GRID_DIR/best (a normal run directory for kboolq.evaluate/predict). A killed "
-        "grid resumes where it stopped when run again with the same arguments.",
+        description="Grid search with KerasTuner over any hyperparameters of the --arch model "
+        "(by default the notebook's grid: hidden x dropout x lr x weight decay, 81 trials), each "
+        "trial early-stopped on valid balanced accuracy. Writes GRID_DIR/trials.csv (every grid "
+        "point once, best first) and GRID_DIR/best (a normal run directory for "
+        "kboolq.evaluate/predict). A killed grid resumes where it stopped when run again with "
+        "the same arguments. With --chief/--worker the trials run on several processes or "
+        "machines at once (see README, 'The grid on many workers').",
     )
     p.add_argument("--out", type=Path, required=True, metavar="GRID_DIR", help="grid directory")
-    axes = p.add_argument_group("grid axes (comma-separated values; defaults: the notebook's grid)")
-    for name, values in DEFAULT_GRID.items():
+    axes = p.add_argument_group(
+        "hyperparameters: every one may be a grid axis (V,V,... makes an axis; one value fixes "
+        "it, except for the notebook's four axes, which stay axes of that one value)"
+    )
+    for name, f in FIELDS.items():
+        default = ",".join(map(str, DEFAULT_GRID.get(name, [f.default])))
+        kind = "axis" if name in DEFAULT_GRID else "fixed"
+        choices = f.metadata.get("choices")
         axes.add_argument(
-            flag_of(name),
+            f.metadata["flag"],
             dest=f"axis_{name}",
-            metavar="V,V,...",
-            help=f"values of {name} (default: {','.join(map(str, values))})",
+            metavar="V,V,..." if not choices else "{" + ",".join(choices) + "},...",
+            help=f"{f.metadata['help']} (default: {kind} {default})",
         )
-    p.add_argument("--grid", type=Path, help="TOML or JSON file of axis = [values]; flags win")
+    p.add_argument(
+        "--grid",
+        type=Path,
+        help="TOML or JSON file of axis = [values], axes named by field or flag (e.g. "
+        "hidden = [128, 256]; arch = ['bigru', 'attention']); flags win",
+    )
     p.add_argument("--fresh", action="store_true", help="discard finished trials and start over")
     p.add_argument(
         "--wandb", action="store_true", help="log each trial as a W&B run (metrics only)"
     )
+    dist = p.add_argument_group(
+        "many workers (KerasTuner's chief/worker mode; KERASTUNER_ORACLE_IP, "
+        "KERASTUNER_ORACLE_PORT and KERASTUNER_TUNER_ID work too)"
+    )
+    dist.add_argument(
+        "--chief",
+        metavar="HOST:PORT",
+        help="be the chief: hand out grid points to workers on HOST:PORT, trains nothing, and "
+        "write trials.csv and best/ when every point is done",
+    )
+    dist.add_argument(
+        "--worker",
+        metavar="HOST:PORT",
+        help="be a worker: train the grid points the chief at HOST:PORT hands out, with the "
+        "same other arguments as the chief",
+    )
+    dist.add_argument(
+        "--lease",
+        type=float,
+        default=DEFAULT_LEASE,
+        metavar="SECONDS",
+        help="chief: a trial whose worker sends nothing (it sends a heartbeat every "
+        "min(10, lease/4) s) for this long is handed to another worker "
+        f"(default: {DEFAULT_LEASE:g})",
+    )
+    dist.add_argument(
+        "--chief-timeout",
+        type=float,
+        default=DEFAULT_CHIEF_TIMEOUT,
+        metavar="SECONDS",
+        help="worker: give up with an error when the chief cannot be reached for this long "
+        f"(default: {DEFAULT_CHIEF_TIMEOUT:g})",
+    )
     add_verbose_argument(p)
     add_source_arguments(p)
     add_threads_argument(p)
-    add_config_arguments(p, skip=tuple(DEFAULT_GRID))
     return p
 
 
-def grid_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
+def settings_from_args(args: argparse.Namespace) -> tuple[Config, dict[str, list[Any]]]:
+    """The fixed hyperparameters and the grid axes, checked before any training."""
     grid = dict(DEFAULT_GRID)
     if args.grid is not None:
         grid.update(read_grid_file(args.grid))
-    for name in DEFAULT_GRID:
+    fixed = {}
+    for name in FIELDS:
         text = getattr(args, f"axis_{name}")
-        if text is not None:
-            grid[name] = parse_axis(name, text)
+        if text is None:
+            continue
+        values = parse_axis(name, text)
+        if len(values) == 1 and name not in grid:
+            fixed[name] = values[0]
+        else:
+            grid[name] = values
+    base = Config(**fixed)
     for name, values in grid.items():
         for value in values:
-            dataclasses.replace(Config(), **{name: value})  # range errors before any training
-    return grid
+            dataclasses.replace(base, **{name: value})  # range errors before any training
+    return base, grid
 
 
 def trials_table(tuner: GridTuner, grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """One row per grid point: trials given up after their lease ran out are left out (their
+    point ran again as another trial)."""
     rows = []
     for trial in tuner.oracle.trials.values():
+        if trial.trial_id in tuner.oracle.expired:
+            continue
         row = {"trial": trial.trial_id, "status": trial.status}
         row.update({name: trial.hyperparameters.values.get(name) for name in grid})
         row[MONITOR] = trial.score
@@ -392,10 +482,14 @@ def publish_best(trial_dir: Path, best_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
-    grid = grid_from_args(args)
-    base = config_from_args(args)
-    settings = data_settings(args)
+    role = role_from(args.chief, args.worker)
+    base, grid = settings_from_args(args)
+    if not args.lease > 0 or not args.chief_timeout > 0:
+        raise UserError("--lease and --chief-timeout must be positive numbers of seconds")
+    if role is not None and role.kind == "worker":
+        return run_worker(args, role, base, grid)
     grid_dir: Path = args.out
+    settings = data_settings(args)
     with lock_output(grid_dir):
         claim_output(grid_dir, "grid", is_grid, overwrite=True)  # its own grid: resumed
         inputs = load_inputs(settings, cache_dir(args))  # once per grid, shared by every trial
@@ -411,41 +505,112 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"grid of {total} trials over {', '.join(grid)}; data ready in {inputs.seconds:.1f} s"
         )
-        hypermodel = ConfigHyperModel(base, grid, prepared)
+        progress = Progress(total)
+        oracle = ResumableGridOracle(
+            grid_size=total,
+            lease=None if role is None else args.lease,
+            on_trial_end=progress,
+            objective=OBJECTIVE,
+            seed=base.seed,
+        )
+        progress.oracle = oracle
         tuner = GridTuner(
-            hypermodel,
+            ConfigHyperModel(base, grid, prepared),
             info,
             args.wandb,
             verbosity(args),
-            total,
-            oracle=ResumableGridOracle(objective=OBJECTIVE, max_trials=total, seed=base.seed),
+            oracle=oracle,
             directory=str(grid_dir),
             project_name="trials",
             overwrite=args.fresh,
         )
         widen_space(tuner.oracle, grid)
-        tuner.search()
-        rows = trials_table(tuner, grid)
-        write_trials_csv(grid_dir / "trials.csv", rows)
-        best = tuner.oracle.get_best_trials(1)
-        if not best:
-            raise UserError(f"{grid_dir}: no trial finished")
-        curves = {
-            trial.trial_id: [row[MONITOR] for row in read_history(history)]
-            for trial in tuner.oracle.trials.values()
-            if (history := Path(tuner.get_trial_dir(trial.trial_id)) / "history.csv").exists()
-        }
-        save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
-        best_dir = grid_dir / "best"
-        publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
-        reports = evaluate_splits(
-            load_model(best_dir), prepared.splits, prepared.table, base.batch_size
+        if role is None:
+            tuner.search()
+        else:
+            tuner.save()
+            cpu, wall = time.process_time(), time.monotonic()
+            requests = serve(oracle, role, record, heartbeat=min(10.0, args.lease / 4))
+            print(
+                f"grid chief: all {total} points done; served {sum(requests.values())} requests "
+                f"({requests.get('CreateTrial', 0)} trial requests, "
+                f"{requests.get('Heartbeat', 0)} heartbeats) in "
+                f"{_duration(time.monotonic() - wall)} using "
+                f"{time.process_time() - cpu:.2f} s of CPU time",
+                flush=True,
+            )
+        return finish(tuner, grid, grid_dir, prepared, base)
+
+
+def finish(
+    tuner: GridTuner, grid: dict[str, list[Any]], grid_dir: Path, prepared: Prepared, base: Config
+) -> int:
+    """trials.csv, the grid's learning curves, and GRID_DIR/best evaluated once."""
+    rows = trials_table(tuner, grid)
+    write_trials_csv(grid_dir / "trials.csv", rows)
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise UserError(f"{grid_dir}: no trial finished")
+    curves = {
+        row["trial"]: [r[MONITOR] for r in read_history(history)]
+        for row in rows
+        if (history := Path(tuner.get_trial_dir(row["trial"])) / "history.csv").exists()
+    }
+    save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
+    best_dir = grid_dir / "best"
+    publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
+    reports = evaluate_splits(
+        load_model(best_dir), prepared.splits, prepared.table, base.batch_size
+    )
+    write_json(best_dir / "metrics.json", reports)
+    print(_format_rows(rows))
+    print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
+    print(format_table(reports))
+    print(f"wrote {grid_dir / 'trials.csv'} and {best_dir}")
+    return 0
+
+
+def run_worker(
+    args: argparse.Namespace, role: Role, base: Config, grid: dict[str, list[Any]]
+) -> int:
+    """Train what the chief hands out until it says the grid is done. The worker's trial
+    directories go under its own --out (the chief's, on a shared filesystem); each finished
+    one is also sent to the chief."""
+    grid_dir: Path = args.out
+    with lock_output(grid_dir / f".{role.tuner_id}"):  # a worker per id; beside the chief
+        claim_output(grid_dir, "grid", is_grid, overwrite=True)
+        inputs = load_inputs(data_settings(args), cache_dir(args))
+        info = run_info(base, inputs)
+        record = grid_record(info, grid)
+        total = len(list(itertools.product(*grid.values())))
+        tuner = GridTuner(
+            ConfigHyperModel(base, grid, inputs.prepared),
+            info,
+            args.wandb,
+            verbosity(args),
+            oracle=ResumableGridOracle(grid_size=total, objective=OBJECTIVE, seed=base.seed),
+            directory=str(grid_dir),
+            project_name="trials",
+            overwrite=False,  # on a shared filesystem this is the chief's grid too
         )
-        write_json(best_dir / "metrics.json", reports)
-        print(_format_rows(rows))
-        print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
-        print(format_table(reports))
-        print(f"wrote {grid_dir / 'trials.csv'} and {best_dir}")
+        local = getattr(tuner.oracle, "_oracle", tuner.oracle)  # KerasTuner's client wraps it
+        client = GridClient(local, role, args.chief_timeout)
+        tuner.oracle, tuner.client, tuner.tuner_id = client, client, role.tuner_id
+        chief = client.record()
+        changed = record_changes(chief["record"], record, same_axes=True)
+        if changed:
+            raise UserError(
+                f"--worker {role.address}: the chief runs another grid ({'; '.join(changed)}); "
+                "start every process with the same arguments"
+            )
+        tuner.heartbeat_interval = chief["heartbeat"]
+        print(f"grid worker {role.tuner_id}: joined the chief at {role.address}", flush=True)
+        tuner.search()
+        print(
+            f"grid worker {role.tuner_id}: the grid is done; ran {tuner.ran} trials, waited "
+            f"{client.idle_asks} times for a free grid point",
+            flush=True,
+        )
         return 0
 
 

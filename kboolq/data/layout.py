@@ -89,14 +89,14 @@ class _Tokenized:
     passage_tokens: list[int]
 
 
-def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter) -> _Tokenized:
+def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter, accents: str) -> _Tokenized:
     out = _Tokenized([], [], [], [])
     for row in rows:
         for what, text, ids_out, counts in (
             ("question", row.question, out.questions, out.question_tokens),
             ("passage", row.passage, out.passages, out.passage_tokens),
         ):
-            tokens = tokenize(text)
+            tokens = tokenize(text, accents)
             ids = [glove.index[t] for t in tokens if t in glove.index]
             oov.update(t for t in tokens if t not in glove.index)
             if not ids:
@@ -142,10 +142,11 @@ def encode(
     glove: Glove,
     layout: Layout | None = None,
     percentile: float = PASSAGE_PERCENTILE,
+    accents: str = "drop",
 ) -> Encoded:
     """Encode named groups of rows into one compact table; without `layout`, train sets it."""
     oov: Counter = Counter()
-    tokenized = {name: _glove_ids(rows, glove, oov) for name, rows in row_groups.items()}
+    tokenized = {name: _glove_ids(rows, glove, oov, accents) for name, rows in row_groups.items()}
     if layout is None:
         layout = layout_from_train(tokenized["train"], percentile)
     vocabulary = len(glove.words)
@@ -174,11 +175,14 @@ def encode(
     return Encoded(layout, table, splits, oov, token_count)
 
 
-def fingerprint(boolq: BoolQ, glove: Glove, percentile: float = PASSAGE_PERCENTILE) -> str:
+def fingerprint(
+    boolq: BoolQ, glove: Glove, percentile: float = PASSAGE_PERCENTILE, accents: str = "drop"
+) -> str:
     settings = {
         "tokenizer": TOKENIZER_VERSION,
         "separator": SEPARATOR_LENGTH,
         "percentile": percentile,
+        **({"accents": accents} if accents != "drop" else {}),  # earlier caches stay valid
     }
     return sha256_json({"data": boolq.fingerprint, "glove": glove.fingerprint, **settings})
 
@@ -236,19 +240,23 @@ def _load(path: Path) -> Prepared | None:
 
 
 def prepare(
-    boolq: BoolQ, glove: Glove, cache_dir: Path, percentile: float = PASSAGE_PERCENTILE
+    boolq: BoolQ,
+    glove: Glove,
+    cache_dir: Path,
+    percentile: float = PASSAGE_PERCENTILE,
+    accents: str = "drop",
 ) -> tuple[Prepared, bool]:
     """Encode every split, or reuse the cached result when data, vectors and settings match.
 
     Returns the result and whether it came from the cache.
     """
-    key = fingerprint(boolq, glove, percentile)
+    key = fingerprint(boolq, glove, percentile, accents)
     path = Path(cache_dir) / "prepared" / f"{key}.npz"
     if path.exists():
         cached = _load(path)
         if cached is not None and cached.fingerprint == key:
             return cached, True
-    e = encode(boolq.splits, glove, percentile=percentile)
+    e = encode(boolq.splits, glove, percentile=percentile, accents=accents)
     if not np.isfinite(e.table).all():
         raise UserError(
             f"the vectors from {glove.source} hold NaN or infinite values; "

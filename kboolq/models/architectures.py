@@ -16,7 +16,7 @@ from keras import layers
 
 from kboolq.data.layout import Layout
 from kboolq.models.gru import FastGRU
-from kboolq.models.layers import Bias, Compact, MaskedPooling, Segment
+from kboolq.models.layers import Bias, Compact, ExactMatch, MaskedPooling, Segment
 
 if TYPE_CHECKING:  # Config validates --arch against this registry, so it is imported lazily
     from kboolq.config import Config
@@ -62,14 +62,24 @@ def build_notebook(config: Config, layout: Layout, dim: int) -> keras.Model:
     return _model(config, vectors, lengths, _head(config, hidden))
 
 
-def _encoded_parts(config: Config, layout: Layout, vectors, lengths):
+def _encoded_parts(config: Config, layout: Layout, vectors, lengths, match: bool = True):
     """Question (B, Q, H) and passage (B, P, H) states with their masks (B, Q) and (B, P),
-    both read by one shared bidirectional GRU of H/2 units a direction."""
+    both read by one shared bidirectional GRU of H/2 units a direction. With --exact-match on
+    (and `match`) each word vector gets one more channel: does the word occur in the other
+    part (computed before word dropout, so a dropped word still says it matched)."""
     dropped = _word_dropout(config, layout, vectors)
     question, q_mask = Segment(0, layout.q_max, 0, name="question")(dropped, lengths)
     passage, p_mask = Segment(layout.passage_start, layout.p_max, 1, name="passage")(
         dropped, lengths
     )
+    if match and config.exact_match == "on":
+        q_words, _ = Segment(0, layout.q_max, 0, name="question_words")(vectors, lengths)
+        p_words, _ = Segment(layout.passage_start, layout.p_max, 1, name="passage_words")(
+            vectors, lengths
+        )
+        q_in_p, p_in_q = ExactMatch(name="exact_match")(q_words, q_mask, p_words, p_mask)
+        question = layers.Concatenate()([question, q_in_p])  # (B, Q, D + 1)
+        passage = layers.Concatenate()([passage, p_in_q])  # (B, P, D + 1)
     units = max(config.hidden_size // 2, 1)
     encoder = layers.Bidirectional(FastGRU(units, return_sequences=True), name="encoder")
     return encoder(question, mask=q_mask), q_mask, encoder(passage, mask=p_mask), p_mask
@@ -104,10 +114,40 @@ def build_attention(config: Config, layout: Layout, dim: int) -> keras.Model:
     return _model(config, vectors, lengths, _head(config, features, config.dropout))
 
 
+def build_esim(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """ESIM (Chen et al. 2017) over the bigru encoders: soft alignment both ways, enhancement
+    [a; b; a-b; a*b] projected to H, one composition BiGRU for both sides, max+mean pooling of
+    both into the dense head; dropout (--dropout) before the projection and the head."""
+    vectors, lengths = _inputs(layout, dim)
+    question, q_mask, passage, p_mask = _encoded_parts(config, layout, vectors, lengths)
+    # each passage word's soft-aligned question summary, and the other way: (B, P, H), (B, Q, H)
+    p_aligned = layers.Attention(name="align_passage")([passage, question], mask=[p_mask, q_mask])
+    q_aligned = layers.Attention(name="align_question")([question, passage], mask=[q_mask, p_mask])
+    project = layers.Dense(config.hidden_size, activation="relu", name="project")
+    units = max(config.hidden_size // 2, 1)
+    compose = layers.Bidirectional(FastGRU(units, return_sequences=True), name="composition")
+    pooled = []
+    for states, aligned, mask in ((passage, p_aligned, p_mask), (question, q_aligned, q_mask)):
+        enhanced = layers.Concatenate()(
+            [
+                states,
+                aligned,
+                layers.Subtract()([states, aligned]),
+                layers.Multiply()([states, aligned]),
+            ]
+        )  # (B, L, 4H)
+        if config.dropout:
+            enhanced = layers.Dropout(config.dropout)(enhanced)
+        composed = compose(project(enhanced), mask=mask)  # (B, L, H)
+        pooled.append(MaskedPooling()(composed, mask))  # (B, 2H)
+    features = layers.Concatenate()(pooled)  # (B, 4H)
+    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+
+
 def build_question_only(config: Config, layout: Layout, dim: int) -> keras.Model:
     """Baseline that never reads the passage: how much the question alone gives away."""
     vectors, lengths = _inputs(layout, dim)
-    question, q_mask, _, _ = _encoded_parts(config, layout, vectors, lengths)
+    question, q_mask, _, _ = _encoded_parts(config, layout, vectors, lengths, match=False)
     features = MaskedPooling()(question, q_mask)  # (B, 2H)
     return _model(config, vectors, lengths, _head(config, features, config.dropout))
 
@@ -132,6 +172,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         build_notebook, "the notebook's 2-layer GRU over the whole layout (alias: seed)"
     ),
     "attention": Architecture(build_attention, "BiGRU + passage-to-question attention"),
+    "esim": Architecture(build_esim, "ESIM: two-way soft alignment, enhancement, composition"),
     "question_only": Architecture(build_question_only, "baseline: the question alone"),
     "majority": Architecture(build_majority, "baseline: the training base rate"),
 }

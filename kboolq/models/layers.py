@@ -136,3 +136,41 @@ class Bias(layers.Layer):
 
     def compute_output_shape(self, lengths_shape):
         return (lengths_shape[0], 1)
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class ExactMatch(layers.Layer):
+    """For each real word of one part, 1.0 when the same word occurs among the other part's
+    real words: the exact-match feature that reading-comprehension models without pre-training
+    give their encoders (DrQA). Words are compared by their vectors, which are equal exactly
+    when the lower-cased words are (tokens are lower-cased and each word has one GloVe vector).
+
+    Args:
+        tolerance: largest squared distance, relative to the squared norms, still counted as
+            the same vector (float rounding of the distance, far below two words' distance).
+
+    Call: (a (B, A, D), a_mask (B, A), b (B, N, D), b_mask (B, N)) ->
+        (a in b (B, A, 1), b in a (B, N, 1)), 0.0 at padding.
+    """
+
+    def __init__(self, tolerance: float = 1e-5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.tolerance = tolerance
+
+    def call(self, a, a_mask, b, b_mask):
+        a_norm = ops.sum(a * a, axis=-1)[:, :, None]  # (B, A, 1)
+        b_norm = ops.sum(b * b, axis=-1)[:, None, :]  # (B, 1, N)
+        distance = a_norm + b_norm - 2.0 * ops.matmul(a, ops.transpose(b, (0, 2, 1)))  # (B, A, N)
+        real = ops.cast(a_mask, "bool")[:, :, None] & ops.cast(b_mask, "bool")[:, None, :]
+        same = (distance <= self.tolerance * (a_norm + b_norm)) & real
+        same = ops.cast(same, a.dtype)
+        return ops.max(same, axis=2)[:, :, None], ops.max(same, axis=1)[:, :, None]
+
+    def compute_output_spec(self, a, a_mask, b, b_mask):
+        return (
+            keras.KerasTensor((*a.shape[:2], 1), dtype=a.dtype),
+            keras.KerasTensor((*b.shape[:2], 1), dtype=b.dtype),
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "tolerance": self.tolerance}

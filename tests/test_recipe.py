@@ -1,0 +1,137 @@
+"""The training recipe's parts: seed ensembles (fit --seeds), their spread, weight averaging,
+learning-rate reduction and the input options (exact match, accent folding)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import fixture_args
+
+from kboolq import fit, load_run
+from kboolq.config import Config
+from kboolq.data.tokens import tokenize
+from kboolq.errors import UserError
+from kboolq.evaluation import spread
+from kboolq.models.architectures import build_model
+from kboolq.rundir import read_info
+
+ROWS = [{"question": "is it true", "passage": "it is true that it rains"}, {
+    "question": "does the sun rise", "passage": "the moon sets in the west"}]  # fmt: skip
+
+
+def test_spread_by_hand():
+    reports = [
+        {"valid": {"accuracy": 0.6, "balanced_accuracy": 0.5, "macro_f1": 0.4}},
+        {"valid": {"accuracy": 0.7, "balanced_accuracy": 0.5, "macro_f1": 0.6}},
+    ]
+    result = spread(reports)["valid"]
+    assert result["accuracy"]["mean"] == pytest.approx(0.65)
+    assert result["accuracy"]["std"] == pytest.approx(0.0707107, abs=1e-6)  # 0.05 * sqrt(2)
+    assert result["balanced_accuracy"] == {"mean": 0.5, "std": 0.0}
+    assert result["macro_f1"]["std"] == pytest.approx(0.1414214, abs=1e-6)
+
+
+def test_fit_seeds_saves_the_members_average_and_resumes(tmp_path, capsys):
+    out, cache = tmp_path / "ens", tmp_path / "cache"
+    args = fixture_args(out, cache, "--hidden", "4", "--epochs", "1", "--seed", "7", "--seeds", "2")
+    assert fit.main(args) == 0
+    members = [out / "members" / f"seed_{s}" for s in (7, 8)]
+    assert [read_info(m).config.seed for m in members] == [7, 8]
+    ensemble = load_run(out, cache).predict(ROWS)
+    each = [load_run(m, cache).predict(ROWS) for m in members]
+    np.testing.assert_allclose(ensemble, np.mean(each, axis=0), atol=1e-6)
+    written = json.loads((out / "seeds.json").read_text())
+    member_metrics = [json.loads((m / "metrics.json").read_text()) for m in members]
+    valid = [m["valid"]["balanced_accuracy"] for m in member_metrics]
+    assert written["seeds"] == [7, 8]
+    assert written["members"]["valid"]["balanced_accuracy"]["mean"] == pytest.approx(sum(valid) / 2)
+    printed = capsys.readouterr().out
+    assert "2 members: mean +- std" in printed and "ensemble of 2 seeds" in printed
+
+    # a --seeds fit killed after its first member: the member is kept, only the rest trains
+    (out / "metrics.json").unlink()
+    (members[1] / "metrics.json").unlink()
+    first_model = (members[0] / "model.keras").stat().st_mtime_ns
+    assert fit.main(args) == 0
+    assert "member seed 7: kept from an earlier run" in capsys.readouterr().out
+    assert (members[0] / "model.keras").stat().st_mtime_ns == first_model
+    np.testing.assert_allclose(load_run(out, cache).predict(ROWS), ensemble, atol=1e-6)
+
+
+def test_weight_averaging_saves_the_averaged_weights(tmp_path):
+    """With a momentum of 0.999 the average after 4 steps is still almost the weights after the
+    first step (Keras copies them then), so the saved model stays much nearer the initial
+    weights than the model trained the same way without averaging."""
+    distances = {}
+    for ema in ("0", "0.999"):
+        out = tmp_path / ema
+        argv = ["--hidden", "4", "--epochs", "2", "--lr", "0.05", "--embedding-dropout", "0"]
+        assert fit.main(fixture_args(out, tmp_path / "cache", *argv, "--ema", ema)) == 0
+        info = read_info(out)
+        keras.utils.set_random_seed(info.config.seed)
+        initial = build_model(info.config, info.layout, info.vectors.dim).get_weights()
+        saved = keras.saving.load_model(out / "model.keras").get_weights()
+        distances[ema] = sum(
+            float(np.sum((a - b) ** 2)) for a, b in zip(initial, saved, strict=True)
+        )
+        history = (out / "history.csv").read_text().splitlines()
+        metrics = json.loads((out / "metrics.json").read_text())
+        best = max(float(line.split(",")[header_index(history, "val_balanced_accuracy")])
+                   for line in history[1:])  # fmt: skip
+        assert metrics["valid"]["balanced_accuracy"] == pytest.approx(best, abs=1e-5)
+    assert distances["0.999"] < 0.5 * distances["0"], distances
+
+
+def header_index(lines, name):
+    return lines[0].split(",").index(name)
+
+
+def test_learning_rate_is_halved_on_a_plateau(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--hidden", "4", "--epochs", "4", "--patience", "4", "--lr-plateau", "1"]
+    assert fit.main(fixture_args(out, tmp_path / "cache", *argv, "--lr", "1e-6")) == 0
+    lines = (out / "history.csv").read_text().splitlines()
+    rates = [float(line.split(",")[header_index(lines, "learning_rate")]) for line in lines[1:]]
+    assert rates[0] == pytest.approx(1e-6)
+    assert rates[-1] < rates[0]  # lr 1e-6 learns nothing: the plateau halves it
+    assert all(
+        b in (a, a / 2) or b == pytest.approx(a / 2) for a, b in zip(rates, rates[1:], strict=False)
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("ema", 1.0, r"--ema must be in \[0, 1\), got 1.0"),
+        ("clipnorm", -1.0, "--clipnorm must not be negative"),
+        ("min_epochs", -1, "--min-epochs must be at least 0"),
+        ("lr_plateau", -2, "--lr-plateau must be at least 0"),
+        ("exact_match", "yes", "--exact-match 'yes': choose from off, on"),
+        ("ema", float("nan"), "--ema must be a number, got nan"),
+    ],
+)
+def test_bad_recipe_settings(field, value, message):
+    with pytest.raises(UserError, match=message):
+        Config(**{field: value})
+
+
+def test_fit_seeds_must_be_positive(tmp_path):
+    with pytest.raises(UserError, match="--seeds must be at least 1, got 0"):
+        fit.main(fixture_args(tmp_path / "r", tmp_path / "c", "--seeds", "0"))
+
+
+def test_accents_fold_or_drop():
+    text = "Is Pokémon sold in São Paulo's café?"
+    assert tokenize(text, "fold") == ["is", "pokemon", "sold", "in", "sao", "paulo", "'s", "cafe"]
+    assert tokenize(text) == ["is", "pokmon", "sold", "in", "so", "paulo", "'s", "caf"]
+
+
+def test_a_run_saved_before_accent_folding_keeps_dropping_accents(tmp_path):
+    out = tmp_path / "run"
+    assert fit.main(fixture_args(out, tmp_path / "cache", "--hidden", "4", "--epochs", "1")) == 0
+    assert read_info(out).data.accents == "fold"  # new runs fold
+    config = json.loads((out / "config.json").read_text())
+    del config["data"]["accents"]  # as written by kboolq before the setting
+    (out / "config.json").write_text(json.dumps(config))
+    assert read_info(out).data.accents == "drop"
