@@ -1,0 +1,48 @@
+"""Mean +- sample standard deviation of finished runs' metrics: how the README's results table
+is computed from runs trained one by one (`fit --seeds N` writes the same into seeds.json).
+
+    python benchmarks/seed_spread.py RUN_DIR RUN_DIR ... [--extra "valid=ACC,BAL,F1;test=..."]
+
+--extra adds a run known only by its figures (accuracy, balanced accuracy, macro F1 per split),
+for runs whose directory is gone but whose numbers were recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from kboolq.evaluation import SPREAD_METRICS, spread
+
+
+def parse_extra(text: str) -> dict[str, dict[str, float]]:
+    report = {}
+    for part in text.split(";"):
+        split, _, values = part.partition("=")
+        report[split.strip()] = dict(
+            zip(SPREAD_METRICS, map(float, values.split(",")), strict=True)
+        )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories with metrics.json")
+    parser.add_argument("--extra", action="append", default=[], help="split=acc,bal,f1;...")
+    args = parser.parse_args()
+    reports = [json.loads((run / "metrics.json").read_text()) for run in args.runs]
+    reports += [parse_extra(text) for text in args.extra]
+    splits = [s for s in ("valid", "test") if all(s in r for r in reports)]
+    result = spread([{s: r[s] for s in splits} for r in reports])
+    print(f"{len(reports)} runs: mean +- std (n-1) of accuracy / balanced accuracy / macro F1")
+    for split in splits:
+        cells = [
+            f"{result[split][m]['mean']:.3f} +- {result[split][m]['std']:.3f}"
+            for m in SPREAD_METRICS
+        ]
+        print(f"{split:>6}: {' / '.join(cells)}")
+
+
+if __name__ == "__main__":
+    main()
