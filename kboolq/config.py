@@ -53,7 +53,7 @@ class Config:
     exact_match: str = _option(
         "off", "--exact-match",
         "'on' gives every question and passage word one more input channel: 1 when the word "
-        "also occurs in the other part (bigru and attention)",
+        "also occurs in the other part (bigru, attention and esim)",
         choices=("off", "on"),
     )  # fmt: skip
     min_epochs: int = _option(
