@@ -11,6 +11,8 @@ import ctypes.util
 import gc
 import io
 import math
+import signal
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,6 +48,35 @@ class BestCheckpoint(keras.callbacks.Callback):
         if value is not None and float(value) > self.best:
             self.best, self.best_epoch = float(value), epoch + 1
             save_model(self.model, self.run_dir)
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) ends training after the current batch, and then raises
+    KeyboardInterrupt from train_model. Keras converts logs inside bare `except:` blocks, which
+    swallowed a KeyboardInterrupt that arrived there and let training run on; a flag read between
+    batches cannot be lost. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted, self.previous = False, None
+
+    def _handle(self, signum, frame) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, self.previous)  # the next Ctrl-C is not deferred
+
+    def on_train_begin(self, logs=None) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.interrupted:
+            self.model.stop_training = True
+
+    on_epoch_end = on_train_batch_end
+
+    def on_train_end(self, logs=None) -> None:
+        if self.previous is not None and not self.interrupted:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def release_memory() -> bool:
@@ -158,6 +189,7 @@ def train_model(
         ),
         ReleaseMemory(),
         *extra_callbacks,
+        interrupt := StopOnInterrupt(),
     ]
     model.fit(
         train,
@@ -167,5 +199,7 @@ def train_model(
         verbose=verbose,
         class_weight=class_weights(prepared.splits["train"].labels, config.class_weight),
     )
+    if interrupt.interrupted:
+        raise KeyboardInterrupt
     save_learning_curves(history.rows, Path(run_dir) / "learning_curves.png", checkpoint.best_epoch)
     return load_model(run_dir), checkpoint

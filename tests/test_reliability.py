@@ -6,18 +6,22 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 from conftest import fixture_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kboolq.cli import load_inputs
+from kboolq.config import Config
 from kboolq.data.boolq import Row
 from kboolq.data.glove import Glove
 from kboolq.data.layout import Layout, encode
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
-from kboolq.training import release_memory
+from kboolq.rundir import read_info
+from kboolq.training import release_memory, train_model
 
 WORDS = ["the", "a", "is", "u.s.", "1,000", "'s", "moon", "caf", "e.g."]
 GLOVE = Glove(WORDS, np.arange(len(WORDS) * 3, dtype=np.float32).reshape(-1, 3), "fuzz", "f")
@@ -117,3 +121,22 @@ def test_every_training_run_releases_memory_after_each_epoch(tmp_path, monkeypat
     args = fixture_args(tmp_path / "run", tmp_path / "cache", "--hidden", "4", "--epochs", "2")
     assert fit.main([*args, "--patience", "5"]) == 0
     assert len(calls) == 2
+
+
+def test_ctrl_c_anywhere_in_a_step_stops_training_with_keyboard_interrupt(trained, tmp_path):
+    """SIGINT arriving inside Keras's own bare `except:` (log conversion) used to be swallowed and
+    training ran on; the signal now only sets a flag that ends training after the batch."""
+
+    class SigintInLogs(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0 and not hasattr(self, "sent"):
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)  # handled before this callback returns
+
+    run, cache = trained
+    inputs = load_inputs(read_info(run).data, cache)
+    config = Config(hidden_size=4, max_epochs=50, patience=50)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(config, inputs.prepared, tmp_path / "run", [SigintInLogs()], verbose=0)
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) <= 2  # header + 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
