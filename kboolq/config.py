@@ -22,6 +22,15 @@ from kboolq.errors import UserError
 from kboolq.models.architectures import ALIASES, ARCHITECTURES
 
 CLASS_WEIGHTS = ("none", "balanced")
+# What runs saved before a setting existed trained with: a config.json (or grid.json) without
+# the key is read with these values, not with today's defaults.
+BEFORE_SETTING = {
+    "min_epochs": 0,
+    "lr_plateau": 0,
+    "clipnorm": 0.0,
+    "ema": 0.0,
+    "exact_match": "off",
+}
 SEED_MAX = 2**32 - 1  # numpy's and Keras's seeds are unsigned 32-bit
 
 
@@ -48,7 +57,7 @@ class Config:
     batch_size: int = _option(64, "--batch-size", "rows per training batch")
     max_epochs: int = _option(50, "--epochs", "maximum training epochs")
     patience: int = _option(
-        5, "--patience", "epochs without a better valid balanced accuracy before stopping"
+        6, "--patience", "epochs without a better valid balanced accuracy before stopping"
     )
     exact_match: str = _option(
         "off", "--exact-match",
@@ -57,18 +66,18 @@ class Config:
         choices=("off", "on"),
     )  # fmt: skip
     min_epochs: int = _option(
-        0, "--min-epochs", "epochs trained before early stopping may end the run"
+        8, "--min-epochs", "epochs trained before early stopping may end the run"
     )
     lr_plateau: int = _option(
-        0, "--lr-plateau",
+        2, "--lr-plateau",
         "halve the learning rate after this many epochs without a better valid balanced accuracy "
         "(0: never)",
     )  # fmt: skip
     clipnorm: float = _option(
-        0.0, "--clipnorm", "clip each weight's gradient to this L2 norm (0: no clipping)"
+        1.0, "--clipnorm", "clip each weight's gradient to this L2 norm (0: no clipping)"
     )
     ema: float = _option(
-        0.0, "--ema",
+        0.99, "--ema",
         "momentum of an exponential moving average of the weights, which is what is validated, "
         "early-stopped and saved (0: off; 0.99 averages about the last 100 steps)",
     )  # fmt: skip
@@ -138,7 +147,7 @@ class Config:
         unknown = sorted(set(values) - known)
         if unknown:
             raise UserError(f"unknown hyperparameters: {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{**BEFORE_SETTING, **values})
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 learning-rate reduction and the input options (exact match, accent folding)."""
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -135,3 +136,11 @@ def test_a_run_saved_before_accent_folding_keeps_dropping_accents(tmp_path):
     del config["data"]["accents"]  # as written by kboolq before the setting
     (out / "config.json").write_text(json.dumps(config))
     assert read_info(out).data.accents == "drop"
+
+
+def test_runs_saved_before_the_recipe_settings_read_as_trained():
+    """config.json files written before --ema etc. existed mean 'off', not today's defaults."""
+    info = read_info(Path(__file__).parent / "data" / "runs" / "format1-bigru")
+    assert (info.config.ema, info.config.lr_plateau, info.config.min_epochs) == (0.0, 0, 0)
+    assert (info.config.clipnorm, info.config.exact_match) == (0.0, "off")
+    assert Config().ema == 0.99 and Config().patience == 6  # what a new fit uses

@@ -37,7 +37,7 @@ from kboolq.cli import (
     verbosity,
     warn_about_data,
 )
-from kboolq.config import Config, flag_of
+from kboolq.config import BEFORE_SETTING, Config, flag_of
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
 from kboolq.evaluation import (
@@ -232,9 +232,9 @@ def grid_record(info: RunInfo, grid: dict[str, list[Any]]) -> dict[str, Any]:
 def record_changes(old: dict[str, Any], new: dict[str, Any], same_axes: bool) -> list[str]:
     """What differs between two grid records: data, vectors and fixed settings always; the
     axes must be equal (`same_axes`) or may only gain values."""
-    # a setting added to kboolq after the old grid was made had its default (the behaviour
-    # of before), except accents: the notebook's "drop" was the only way then
-    before = {"fixed": {n: f.default for n, f in FIELDS.items()}, "data": {"accents": "drop"}}
+    # a setting added to kboolq after the old grid was made had the value that reproduces
+    # the behaviour of before (BEFORE_SETTING; accents: the notebook's "drop")
+    before = {"fixed": BEFORE_SETTING, "data": {"accents": "drop"}}
 
     def was(section: str, key: str) -> Any:
         return old.get(section, {}).get(key, before.get(section, {}).get(key))
