@@ -65,8 +65,11 @@ class StopOnInterrupt(keras.callbacks.Callback):
         signal.signal(signal.SIGINT, self.previous)  # the next Ctrl-C is not deferred
 
     def on_train_begin(self, logs=None) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            return  # started with Ctrl-C ignored (nohup, a background job): keep it so
+        self.previous = signal.signal(signal.SIGINT, self._handle)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.interrupted:
