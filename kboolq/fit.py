@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import keras
+
 from kboolq import tracking
 from kboolq.cli import (
     add_source_arguments,
@@ -131,7 +133,7 @@ def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_di
         if args.seeds == 1:
             model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
         else:
-            model = train_members(args, info, prepared, work, extra)
+            model, member_reports = train_members(args, info, prepared, work, extra)
     except KeyboardInterrupt:
         if staged:
             shutil.rmtree(work, ignore_errors=True)
@@ -147,11 +149,7 @@ def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_di
     reports = evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
     write_json(work / "metrics.json", reports)
     if args.seeds > 1:
-        members = [
-            json.loads((work / "members" / f"seed_{s}" / "metrics.json").read_text())
-            for s in seeds_of(config, args.seeds)
-        ]
-        members_spread = spread(members)
+        members_spread = spread(member_reports)
         write_json(
             work / "seeds.json",
             {"seeds": seeds_of(config, args.seeds), "members": members_spread, "ensemble": reports},
@@ -181,36 +179,33 @@ def seeds_of(config: Config, n: int) -> list[int]:
 
 def train_members(
     args: argparse.Namespace, info: RunInfo, prepared: Prepared, work: Path, extra: list
-):
+) -> tuple[keras.Model, list[dict]]:
     """Train one member run per seed under work/members (a finished member whose config.json
-    matches is kept, so a killed --seeds fit resumes) and save their average as work's model."""
-    models = []
+    matches is kept, so a killed --seeds fit resumes) and save their average as work's model.
+    Returns the average and each member's report."""
+    models, reports = [], []
     for seed in seeds_of(info.config, args.seeds):
         member = dataclasses.replace(info, config=dataclasses.replace(info.config, seed=seed))
         member_dir = work / "members" / f"seed_{seed}"
         if _finished(member_dir, member):
             print(f"member seed {seed}: kept from an earlier run ({member_dir})")
             models.append(load_model(member_dir))
+            reports.append(json.loads((member_dir / "metrics.json").read_text()))
             continue
         member_dir.mkdir(parents=True, exist_ok=True)
         clear_run(member_dir)
         write_info(member_dir, member)
         print(f"member seed {seed} ({len(models) + 1} of {args.seeds})", flush=True)
         model, _ = train_model(member.config, prepared, member_dir, extra, verbose=verbosity(args))
-        reports = evaluate_splits(model, prepared.splits, prepared.table, member.config.batch_size)
-        write_json(member_dir / "metrics.json", reports)
+        report = evaluate_splits(model, prepared.splits, prepared.table, member.config.batch_size)
+        write_json(member_dir / "metrics.json", report)
         models.append(model)
-    write_json(
-        work / "members.json",
-        {
-            "members": [
-                str((work / "members" / f"seed_{s}").resolve())
-                for s in seeds_of(info.config, args.seeds)
-            ]
-        },
-    )
+        reports.append(report)
+    # relative: an --overwrite fit trains in a staging directory that is renamed afterwards
+    members = [f"members/seed_{s}" for s in seeds_of(info.config, args.seeds)]
+    write_json(work / "members.json", {"members": members})
     save_model(average(models), work)
-    return load_model(work)
+    return load_model(work), reports
 
 
 def _finished(member_dir: Path, info: RunInfo) -> bool:
