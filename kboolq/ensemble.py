@@ -70,6 +70,13 @@ def check_compatible(infos: list[RunInfo], runs: list[Path]) -> None:
             raise UserError(f"{run}: layout {info.layout} differs from {runs[0]}'s {first.layout}")
         if info.vectors.fingerprint != first.vectors.fingerprint:
             raise UserError(f"{run}: trained on other vectors than {runs[0]}")
+        if info.data.accents != first.data.accents:
+            # the ensemble encodes text once, the first run's way: the others would read
+            # accented words differently from how they were trained
+            raise UserError(
+                f"{run}: tokenized with --accents {info.data.accents}, {runs[0]} with "
+                f"--accents {first.data.accents}; ensemble runs tokenized alike"
+            )
 
 
 def greedy_select(labels: np.ndarray, probabilities: list[np.ndarray]) -> list[int]:

@@ -285,6 +285,15 @@ def case_ensemble_of_incompatible_runs(tmp_path, trained):
     return "ensemble", args, "layout .* differs from"
 
 
+def case_ensemble_of_runs_tokenized_differently(tmp_path, trained):
+    other = _copy_run(trained, tmp_path)
+    config = json.loads((other / "config.json").read_text())
+    config["data"]["accents"] = "drop" if config["data"]["accents"] == "fold" else "fold"
+    (other / "config.json").write_text(json.dumps(config))
+    args = [str(trained[0]), str(other), "--out", str(tmp_path / "e")]
+    return "ensemble", args, r"tokenized with --accents .*; ensemble runs tokenized alike"
+
+
 def case_carve_too_few_rows(tmp_path, trained):
     args = [str(FIXTURE_BOOLQ), str(tmp_path / "c"), "--size", "100", "--valid-size", "60"]
     return "carve", args, "160 training rows leave none to train on after 160"
