@@ -4,6 +4,11 @@ The official validation split is the test set, and model choices must never look
 writes a data directory whose validation.jsonl (the test split to kboolq) is a fixed slice of
 the training rows just before the usual validation rows, so the valid split stays exactly the
 rows fit would use on DATA and the pseudo-test rows never reach training or model selection.
+
+With --folds K --fold I the valid split is instead the I-th block of --valid-size rows counted
+back from the end of the remaining rows (fold 0 is the usual valid split), moved to the end of
+train.jsonl where fit takes it from: K fits on folds 0..K-1 are K-fold cross-validation over
+K x valid-size rows, with the same pseudo-test split in every fold.
 """
 
 from __future__ import annotations
@@ -48,6 +53,23 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_VALID_SIZE,
         help="the valid split size fit will use (default: %(default)s)",
     )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="cross-validation folds of --valid-size rows each, counted back from the end of the "
+        "rows left after the pseudo-test split; rows before the K blocks are always trained on "
+        "(default: 1, the usual valid split only)",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=0,
+        metavar="I",
+        help="which fold (0..K-1) is the valid split: its rows go last in train.jsonl "
+        "(default: 0, the usual valid rows)",
+    )
     return p
 
 
@@ -55,14 +77,29 @@ def is_carved(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
-def carve(train: list[Row], size: int, valid_size: int) -> tuple[list[Row], list[Row]]:
-    """(new train rows, pseudo-test rows); the last valid_size rows stay last."""
+def carve(
+    train: list[Row], size: int, valid_size: int, folds: int = 1, fold: int = 0
+) -> tuple[list[Row], list[Row]]:
+    """(new train rows, pseudo-test rows); the valid rows of `fold` come last.
+
+    The pseudo-test rows are the same for every fold, and fold 0's valid rows are the usual
+    ones, so that folds=1 is the plain carve."""
     if size < 1 or valid_size < 1:
         raise UserError(f"--size and --valid-size must be at least 1, got {size}, {valid_size}")
+    if folds < 1 or not 0 <= fold < folds:
+        raise UserError(f"--fold must be in 0..{folds - 1} with --folds {folds}, got {fold}")
     held = size + valid_size
     if len(train) <= held:
         raise UserError(f"{len(train)} training rows leave none to train on after {held}")
-    return train[:-held] + train[-valid_size:], train[-held:-valid_size]
+    rest = train[:-held] + train[-valid_size:]
+    if len(rest) <= folds * valid_size:
+        raise UserError(
+            f"{len(rest)} rows after the pseudo-test split leave none to train on after "
+            f"{folds} folds of {valid_size}"
+        )
+    end = len(rest) - fold * valid_size
+    valid = rest[end - valid_size : end]
+    return rest[: end - valid_size] + rest[end:] + valid, train[-held:-valid_size]
 
 
 def _jsonl(rows: list[Row]) -> str:
@@ -79,17 +116,26 @@ def main(argv: list[str] | None = None) -> int:
         claim_output(
             args.out, "dataset", is_carved, args.overwrite, protect=[args.data], flag="OUT"
         )
-        train, pseudo_test = carve(read_rows(source), args.size, args.valid_size)
+        train, pseudo_test = carve(
+            read_rows(source), args.size, args.valid_size, args.folds, args.fold
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         write_text(args.out / "train.jsonl", _jsonl(train))
         write_text(args.out / "validation.jsonl", _jsonl(pseudo_test))
         write_json(
             args.out / MARKER,
-            {"source": str(source.resolve()), "size": args.size, "valid_size": args.valid_size},
+            {
+                "source": str(source.resolve()),
+                "size": args.size,
+                "valid_size": args.valid_size,
+                "folds": args.folds,
+                "fold": args.fold,
+            },
         )
         print(
             f"{args.out}: train {len(train) - args.valid_size} + valid {args.valid_size} rows in "
             f"train.jsonl, pseudo-test {len(pseudo_test)} rows in validation.jsonl"
+            + (f"; valid = fold {args.fold} of {args.folds}" if args.folds > 1 else "")
         )
         return 0
 

@@ -238,6 +238,38 @@ def test_carve_holds_out_rows_before_the_valid_split(tmp_path, capsys):
     assert [(r.question, r.passage, r.label) for r in carved["valid"]] == key[120:]
 
 
+def test_carve_folds_are_disjoint_blocks_with_one_pseudo_test_split(tmp_path, capsys):
+    key = [(r.question, r.passage, r.label) for r in read_rows(FIXTURE_BOOLQ / "train.jsonl")]
+    rest = key[:90] + key[120:]  # 130 rows once the pseudo-test rows 90..119 are held out
+    valids = []
+    for fold in range(3):
+        out = tmp_path / f"fold{fold}"
+        argv = [str(FIXTURE_BOOLQ), str(out), "--size", "30", "--valid-size", "40"]
+        assert carve.main([*argv, "--folds", "3", "--fold", str(fold)]) == 0
+        assert f"valid = fold {fold} of 3" in capsys.readouterr().out
+        splits = load_local(out, valid_size=40).splits
+        valid = [(r.question, r.passage, r.label) for r in splits["valid"]]
+        train = [(r.question, r.passage, r.label) for r in splits["train"]]
+        assert valid == rest[130 - 40 * (fold + 1) : 130 - 40 * fold]
+        assert sorted(train + valid) == sorted(rest)  # every other row is trained on
+        assert [(r.question, r.passage, r.label) for r in splits["test"]] == key[90:120]
+        valids.append(valid)
+    assert valids[0] == key[120:]  # fold 0 is the plain carve's valid split
+    assert len({row for valid in valids for row in valid}) == 120  # disjoint blocks
+
+
+def test_carve_refuses_folds_that_leave_nothing_to_train_on(tmp_path):
+    argv = [str(FIXTURE_BOOLQ), str(tmp_path / "c"), "--size", "30", "--valid-size", "40"]
+    with pytest.raises(
+        UserError,
+        match="^130 rows after the pseudo-test split leave none to train on after 4 folds of 40$",
+    ):
+        carve.main([*argv, "--folds", "4", "--fold", "0"])
+    with pytest.raises(UserError, match=r"^--fold must be in 0\.\.2 with --folds 3, got 3$"):
+        carve.main([*argv, "--folds", "3", "--fold", "3"])
+    assert not (tmp_path / "c").exists()
+
+
 def test_preprocess_prints_the_report(tmp_path, capsys):
     assert preprocess.main([*SOURCES, "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
