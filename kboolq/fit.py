@@ -46,6 +46,7 @@ from kboolq.rundir import (
     is_run,
     load_model,
     lock_output,
+    read_info,
     recover_run,
     replace_run,
     save_model,
@@ -209,13 +210,15 @@ def train_members(
 
 
 def _finished(member_dir: Path, info: RunInfo) -> bool:
-    try:
-        saved = json.loads((member_dir / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
+    """A finished member trained with `info`'s settings. Compared as read back, not as JSON
+    text: a member written by an older kboolq lacks keys that later versions add (read with
+    the values it trained with), and it must be kept, not trained again."""
+    if not (member_dir / CONFIG_FILE).exists() or not (member_dir / "metrics.json").exists():
         return False
-    return (
-        saved == json.loads(json.dumps(info.to_dict())) and (member_dir / "metrics.json").exists()
-    )
+    try:
+        return read_info(member_dir) == info
+    except UserError:  # a damaged config.json: the member is trained again
+        return False
 
 
 if __name__ == "__main__":

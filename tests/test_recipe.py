@@ -59,6 +59,22 @@ def test_fit_seeds_saves_the_members_average_and_resumes(tmp_path, capsys):
     assert (members[0] / "model.keras").stat().st_mtime_ns == first_model
     np.testing.assert_allclose(load_run(out, cache).predict(ROWS), ensemble, atol=1e-6)
 
+    # a member saved by an older kboolq lacks the keys added since (read as they trained) and
+    # is kept too; one trained with other settings is trained again
+    config = json.loads((members[0] / "config.json").read_text())
+    del config["hyperparameters"]["exact_match"]  # read back as "off", as trained
+    (members[0] / "config.json").write_text(json.dumps(config))
+    config = json.loads((members[1] / "config.json").read_text())
+    config["hyperparameters"]["dropout"] = 0.5
+    (members[1] / "config.json").write_text(json.dumps(config))
+    (out / "metrics.json").unlink()
+    assert fit.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "member seed 7: kept from an earlier run" in printed
+    assert "member seed 8 (2 of 2)" in printed
+    assert (members[0] / "model.keras").stat().st_mtime_ns == first_model
+    assert read_info(members[1]).config.dropout == 0.2
+
 
 def test_weight_averaging_saves_the_averaged_weights(tmp_path):
     """With a momentum of 0.999 the average after 4 steps is still almost the weights after the
