@@ -60,9 +60,11 @@ class Config:
         6, "--patience", "epochs without a better valid balanced accuracy before stopping"
     )
     exact_match: str = _option(
-        "off", "--exact-match",
+        "on", "--exact-match",
         "'on' gives every question and passage word one more input channel: 1 when the word "
-        "also occurs in the other part (bigru, attention and esim)",
+        "also occurs in the other part (bigru, attention and esim; the notebook design never "
+        "separates the parts and question_only never sees the passage, so they ignore it); runs "
+        "saved before this setting existed used 'off'",
         choices=("off", "on"),
     )  # fmt: skip
     min_epochs: int = _option(

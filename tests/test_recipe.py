@@ -36,6 +36,7 @@ def test_spread_by_hand():
 def test_fit_seeds_saves_the_members_average_and_resumes(tmp_path, capsys):
     out, cache = tmp_path / "ens", tmp_path / "cache"
     args = fixture_args(out, cache, "--hidden", "4", "--epochs", "1", "--seed", "7", "--seeds", "2")
+    args += ["--exact-match", "off"]  # the value a config.json without the key is read with
     assert fit.main(args) == 0
     members = [out / "members" / f"seed_{s}" for s in (7, 8)]
     assert [read_info(m).config.seed for m in members] == [7, 8]
@@ -160,3 +161,4 @@ def test_runs_saved_before_the_recipe_settings_read_as_trained():
     assert (info.config.ema, info.config.lr_plateau, info.config.min_epochs) == (0.0, 0, 0)
     assert (info.config.clipnorm, info.config.exact_match) == (0.0, "off")
     assert Config().ema == 0.99 and Config().patience == 6  # what a new fit uses
+    assert Config().exact_match == "on"
