@@ -20,7 +20,7 @@ from pathlib import Path
 
 from run_scores import average_report, format_means, scores_of
 
-from kboolq.evaluation import SPREAD_METRICS, spread
+from kboolq.evaluation import SPREAD_METRICS
 from kboolq.threads import set_threads
 
 
@@ -43,15 +43,7 @@ def main() -> None:
     reports = [json.loads((run / "metrics.json").read_text()) for run in args.runs]
     reports += [parse_extra(text) for text in args.extra]
     splits = [s for s in ("valid", "test") if all(s in r for r in reports)]
-    result = spread([{s: r[s] for s in splits} for r in reports])
-    print(f"{len(reports)} runs: mean +- std (n-1) of accuracy / balanced accuracy / macro F1")
-    for split in splits:
-        cells = [
-            f"{result[split][m]['mean']:.3f} +- {result[split][m]['std']:.3f}"
-            for m in SPREAD_METRICS
-        ]
-        print(f"{split:>6}: {' / '.join(cells)}")
-
+    print(format_means("runs", [{s: r[s] for s in splits} for r in reports]))
     if args.ensembles:
         set_threads(1)
         labels, scores = scores_of(args.runs)

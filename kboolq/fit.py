@@ -38,7 +38,6 @@ from kboolq.evaluation import (
 from kboolq.files import remove_stale_temporaries, write_json
 from kboolq.models.averaging import average
 from kboolq.rundir import (
-    CONFIG_FILE,
     MODEL_FILE,
     RunInfo,
     claim_output,
@@ -213,11 +212,11 @@ def _finished(member_dir: Path, info: RunInfo) -> bool:
     """A finished member trained with `info`'s settings. Compared as read back, not as JSON
     text: a member written by an older kboolq lacks keys that later versions add (read with
     the values it trained with), and it must be kept, not trained again."""
-    if not (member_dir / CONFIG_FILE).exists() or not (member_dir / "metrics.json").exists():
+    if not (member_dir / "metrics.json").exists():
         return False
     try:
         return read_info(member_dir) == info
-    except UserError:  # a damaged config.json: the member is trained again
+    except UserError:  # a missing or damaged config.json: the member is trained again
         return False
 
 
