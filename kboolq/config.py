@@ -22,6 +22,7 @@ from kboolq.errors import UserError
 from kboolq.models.architectures import ALIASES, ARCHITECTURES
 
 CLASS_WEIGHTS = ("none", "balanced")
+EXACT_MATCH = ("off", "on", "stem")
 # What runs saved before a setting existed trained with: a config.json (or grid.json) without
 # the key is read with these values, not with today's defaults.
 BEFORE_SETTING = {
@@ -62,10 +63,11 @@ class Config:
     exact_match: str = _option(
         "on", "--exact-match",
         "'on' gives every question and passage word one more input channel: 1 when the word "
-        "also occurs in the other part (bigru, attention and esim; the notebook design never "
-        "separates the parts and question_only never sees the passage, so they ignore it); runs "
-        "saved before this setting existed used 'off'",
-        choices=("off", "on"),
+        "also occurs in the other part; 'stem' adds a second one: 1 when a word with the same "
+        "stem does ('runs' and 'running'). For bigru, attention and esim; the notebook design "
+        "never separates the parts and question_only never sees the passage, so they ignore it. "
+        "Runs saved before this setting existed used 'off'",
+        choices=EXACT_MATCH,
     )  # fmt: skip
     min_epochs: int = _option(
         8, "--min-epochs", "epochs trained before early stopping may end the run"
@@ -106,8 +108,10 @@ class Config:
         for name in ("learning_rate", "weight_decay", "clipnorm", "ema"):  # NaN passes checks
             if math.isnan(getattr(self, name)):
                 problems.append(f"{flag_of(name)} must be a number, got nan")
-        if self.exact_match not in ("off", "on"):
-            problems.append(f"--exact-match {self.exact_match!r}: choose from off, on")
+        if self.exact_match not in EXACT_MATCH:
+            problems.append(
+                f"--exact-match {self.exact_match!r}: choose from {', '.join(EXACT_MATCH)}"
+            )
         if self.class_weight not in CLASS_WEIGHTS:
             problems.append(
                 f"--class-weight {self.class_weight!r}: choose from {', '.join(CLASS_WEIGHTS)}"

@@ -117,14 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         boolq = load_boolq(info.data.data, info.data.valid_size)
         names = [name for name in ("valid", "test") if name in boolq.splits]
         encoded = first.encode({n: boolq.splits[n] for n in names})
-        table, splits = encoded.table, encoded.splits
+        table, stems, splits = encoded.table, encoded.stems, encoded.splits
         runs = list(args.runs)
         models = [first.model] + [load_model(run) for run in args.runs[1:]]
         if args.select:
             valid = splits["valid"]
             batch_size = info.config.batch_size
             chosen = greedy_select(
-                valid.labels, [predict_split(model, valid, table, batch_size) for model in models]
+                valid.labels,
+                [predict_split(model, valid, table, batch_size, stems) for model in models],
             )
             runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
             print(f"selected on valid: {', '.join(str(run) for run in runs)}")
@@ -134,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         write_info(args.out, info)
         write_json(args.out / "members.json", {"members": [str(run.resolve()) for run in runs]})
         save_model(average(models), args.out)
-        reports = evaluate_splits(load_model(args.out), splits, table, info.config.batch_size)
+        reports = evaluate_splits(
+            load_model(args.out), splits, table, info.config.batch_size, stems
+        )
         write_json(args.out / "metrics.json", reports)
         print(format_table(reports))
         print(f"ensemble of {len(runs)} runs written to {args.out}")

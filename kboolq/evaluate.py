@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         encoded = run.encode({args.split: boolq.splits[args.split]})
         split = encoded.splits[args.split]
         scores = predict_split(
-            run.model, split, encoded.table, args.batch_size or info.config.batch_size
+            run.model,
+            split,
+            encoded.table,
+            args.batch_size or info.config.batch_size,
+            encoded.stems,
         )
         report = binary_report(split.labels, scores)
         write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})

@@ -15,7 +15,7 @@ import numpy as np
 from keras import ops
 from matplotlib.figure import Figure
 
-from kboolq.data.batches import Batches
+from kboolq.data.batches import Batches, takes_stems
 from kboolq.data.layout import Split
 from kboolq.errors import UserError
 from kboolq.files import atomic_path
@@ -148,10 +148,18 @@ def training_metrics() -> list[keras.metrics.Metric]:
 
 
 def predict_split(
-    model: keras.Model, split: Split, table: np.ndarray, batch_size: int
+    model: keras.Model,
+    split: Split,
+    table: np.ndarray,
+    batch_size: int,
+    stems: np.ndarray | None = None,
 ) -> np.ndarray:
-    """P(yes) for every row of `split`, in order; never NaN (a damaged model is an error)."""
-    scores = model.predict(Batches(split, table, batch_size), verbose=0).ravel()
+    """P(yes) for every row of `split`, in order; never NaN (a damaged model is an error).
+    `stems` (the table's stem classes) reaches only a model that takes them."""
+    if takes_stems(model) and stems is None:
+        raise ValueError("this model compares stems: pass the table's stem classes")
+    batches = Batches(split, table, batch_size, stems=stems if takes_stems(model) else None)
+    scores = model.predict(batches, verbose=0).ravel()
     bad = ~np.isfinite(scores)
     if bad.any():
         raise UserError(
@@ -162,11 +170,15 @@ def predict_split(
 
 
 def evaluate_splits(
-    model: keras.Model, splits: dict[str, Split], table: np.ndarray, batch_size: int
+    model: keras.Model,
+    splits: dict[str, Split],
+    table: np.ndarray,
+    batch_size: int,
+    stems: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """The full report for each labelled split that is not the training split."""
     return {
-        name: binary_report(split.labels, predict_split(model, split, table, batch_size))
+        name: binary_report(split.labels, predict_split(model, split, table, batch_size, stems))
         for name, split in splits.items()
         if name != "train"
     }

@@ -146,7 +146,9 @@ def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_di
             print(f"\ninterrupted: best model so far {where}", file=sys.stderr)
         raise
     seconds = time.perf_counter() - started
-    reports = evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
+    reports = evaluate_splits(
+        model, prepared.splits, prepared.table, config.batch_size, prepared.stems
+    )
     write_json(work / "metrics.json", reports)
     if args.seeds > 1:
         members_spread = spread(member_reports)
@@ -167,7 +169,7 @@ def fit(args: argparse.Namespace, config: Config, settings: DataSettings, run_di
         )
     if tracker is not None:
         valid = prepared.splits["valid"]
-        scores = predict_split(model, valid, prepared.table, config.batch_size)
+        scores = predict_split(model, valid, prepared.table, config.batch_size, prepared.stems)
         tracking.log_final(tracker, reports, valid.labels, scores, run_dir / MODEL_FILE)
         tracker.finish()
     return 0
@@ -197,7 +199,9 @@ def train_members(
         write_info(member_dir, member)
         print(f"member seed {seed} ({len(models) + 1} of {args.seeds})", flush=True)
         model, _ = train_model(member.config, prepared, member_dir, extra, verbose=verbosity(args))
-        report = evaluate_splits(model, prepared.splits, prepared.table, member.config.batch_size)
+        report = evaluate_splits(
+            model, prepared.splits, prepared.table, member.config.batch_size, prepared.stems
+        )
         write_json(member_dir / "metrics.json", report)
         models.append(model)
         reports.append(report)

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     run = open_run(args.run_dir, cache_dir(args))
     encoded = run.encode({"rows": rows})
     scores = predict_split(
-        run.model, encoded.splits["rows"], encoded.table, run.info.config.batch_size
+        run.model, encoded.splits["rows"], encoded.table, run.info.config.batch_size, encoded.stems
     )
     for row, score in zip(rows, scores, strict=True):
         answer = "yes" if score >= args.threshold else "no"

@@ -27,6 +27,7 @@ import numpy as np
 
 import kboolq
 from kboolq.config import Config, DataSettings
+from kboolq.data.batches import STEMS
 from kboolq.data.boolq import Row, parse_row
 from kboolq.data.glove import Glove, load_glove
 from kboolq.data.layout import Encoded, Layout, encode
@@ -165,7 +166,8 @@ def load_model(run_dir: Path) -> keras.Model:
             f"{path}: not a readable kboolq model ({type(exc).__name__}: {exc})"
         ) from None
     names = sorted(getattr(tensor, "name", "") for tensor in model.inputs)
-    if names != ["lengths", "vectors"] or tuple(model.outputs[0].shape) != (None, 1):
+    known = names in (["lengths", "vectors"], sorted(["lengths", "vectors", STEMS]))
+    if not known or tuple(model.outputs[0].shape) != (None, 1):
         raise UserError(f"{path}: a Keras model, but not a kboolq one (inputs {names})")
     return model
 
@@ -202,7 +204,7 @@ class OpenRun:
         ]
         encoded = self.encode({"rows": parsed})
         split, batch = encoded.splits["rows"], self.info.config.batch_size
-        return predict_split(self.model, split, encoded.table, batch)
+        return predict_split(self.model, split, encoded.table, batch, encoded.stems)
 
 
 def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:

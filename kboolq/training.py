@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from kboolq.config import Config
-from kboolq.data.batches import Batches
+from kboolq.data.batches import Batches, takes_stems
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
 from kboolq.evaluation import save_learning_curves, training_metrics
@@ -160,11 +160,16 @@ def train_model(
     """
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config, prepared.layout, prepared.table.shape[1]), config)
-    table = prepared.table
+    table, stems = prepared.table, prepared.stems if takes_stems(model) else None
     train = Batches(
-        prepared.splits["train"], table, config.batch_size, shuffle=True, seed=config.seed
+        prepared.splits["train"],
+        table,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        stems=stems,
     )
-    valid = Batches(prepared.splits["valid"], table, config.batch_size)
+    valid = Batches(prepared.splits["valid"], table, config.batch_size, stems=stems)
     checkpoint = BestCheckpoint(run_dir)
     history = HistoryWriter(Path(run_dir) / "history.csv")
     # With --ema the averaged weights are swapped in before validation and at each epoch's end,

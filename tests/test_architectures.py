@@ -4,10 +4,11 @@ import pytest
 
 from kboolq import fit
 from kboolq.config import Config
+from kboolq.data.batches import takes_stems
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
 from kboolq.models.architectures import ARCHITECTURES, build_model
-from kboolq.models.layers import Compact, ExactMatch, LayoutMask
+from kboolq.models.layers import Compact, ExactMatch, LayoutMask, SameCode
 
 pytestmark = pytest.mark.backend
 
@@ -16,13 +17,14 @@ DIM = 4
 
 
 ARCHS = (
-    "notebook", "bigru", "attention", "esim", "question_only", "bigru+match", "esim+match"
+    "notebook", "bigru", "attention", "esim", "question_only", "bigru+match", "esim+match",
+    "bigru+stem", "attention+stem",
 )  # fmt: skip
 
 
 def _model(**overrides):
     arch, _, match = overrides.pop("arch", "bigru").partition("+")
-    overrides.setdefault("exact_match", "on" if match else "off")
+    overrides.setdefault("exact_match", {"": "off", "match": "on", "stem": "stem"}[match])
     config = Config(hidden_size=8, arch=arch, **overrides)
     return build_model(config, LAYOUT, DIM)
 
@@ -39,8 +41,15 @@ def _inputs(rows=4, seed=0):
     return vectors, lengths
 
 
-def _predict(model, vectors, lengths):
-    return keras.ops.convert_to_numpy(model({"vectors": vectors, "lengths": lengths})).ravel()
+def _predict(model, vectors, lengths, stems=None):
+    """P(yes); a model that compares stems gets `stems`, by default a two-class code from the
+    sign of each vector's first feature (so noise at padding changes the codes there too)."""
+    inputs = {"vectors": vectors, "lengths": lengths}
+    if takes_stems(model) and stems is None:
+        stems = np.where(vectors[..., 0] > 0, 1, 2).astype("int32")
+    if takes_stems(model):
+        inputs["stems"] = stems
+    return keras.ops.convert_to_numpy(model(inputs)).ravel()
 
 
 def test_layout_mask_by_hand():
@@ -76,6 +85,32 @@ def test_exact_match_changes_what_bigru_reads():
         _model(arch="question_only", exact_match="on").count_params()
         == _model(arch="question_only").count_params()
     )  # the question-only baseline never sees the passage
+
+
+def test_same_code_by_hand():
+    a = np.array([[[7], [3], [5]]], "int32")  # question stems: 7 3, then padding holding 5
+    b = np.array([[[3], [5], [9], [7]]], "int32")  # passage stems: 3 5 9, then padding holding 7
+    a_mask, b_mask = np.array([[1, 1, 0]], bool), np.array([[1, 1, 1, 0]], bool)
+    a_in_b, b_in_a = SameCode()(a, a_mask, b, b_mask)
+    # 7 occurs in the passage only as padding; 5 in the question only as padding
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(a_in_b)[0, :, 0], [0, 1, 0])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(b_in_a)[0, :, 0], [1, 0, 0, 0])
+
+
+def test_stem_match_reads_the_stems_input():
+    model = _model(arch="bigru+stem")
+    assert takes_stems(model) and not takes_stems(_model(arch="bigru+match"))
+    assert model.get_layer("stem_match") is not None and model.get_layer("exact_match") is not None
+    assert model.count_params() > _model(arch="bigru+match").count_params()  # a second channel
+    assert not takes_stems(_model(arch="question_only", exact_match="stem"))
+    vectors, lengths = _inputs(rows=3)
+    distinct = np.arange(LAYOUT.steps, dtype="int32")[None].repeat(3, axis=0) + 1  # no match
+    shared = np.ones_like(distinct)  # every word shares every other word's stem
+    assert not np.allclose(
+        _predict(model, vectors, lengths, distinct),
+        _predict(model, vectors, lengths, shared),
+        atol=1e-4,
+    )
 
 
 def test_compact_moves_real_steps_to_the_front_by_hand():

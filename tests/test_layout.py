@@ -5,7 +5,7 @@ import pytest
 
 from kboolq.data.boolq import BoolQ, Row
 from kboolq.data.glove import Glove
-from kboolq.data.layout import Layout, encode, prepare
+from kboolq.data.layout import Layout, encode, prepare, stem_classes
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
 
@@ -132,3 +132,39 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     again, hit = prepare(_boolq(rows), glove, tmp_path)
     assert hit is False
     np.testing.assert_array_equal(again.splits["train"].ids, prepared.splits["train"].ids)
+
+
+def test_stem_classes_by_hand():
+    words = ["run", "countries", "runs", "ran", "running", "country"]
+    # zero row, run run/runs/running -> 1, countri -> 2, ran -> 3, then two tails of their own
+    assert stem_classes(words, tails=2).tolist() == [0, 1, 2, 1, 3, 1, 2, 4, 5]
+
+
+def test_encode_gives_each_position_its_words_stem_class():
+    glove = _glove(["runs", "running", "fast", "q", "a", "b", "c"])
+    rows = [_row("runs fast", "running q"), _row("q", "a b c")]
+    e = encode({"train": rows}, glove, Layout(q_max=2, p_max=2, separator=1))
+    stems = e.stems[e.splits["train"].ids]  # (rows, T): question 2 | separator 1 | passage 2
+    runs, fast, running, q = stems[0, 0], stems[0, 1], stems[0, 3], stems[0, 4]
+    assert runs == running and len({runs, fast, q}) == 3 and 0 not in (runs, fast, q)
+    assert stems[0, 2] == 0 and stems[1, 1] == 0  # separator and padding: the zero row
+    tail = stems[1, 4]  # "b c" averaged into one row: a class no word has
+    assert tail not in e.stems[: len(e.table) - 1]
+
+
+def test_a_cache_without_stem_classes_is_rebuilt(tmp_path, capsys):
+    rows = [_row("runs", "running")] * 2
+    glove = _glove(["runs", "running"])
+    prepared, _ = prepare(_boolq(rows), glove, tmp_path)
+    (path,) = (tmp_path / "prepared").glob("*.npz")
+    with np.load(path) as archive:  # the cache entry as kboolq wrote it before stem classes
+        older = {key: archive[key] for key in archive.files if key != "stems"}
+    with open(path, "wb") as handle:
+        np.savez(handle, **older)
+    again, hit = prepare(_boolq(rows), glove, tmp_path)
+    assert hit is False
+    assert f"the cache entry {path} predates stem classes; rebuilding it" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.stems, prepared.stems)
+    with np.load(path) as archive:
+        assert "stems" in archive.files
+    assert prepare(_boolq(rows), glove, tmp_path)[1] is True

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from conftest import fixture_args
 
-from kboolq import fit, load_run
+from kboolq import ensemble, evaluate, fit, load_run
 from kboolq.config import Config
+from kboolq.data.batches import takes_stems
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
 from kboolq.evaluation import spread
 from kboolq.models.architectures import build_model
-from kboolq.rundir import read_info
+from kboolq.rundir import load_model, read_info
 
 ROWS = [{"question": "is it true", "passage": "it is true that it rains"}, {
     "question": "does the sun rise", "passage": "the moon sets in the west"}]  # fmt: skip
@@ -125,7 +126,7 @@ def test_learning_rate_is_halved_on_a_plateau(tmp_path):
         ("clipnorm", -1.0, "--clipnorm must not be negative"),
         ("min_epochs", -1, "--min-epochs must be at least 0"),
         ("lr_plateau", -2, "--lr-plateau must be at least 0"),
-        ("exact_match", "yes", "--exact-match 'yes': choose from off, on"),
+        ("exact_match", "yes", "--exact-match 'yes': choose from off, on, stem"),
         ("ema", float("nan"), "--ema must be a number, got nan"),
     ],
 )
@@ -162,3 +163,26 @@ def test_runs_saved_before_the_recipe_settings_read_as_trained():
     assert (info.config.clipnorm, info.config.exact_match) == (0.0, "off")
     assert Config().ema == 0.99 and Config().patience == 6  # what a new fit uses
     assert Config().exact_match == "on"
+
+
+def test_a_stem_matching_run_trains_evaluates_predicts_and_joins_an_ensemble(tmp_path, capsys):
+    """--exact-match stem models take each word's stem class as a third input: every command
+    that scores rows hands it over, and an ensemble with a model that does not take it works."""
+    cache, stem_run, plain_run = tmp_path / "cache", tmp_path / "stem", tmp_path / "plain"
+    common = ("--hidden", "4", "--epochs", "1")
+    assert fit.main(fixture_args(stem_run, cache, *common, "--exact-match", "stem")) == 0
+    assert fit.main(fixture_args(plain_run, cache, *common, "--seed", "1")) == 0
+    assert takes_stems(load_model(stem_run)) and not takes_stems(load_model(plain_run))
+    assert read_info(stem_run).config.exact_match == "stem"
+    stem_p, plain_p = (load_run(run, cache).predict(ROWS) for run in (stem_run, plain_run))
+    assert evaluate.main([str(stem_run), "--cache-dir", str(cache)]) == 0
+    report = json.loads((stem_run / "report.json").read_text())["valid"]
+    trained = json.loads((stem_run / "metrics.json").read_text())["valid"]
+    assert report["loss"] == pytest.approx(trained["loss"], abs=1e-6)  # evaluate reads stems too
+    out = tmp_path / "ens"
+    args = [str(stem_run), str(plain_run), "--out", str(out), "--cache-dir", str(cache)]
+    assert ensemble.main(args) == 0
+    assert takes_stems(load_model(out))
+    np.testing.assert_allclose(
+        load_run(out, cache).predict(ROWS), (stem_p + plain_p) / 2, atol=1e-6
+    )

@@ -560,7 +560,7 @@ def finish(
     best_dir = grid_dir / "best"
     publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
     reports = evaluate_splits(
-        load_model(best_dir), prepared.splits, prepared.table, base.batch_size
+        load_model(best_dir), prepared.splits, prepared.table, base.batch_size, prepared.stems
     )
     write_json(best_dir / "metrics.json", reports)
     print(_format_rows(rows))

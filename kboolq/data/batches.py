@@ -13,9 +13,17 @@ import numpy as np
 
 from kboolq.data.layout import Split
 
+STEMS = "stems"  # the input of models that compare stems (--exact-match stem)
+
+
+def takes_stems(model: keras.Model) -> bool:
+    """Whether `model` has the stems input, so its batches must carry each word's stem class."""
+    return any(tensor.name == STEMS for tensor in model.inputs)
+
 
 class Batches(keras.utils.PyDataset):
-    """Yields ({"vectors": (B, T, D) float32, "lengths": (B, 2) int32}, labels (B,) float32).
+    """Yields ({"vectors": (B, T, D) float32, "lengths": (B, 2) int32}, labels (B,) float32),
+    and "stems": (B, T) int32 (each position's stem class) when `stems` is given.
 
     `lengths` holds each row's real question and passage lengths, from which the model builds
     its padding mask. Training order is reshuffled every epoch from (seed, epoch); without
@@ -23,11 +31,18 @@ class Batches(keras.utils.PyDataset):
     """
 
     def __init__(
-        self, split: Split, table: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0
+        self,
+        split: Split,
+        table: np.ndarray,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        stems: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.split = split
         self.table = np.ascontiguousarray(table, dtype=np.float32)
+        self.stems = None if stems is None else np.asarray(stems, dtype=np.int32)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -48,8 +63,11 @@ class Batches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        vectors = np.take(self.table, self.split.ids[rows], axis=0)
-        return {"vectors": vectors, "lengths": self.lengths[rows]}, self.labels[rows]
+        ids = self.split.ids[rows]
+        inputs = {"vectors": np.take(self.table, ids, axis=0), "lengths": self.lengths[rows]}
+        if self.stems is not None:
+            inputs[STEMS] = np.take(self.stems, ids)
+        return inputs, self.labels[rows]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -4,7 +4,8 @@ Layout of one row (T = q_max + SEPARATOR_LENGTH + p_max positions):
 question ids zero-padded to q_max | SEPARATOR_LENGTH zero vectors | passage ids zero-padded
 to p_max.
 Ids index a compact per-dataset table whose row 0 is the zero vector; passages longer than p_max
-keep p_max - 1 words plus one extra row holding the mean of the remaining words' vectors.
+keep p_max - 1 words plus one extra row holding the mean of the remaining words' vectors. Each
+table row also has a stem class (equal for words with the same stem), for --exact-match stem.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from kboolq.data.boolq import BoolQ, Row
 from kboolq.data.glove import Glove
-from kboolq.data.tokens import TOKENIZER_VERSION, tokenize
+from kboolq.data.tokens import TOKENIZER_VERSION, stem, tokenize
 from kboolq.errors import UserError
 from kboolq.files import atomic_path, sha256_json
 
@@ -61,6 +62,7 @@ class Split:
 class Prepared:
     layout: Layout
     table: np.ndarray  # (table rows, dim) float32
+    stems: np.ndarray  # (table rows,) int32 stem class; 0 for the zero row
     splits: dict[str, Split]
     token_count: int
     oov_count: int
@@ -74,6 +76,7 @@ class Encoded:
 
     layout: Layout
     table: np.ndarray  # (table rows, dim) float32; row 0 is the zero vector
+    stems: np.ndarray  # (table rows,) int32 stem class; 0 for the zero row
     splits: dict[str, Split]
     oov: Counter  # out-of-vocabulary word counts
     token_count: int
@@ -163,6 +166,7 @@ def encode(
     table[1 : 1 + len(real)] = glove.vectors[real]
     if tails:
         table[1 + len(real) :] = np.stack(tails)
+    stems = stem_classes([glove.words[i] for i in real], len(tails))
     splits, offset = {}, 0
     for name, (ids, q_len, p_len) in placed.items():
         local = inverse[offset : offset + ids.size].reshape(ids.shape).astype(np.int32)
@@ -172,7 +176,17 @@ def encode(
     token_count = sum(
         sum(group.question_tokens) + sum(group.passage_tokens) for group in tokenized.values()
     )
-    return Encoded(layout, table, splits, oov, token_count)
+    return Encoded(layout, table, stems, splits, oov, token_count)
+
+
+def stem_classes(words: Sequence[str], tails: int) -> np.ndarray:
+    """Stem class per table row: 0 for the zero row, then one per distinct stem of `words` (the
+    table's word rows, in order), then a class of its own for each averaged tail row, which
+    stands for many words and so matches none."""
+    classes: dict[str, int] = {}
+    word_classes = [classes.setdefault(stem(word), len(classes) + 1) for word in words]
+    tail_classes = range(len(classes) + 1, len(classes) + 1 + tails)
+    return np.array([0, *word_classes, *tail_classes], dtype=np.int32)
 
 
 def fingerprint(
@@ -188,7 +202,7 @@ def fingerprint(
 
 
 def _save(path: Path, prepared: Prepared) -> None:
-    arrays = {"table": prepared.table}
+    arrays = {"table": prepared.table, "stems": prepared.stems}
     for name, split in prepared.splits.items():
         for key, value in asdict(split).items():
             arrays[f"{name}.{key}"] = value
@@ -208,6 +222,12 @@ def _save(path: Path, prepared: Prepared) -> None:
 def _load(path: Path) -> Prepared | None:
     try:
         with np.load(path) as archive:
+            if "stems" not in archive.files:
+                print(
+                    f"kboolq: the cache entry {path} predates stem classes; rebuilding it",
+                    file=sys.stderr,
+                )
+                return None
             meta = json.loads(archive["meta"].tobytes())
             splits = {
                 name: Split(
@@ -215,21 +235,26 @@ def _load(path: Path) -> Prepared | None:
                 )
                 for name in meta["splits"]
             }
-            table = archive["table"]
+            table, stems = archive["table"], archive["stems"]
         prepared = Prepared(
             Layout(**meta["layout"]),
             table,
+            stems,
             splits,
             meta["token_count"],
             meta["oov_count"],
             [tuple(pair) for pair in meta["oov_top"]],
             meta["fingerprint"],
         )
-        sound = np.isfinite(table).all() and all(
-            split.ids.shape == (len(split), prepared.layout.steps)
-            and split.ids.min(initial=0) >= 0
-            and split.ids.max(initial=0) < len(table)
-            for split in splits.values()
+        sound = (
+            np.isfinite(table).all()
+            and stems.shape == (len(table),)
+            and all(
+                split.ids.shape == (len(split), prepared.layout.steps)
+                and split.ids.min(initial=0) >= 0
+                and split.ids.max(initial=0) < len(table)
+                for split in splits.values()
+            )
         )
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error):
         sound = False
@@ -264,7 +289,14 @@ def prepare(
         )
     oov = e.oov
     prepared = Prepared(
-        e.layout, e.table, e.splits, e.token_count, sum(oov.values()), oov.most_common(OOV_TOP), key
+        e.layout,
+        e.table,
+        e.stems,
+        e.splits,
+        e.token_count,
+        sum(oov.values()),
+        oov.most_common(OOV_TOP),
+        key,
     )
     _save(path, prepared)
     return prepared, False

@@ -5,11 +5,13 @@ from __future__ import annotations
 import string
 import unicodedata
 
+from nltk.stem.snowball import SnowballStemmer
 from nltk.tokenize import word_tokenize
 
 TOKENIZER_VERSION = 1  # bump whenever tokenize() changes: it is part of the cache fingerprint
 _PUNCTUATION = frozenset(string.punctuation)
 ACCENTS = ("drop", "fold")  # what happens to accented letters: the notebook dropped them
+_STEMMER = SnowballStemmer("english")  # rules only: nothing to download, unlike a lemmatizer
 
 
 def tokenize(text: str, accents: str = "drop") -> list[str]:
@@ -35,3 +37,9 @@ def tokenize(text: str, accents: str = "drop") -> list[str]:
         if not _PUNCTUATION.issuperset(token):
             tokens.append(token)
     return tokens
+
+
+def stem(token: str) -> str:
+    """The word's Snowball (Porter 2) stem: "runs" and "running" share "run", "countries" and
+    "country" share "countri". WordNet lemmas would need a corpus download; stems need none."""
+    return _STEMMER.stem(token)

@@ -1,8 +1,9 @@
 """The architectures, one registry: `--arch` names, their help and their builders.
 
 Every builder maps the layout's inputs {"vectors": (B, T, D), "lengths": (B, 2)} to P(yes) of
-shape (B, 1); T = q_max + separator + p_max. Builders draw weights from the global Keras seed
-(set it first) and return an uncompiled model: kboolq.training compiles it.
+shape (B, 1); T = q_max + separator + p_max. With --exact-match stem the models that match words
+take one more input, "stems": (B, T), each position's stem class. Builders draw weights from the
+global Keras seed (set it first) and return an uncompiled model: kboolq.training compiles it.
 """
 
 from __future__ import annotations
@@ -14,18 +15,23 @@ from typing import TYPE_CHECKING
 import keras
 from keras import layers
 
+from kboolq.data.batches import STEMS
 from kboolq.data.layout import Layout
 from kboolq.models.gru import FastGRU
-from kboolq.models.layers import Bias, Compact, ExactMatch, MaskedPooling, Segment
+from kboolq.models.layers import Bias, Compact, ExactMatch, MaskedPooling, SameCode, Segment
 
 if TYPE_CHECKING:  # Config validates --arch against this registry, so it is imported lazily
     from kboolq.config import Config
 
 
-def _inputs(layout: Layout, dim: int):
-    vectors = keras.Input(shape=(layout.steps, dim), name="vectors")  # (B, T, D)
-    lengths = keras.Input(shape=(2,), dtype="int32", name="lengths")  # (B, 2): question, passage
-    return vectors, lengths
+def _inputs(layout: Layout, dim: int, stems: bool = False) -> dict:
+    inputs = {
+        "vectors": keras.Input(shape=(layout.steps, dim), name="vectors"),  # (B, T, D)
+        "lengths": keras.Input(shape=(2,), dtype="int32", name="lengths"),  # (B, 2): q, p
+    }
+    if stems:
+        inputs[STEMS] = keras.Input(shape=(layout.steps,), dtype="int32", name=STEMS)  # (B, T)
+    return inputs
 
 
 def _word_dropout(config: Config, layout: Layout, vectors):
@@ -43,8 +49,8 @@ def _head(config: Config, features, dropout: float = 0.0):
     return layers.Dense(1, activation="sigmoid", name="p_yes")(hidden)  # (B, 1)
 
 
-def _model(config: Config, vectors, lengths, output) -> keras.Model:
-    return keras.Model({"vectors": vectors, "lengths": lengths}, output, name=config.arch)
+def _model(config: Config, inputs: dict, output) -> keras.Model:
+    return keras.Model(inputs, output, name=config.arch)
 
 
 def build_notebook(config: Config, layout: Layout, dim: int) -> keras.Model:
@@ -52,27 +58,35 @@ def build_notebook(config: Config, layout: Layout, dim: int) -> keras.Model:
 
     Its dropout is the GRUs' input dropout, as in the notebook; the head has none.
     """
-    vectors, lengths = _inputs(layout, dim)
+    inputs = _inputs(layout, dim)
+    vectors, lengths = inputs["vectors"], inputs["lengths"]
     # (B, T, D) with question, separator and passage moved to the front; mask (B, T)
     compact, mask = Compact(layout.q_max, layout.separator, name="compact")(vectors, lengths)
     hidden = FastGRU(config.hidden_size, return_sequences=True, dropout=config.dropout)(
         _word_dropout(config, layout, compact), mask=mask
     )  # (B, T, H)
     hidden = FastGRU(config.hidden_size, dropout=config.dropout)(hidden, mask=mask)  # (B, H)
-    return _model(config, vectors, lengths, _head(config, hidden))
+    return _model(config, inputs, _head(config, hidden))
 
 
-def _encoded_parts(config: Config, layout: Layout, vectors, lengths, match: bool = True):
+def _matching_inputs(config: Config, layout: Layout, dim: int) -> dict:
+    """The inputs of a model that matches words: with the stems input for --exact-match stem."""
+    return _inputs(layout, dim, stems=config.exact_match == "stem")
+
+
+def _encoded_parts(config: Config, layout: Layout, inputs: dict, match: bool = True):
     """Question (B, Q, H) and passage (B, P, H) states with their masks (B, Q) and (B, P),
     both read by one shared bidirectional GRU of H/2 units a direction. With --exact-match on
     (and `match`) each word vector gets one more channel: does the word occur in the other
-    part (computed before word dropout, so a dropped word still says it matched)."""
+    part; with 'stem' a second one: does a word of the same stem (both computed before word
+    dropout, so a dropped word still says it matched)."""
+    vectors, lengths = inputs["vectors"], inputs["lengths"]
     dropped = _word_dropout(config, layout, vectors)
     question, q_mask = Segment(0, layout.q_max, 0, name="question")(dropped, lengths)
     passage, p_mask = Segment(layout.passage_start, layout.p_max, 1, name="passage")(
         dropped, lengths
     )
-    if match and config.exact_match == "on":
+    if match and config.exact_match in ("on", "stem"):
         q_words, _ = Segment(0, layout.q_max, 0, name="question_words")(vectors, lengths)
         p_words, _ = Segment(layout.passage_start, layout.p_max, 1, name="passage_words")(
             vectors, lengths
@@ -80,6 +94,15 @@ def _encoded_parts(config: Config, layout: Layout, vectors, lengths, match: bool
         q_in_p, p_in_q = ExactMatch(name="exact_match")(q_words, q_mask, p_words, p_mask)
         question = layers.Concatenate()([question, q_in_p])  # (B, Q, D + 1)
         passage = layers.Concatenate()([passage, p_in_q])  # (B, P, D + 1)
+    if match and config.exact_match == "stem":
+        stems = layers.Reshape((layout.steps, 1), name="stem_steps")(inputs[STEMS])  # (B, T, 1)
+        q_stems, _ = Segment(0, layout.q_max, 0, name="question_stems")(stems, lengths)
+        p_stems, _ = Segment(layout.passage_start, layout.p_max, 1, name="passage_stems")(
+            stems, lengths
+        )
+        q_in_p, p_in_q = SameCode(name="stem_match")(q_stems, q_mask, p_stems, p_mask)
+        question = layers.Concatenate()([question, q_in_p])  # (B, Q, D + 2)
+        passage = layers.Concatenate()([passage, p_in_q])  # (B, P, D + 2)
     units = max(config.hidden_size // 2, 1)
     encoder = layers.Bidirectional(FastGRU(units, return_sequences=True), name="encoder")
     return encoder(question, mask=q_mask), q_mask, encoder(passage, mask=p_mask), p_mask
@@ -87,20 +110,20 @@ def _encoded_parts(config: Config, layout: Layout, vectors, lengths, match: bool
 
 def build_bigru(config: Config, layout: Layout, dim: int) -> keras.Model:
     """Shared BiGRU encoders, max+mean pooling, then [q; p; q*p; |q-p|] into a dense head."""
-    vectors, lengths = _inputs(layout, dim)
-    question, q_mask, passage, p_mask = _encoded_parts(config, layout, vectors, lengths)
+    inputs = _matching_inputs(config, layout, dim)
+    question, q_mask, passage, p_mask = _encoded_parts(config, layout, inputs)
     q = MaskedPooling(name="question_pool")(question, q_mask)  # (B, 2H): max and mean
     p = MaskedPooling(name="passage_pool")(passage, p_mask)  # (B, 2H)
     absolute = layers.Maximum()([layers.Subtract()([q, p]), layers.Subtract()([p, q])])  # |q-p|
     features = layers.Concatenate()([q, p, layers.Multiply()([q, p]), absolute])  # (B, 8H)
-    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+    return _model(config, inputs, _head(config, features, config.dropout))
 
 
 def build_attention(config: Config, layout: Layout, dim: int) -> keras.Model:
     """BiGRU encoders, passage-to-question attention fused as [p; a; p*a], a second BiGRU over
     the fused passage, and max+mean pooling of both sides."""
-    vectors, lengths = _inputs(layout, dim)
-    question, q_mask, passage, p_mask = _encoded_parts(config, layout, vectors, lengths)
+    inputs = _matching_inputs(config, layout, dim)
+    question, q_mask, passage, p_mask = _encoded_parts(config, layout, inputs)
     attended = layers.Attention(name="cross_attention")([passage, question], mask=[p_mask, q_mask])
     fused = layers.Concatenate()([passage, attended, layers.Multiply()([passage, attended])])
     fused = layers.Dense(config.hidden_size, activation="relu", name="fuse")(fused)  # (B, P, H)
@@ -111,15 +134,15 @@ def build_attention(config: Config, layout: Layout, dim: int) -> keras.Model:
     features = layers.Concatenate()(
         [MaskedPooling()(modelled, p_mask), MaskedPooling()(question, q_mask)]
     )  # (B, 4H)
-    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+    return _model(config, inputs, _head(config, features, config.dropout))
 
 
 def build_esim(config: Config, layout: Layout, dim: int) -> keras.Model:
     """ESIM (Chen et al. 2017) over the bigru encoders: soft alignment both ways, enhancement
     [a; b; a-b; a*b] projected to H, one composition BiGRU for both sides, max+mean pooling of
     both into the dense head; dropout (--dropout) before the projection and the head."""
-    vectors, lengths = _inputs(layout, dim)
-    question, q_mask, passage, p_mask = _encoded_parts(config, layout, vectors, lengths)
+    inputs = _matching_inputs(config, layout, dim)
+    question, q_mask, passage, p_mask = _encoded_parts(config, layout, inputs)
     # each passage word's soft-aligned question summary, and the other way: (B, P, H), (B, Q, H)
     p_aligned = layers.Attention(name="align_passage")([passage, question], mask=[p_mask, q_mask])
     q_aligned = layers.Attention(name="align_question")([question, passage], mask=[q_mask, p_mask])
@@ -141,21 +164,21 @@ def build_esim(config: Config, layout: Layout, dim: int) -> keras.Model:
         composed = compose(project(enhanced), mask=mask)  # (B, L, H)
         pooled.append(MaskedPooling()(composed, mask))  # (B, 2H)
     features = layers.Concatenate()(pooled)  # (B, 4H)
-    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+    return _model(config, inputs, _head(config, features, config.dropout))
 
 
 def build_question_only(config: Config, layout: Layout, dim: int) -> keras.Model:
     """Baseline that never reads the passage: how much the question alone gives away."""
-    vectors, lengths = _inputs(layout, dim)
-    question, q_mask, _, _ = _encoded_parts(config, layout, vectors, lengths, match=False)
+    inputs = _inputs(layout, dim)
+    question, q_mask, _, _ = _encoded_parts(config, layout, inputs, match=False)
     features = MaskedPooling()(question, q_mask)  # (B, 2H)
-    return _model(config, vectors, lengths, _head(config, features, config.dropout))
+    return _model(config, inputs, _head(config, features, config.dropout))
 
 
 def build_majority(config: Config, layout: Layout, dim: int) -> keras.Model:
     """Baseline that reads nothing: one learned bias, i.e. the training base rate."""
-    vectors, lengths = _inputs(layout, dim)
-    return _model(config, vectors, lengths, Bias(name="p_yes")(lengths))  # (B, 1)
+    inputs = _inputs(layout, dim)
+    return _model(config, inputs, Bias(name="p_yes")(inputs["lengths"]))  # (B, 1)
 
 
 @dataclass(frozen=True)

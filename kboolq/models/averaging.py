@@ -10,14 +10,18 @@ import keras
 
 
 def average(models: list[keras.Model]) -> keras.Model:
-    """Members must share the layout and vectors; each is renamed member_<i> inside."""
-    shapes = {tensor.name: tensor.shape[1:] for tensor in models[0].inputs}
-    inputs = {
-        "vectors": keras.Input(shapes["vectors"], name="vectors"),
-        "lengths": keras.Input((2,), dtype="int32", name="lengths"),
-    }
+    """Members must share the layout and vectors; each is renamed member_<i> inside. The
+    ensemble takes every input some member takes (the stems only when a member compares stems)
+    and hands each member just its own."""
+    inputs = {}
+    for model in models:
+        for tensor in model.inputs:
+            if tensor.name not in inputs:
+                inputs[tensor.name] = keras.Input(
+                    shape=tensor.shape[1:], dtype=tensor.dtype, name=tensor.name
+                )
     outputs = []
     for index, model in enumerate(models):
         model.name = f"member_{index}"
-        outputs.append(model(inputs))
+        outputs.append(model({tensor.name: inputs[tensor.name] for tensor in model.inputs}))
     return keras.Model(inputs, keras.layers.Average(name="p_yes")(outputs), name="ensemble")

@@ -174,3 +174,26 @@ class ExactMatch(layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "tolerance": self.tolerance}
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class SameCode(layers.Layer):
+    """For each real position of one part, 1.0 when the same integer code (a stem class) occurs
+    at a real position of the other part: ExactMatch for words that share a stem, which their
+    vectors cannot show ("runs" and "running" have different GloVe vectors).
+
+    Call: (a (B, A, 1) int, a_mask (B, A), b (B, N, 1) int, b_mask (B, N)) ->
+        (a in b (B, A, 1), b in a (B, N, 1)) float, 0.0 at padding.
+    """
+
+    def call(self, a, a_mask, b, b_mask):
+        same = ops.equal(a, ops.transpose(b, (0, 2, 1)))  # (B, A, 1) == (B, 1, N) -> (B, A, N)
+        real = ops.cast(a_mask, "bool")[:, :, None] & ops.cast(b_mask, "bool")[:, None, :]
+        same = ops.cast(same & real, self.compute_dtype)
+        return ops.max(same, axis=2)[:, :, None], ops.max(same, axis=1)[:, :, None]
+
+    def compute_output_spec(self, a, a_mask, b, b_mask):
+        return (
+            keras.KerasTensor((*a.shape[:2], 1), dtype=self.compute_dtype),
+            keras.KerasTensor((*b.shape[:2], 1), dtype=self.compute_dtype),
+        )
