@@ -88,6 +88,26 @@ def test_a_restarted_oracle_keeps_running_trials_and_never_repeats_ended_ones(tm
     assert again.finished() and sorted(again.trials) == [a.trial_id, b.trial_id]
 
 
+def test_a_trial_whose_start_the_killed_chief_never_recorded_is_run_again(tmp_path):
+    """Killed between KerasTuner's writes of trial.json and oracle.json: the restarted chief
+    finds a running trial that its state does not hold and that no worker received."""
+    oracle = _oracle(tmp_path, lease=30)
+    a = oracle.create_trial("a")
+    state = (tmp_path / "trials" / "oracle.json").read_bytes()
+    b = oracle.create_trial("b")  # writes trial_<b>/trial.json, then oracle.json
+    (tmp_path / "trials" / "oracle.json").write_bytes(state)  # as if killed in between
+    again = _oracle(tmp_path, lease=30)
+    again.reload()
+    assert again.trials[b.trial_id].status == "FAILED"
+    assert "before recording this trial's start" in again.trials[b.trial_id].message
+    c = again.create_trial("b")  # the worker asks again and gets b's point as a new trial
+    assert c.status == "RUNNING" and c.trial_id not in (a.trial_id, b.trial_id)
+    assert c.hyperparameters.values == b.hyperparameters.values
+    _end(again, again.trials[a.trial_id], 0.5)
+    _end(again, c, 0.6)
+    assert again.finished()
+
+
 def test_an_idle_worker_waits_longer_each_time(monkeypatch):
     """0.5, 1, 2, 4, 8, 8 s between asks while no grid point is free; back to 0.5 after one."""
     slept = []
@@ -297,9 +317,14 @@ def test_a_chief_killed_and_restarted_finishes_without_repeating_a_trial(tmp_pat
     chief = _start(out, cache, "chief", address, epochs=20)
     _wait([*workers, chief], seconds=400)
     _assert_every_point_once(out)
-    assert sorted(p.parent.name for p in (out / "trials").glob("trial_*/trial.json")) == [
-        f"trial_{i}" for i in range(6)
-    ]  # six trials for six points: none ran twice
+    states = {
+        p.parent: json.loads(p.read_text()) for p in (out / "trials").glob("trial_*/trial.json")
+    }
+    assert sum(s["status"] == "COMPLETED" for s in states.values()) == 6  # none ran twice
+    for trial_dir, state in states.items():  # killed between its two files: never trained
+        if state["status"] != "COMPLETED":
+            assert "before recording this trial's start" in state["message"]
+            assert not (trial_dir / "history.csv").exists()
 
 
 def test_kerastuner_variables_name_the_role(monkeypatch):

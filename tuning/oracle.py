@@ -199,10 +199,28 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
             for tuner_id, trial in saved.items()
             if trial.status == RUNNING and trial.trial_id not in self.expired
         }
+        self._give_up_unrecorded()
         self.tuner_ids = set(self.ongoing_trials)
         now = time.monotonic()
         self.last_report = {trial.trial_id: now for trial in self.ongoing_trials.values()}
         self.started = dict(self.last_report)
+
+    def _give_up_unrecorded(self) -> None:
+        """A trial that its trial.json calls running but the oracle's state does not hold was
+        created by a chief killed between writing the two files (KerasTuner writes trial.json
+        first): no worker ever received it, so its point is handed out again."""
+        kept = {trial.trial_id for trial in self.ongoing_trials.values()}
+        for trial_id, trial in self.trials.items():
+            if trial.status != RUNNING or trial_id in kept or trial_id in self.expired:
+                continue
+            trial.status = FAILED
+            trial.message = (
+                "the grid stopped before recording this trial's start; the grid point was "
+                "handed out again"
+            )
+            self.expired.append(trial_id)
+            self._save_trial(trial)
+            print(f"grid: trial {trial_id} given up ({trial.message})", flush=True)
 
     # KerasTuner writes its JSON state in place; a kill mid-write would leave a file that the
     # resumed grid cannot read, so both files are written atomically instead.
