@@ -74,6 +74,15 @@ def _matching_inputs(config: Config, layout: Layout, dim: int) -> dict:
     return _inputs(layout, dim, stems=config.exact_match == "stem")
 
 
+def _parts(layout: Layout, sequence, lengths, suffix: str = ""):
+    """(B, T, F) -> question (B, Q, F), its mask (B, Q), passage (B, P, F), its mask (B, P)."""
+    question, q_mask = Segment(0, layout.q_max, 0, name=f"question{suffix}")(sequence, lengths)
+    passage, p_mask = Segment(layout.passage_start, layout.p_max, 1, name=f"passage{suffix}")(
+        sequence, lengths
+    )
+    return question, q_mask, passage, p_mask
+
+
 def _encoded_parts(config: Config, layout: Layout, inputs: dict, match: bool = True):
     """Question (B, Q, H) and passage (B, P, H) states with their masks (B, Q) and (B, P),
     both read by one shared bidirectional GRU of H/2 units a direction. With --exact-match on
@@ -82,27 +91,18 @@ def _encoded_parts(config: Config, layout: Layout, inputs: dict, match: bool = T
     dropout, so a dropped word still says it matched)."""
     vectors, lengths = inputs["vectors"], inputs["lengths"]
     dropped = _word_dropout(config, layout, vectors)
-    question, q_mask = Segment(0, layout.q_max, 0, name="question")(dropped, lengths)
-    passage, p_mask = Segment(layout.passage_start, layout.p_max, 1, name="passage")(
-        dropped, lengths
-    )
+    question, q_mask, passage, p_mask = _parts(layout, dropped, lengths)
+    matchers = []  # (layer, what it compares (B, T, F), name suffix of its parts)
     if match and config.exact_match in ("on", "stem"):
-        q_words, _ = Segment(0, layout.q_max, 0, name="question_words")(vectors, lengths)
-        p_words, _ = Segment(layout.passage_start, layout.p_max, 1, name="passage_words")(
-            vectors, lengths
-        )
-        q_in_p, p_in_q = ExactMatch(name="exact_match")(q_words, q_mask, p_words, p_mask)
-        question = layers.Concatenate()([question, q_in_p])  # (B, Q, D + 1)
-        passage = layers.Concatenate()([passage, p_in_q])  # (B, P, D + 1)
+        matchers.append((ExactMatch(name="exact_match"), vectors, "_words"))
     if match and config.exact_match == "stem":
         stems = layers.Reshape((layout.steps, 1), name="stem_steps")(inputs[STEMS])  # (B, T, 1)
-        q_stems, _ = Segment(0, layout.q_max, 0, name="question_stems")(stems, lengths)
-        p_stems, _ = Segment(layout.passage_start, layout.p_max, 1, name="passage_stems")(
-            stems, lengths
-        )
-        q_in_p, p_in_q = SameCode(name="stem_match")(q_stems, q_mask, p_stems, p_mask)
-        question = layers.Concatenate()([question, q_in_p])  # (B, Q, D + 2)
-        passage = layers.Concatenate()([passage, p_in_q])  # (B, P, D + 2)
+        matchers.append((SameCode(name="stem_match"), stems, "_stems"))
+    for matcher, compared, suffix in matchers:  # one more channel each: (B, L, D + 1), ...
+        q_compared, _, p_compared, _ = _parts(layout, compared, lengths, suffix)
+        q_in_p, p_in_q = matcher(q_compared, q_mask, p_compared, p_mask)
+        question = layers.Concatenate()([question, q_in_p])
+        passage = layers.Concatenate()([passage, p_in_q])
     units = max(config.hidden_size // 2, 1)
     encoder = layers.Bidirectional(FastGRU(units, return_sequences=True), name="encoder")
     return encoder(question, mask=q_mask), q_mask, encoder(passage, mask=p_mask), p_mask
