@@ -2,13 +2,15 @@
 is computed from runs trained one by one (`fit --seeds N` writes the same into seeds.json).
 
     python benchmarks/seed_spread.py RUN_DIR RUN_DIR ... [--extra "valid=ACC,BAL,F1;test=..."]
-        [--ensembles K]
+        [--ensembles K [--alternate RUN_DIR ...]]
 
 --extra adds a run known only by its figures (accuracy, balanced accuracy, macro F1 per split),
 for runs whose directory is gone but whose numbers were recorded. --ensembles K also scores the
 average of every K of the runs (what `fit --seeds K` would give for each draw of K seeds) and
 prints the mean +- std over those draws; draws share members, so their std understates the
-spread of independent K-seed ensembles.
+spread of independent K-seed ensembles. With --alternate (runs of the model that fit's
+--alternate trains), every draw is mixed as `fit --seeds K` mixes its members: ceil(K/2) of the
+--alternate runs and K//2 of the others.
 """
 
 from __future__ import annotations
@@ -39,17 +41,44 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run directories with metrics.json")
     parser.add_argument("--extra", action="append", default=[], help="split=acc,bal,f1;...")
     parser.add_argument("--ensembles", type=int, metavar="K", help="score every K of the runs")
+    parser.add_argument(
+        "--alternate",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="RUN_DIR",
+        help="with --ensembles K: runs of the other model; each draw takes ceil(K/2) of them",
+    )
     args = parser.parse_args()
+    if args.alternate and not args.ensembles:
+        parser.error("--alternate needs --ensembles K")
     reports = [json.loads((run / "metrics.json").read_text()) for run in args.runs]
     reports += [parse_extra(text) for text in args.extra]
     splits = [s for s in ("valid", "test") if all(s in r for r in reports)]
     print(format_means("runs", [{s: r[s] for s in splits} for r in reports]))
     if args.ensembles:
         set_threads(1)
-        labels, scores = scores_of(args.runs)
-        draws = list(itertools.combinations(range(len(scores)), args.ensembles))
+        labels, scores = scores_of(args.runs + args.alternate)
+        draws = mixed_draws(len(args.runs), len(args.alternate), args.ensembles)
         reports = [average_report(labels, [scores[i] for i in draw]) for draw in draws]
-        print(format_means(f"ensembles of {args.ensembles} of these runs, every draw", reports))
+        if args.alternate:
+            alone = [average_report(labels, [member]) for member in scores[len(args.runs) :]]
+            print(format_means("--alternate runs", alone))
+        mixed = " (mixed as fit --seeds mixes them)" if args.alternate else ""
+        print(format_means(f"ensembles of {args.ensembles}{mixed}, every draw", reports))
+
+
+def mixed_draws(runs: int, alternate: int, k: int) -> list[tuple[int, ...]]:
+    """Indices of every k-member draw: from the first `runs` only, or, when there are
+    `alternate` runs after them, ceil(k/2) of those and k//2 of the first."""
+    if not alternate:
+        return list(itertools.combinations(range(runs), k))
+    others = range(runs, runs + alternate)
+    return [
+        a + b
+        for a in itertools.combinations(others, (k + 1) // 2)
+        for b in itertools.combinations(range(runs), k // 2)
+    ]
 
 
 if __name__ == "__main__":

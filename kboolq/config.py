@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from kboolq.data.boolq import DEFAULT_VALID_SIZE
 from kboolq.data.glove import DEFAULT_GLOVE
@@ -212,9 +213,11 @@ def add_arguments(
     title: str,
     skip: tuple[str, ...] = (),
     defaults: dict[str, Any] | None = None,
+    only_given: bool = False,
 ) -> None:
     """One flag per field of `cls` (defaults shown in --help); `skip` leaves fields to the caller,
-    `defaults` overrides a field's default for this command."""
+    `defaults` overrides a field's default for this command; with `only_given` a flag that is
+    not given sets nothing (argparse.SUPPRESS), so that the result can override another value."""
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -225,7 +228,7 @@ def add_arguments(
             f.metadata["flag"],
             dest=f.name,
             type=type(f.default),
-            default=default,
+            default=argparse.SUPPRESS if only_given else default,
             help=f"{f.metadata['help']} (default: {default})",
             **extra,
         )
@@ -249,3 +252,23 @@ def from_args(cls: type, args: argparse.Namespace, **overrides: Any):
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return from_args(Config, args)
+
+
+class _FlagsParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def config_with_flags(config: Config, flags: str, where: str) -> Config:
+    """`config` with the hyperparameter flags in `flags` (one string, as given to a flag such as
+    fit's --alternate) applied on top: the same flags, types and checks as on the command line,
+    and an error that names `where` for anything else."""
+    parser = _FlagsParser(prog=where, add_help=False)
+    add_arguments(parser, Config, "hyperparameters", skip=("seed",), only_given=True)
+    try:
+        return dataclasses.replace(config, **vars(parser.parse_args(shlex.split(flags))))
+    except ValueError as error:  # shlex: an unclosed quote
+        raise UserError(f"{where}: {error}") from None
+    except UserError as error:
+        message = str(error)
+        raise UserError(message if message.startswith(where) else f"{where}: {message}") from None

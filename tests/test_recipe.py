@@ -1,7 +1,9 @@
 """The training recipe's parts: seed ensembles (fit --seeds), their spread, weight averaging,
 learning-rate reduction and the input options (exact match, accent folding)."""
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import keras
@@ -41,16 +43,21 @@ def test_fit_seeds_saves_the_members_average_and_resumes(tmp_path, capsys):
     assert fit.main(args) == 0
     members = [out / "members" / f"seed_{s}" for s in (7, 8)]
     assert [read_info(m).config.seed for m in members] == [7, 8]
+    # the default mix: the 1st member is --alternate's esim, the 2nd the configured bigru
+    configs = [read_info(m).config for m in members]
+    assert [(c.arch, c.hidden_size, c.exact_match) for c in configs] == [
+        ("esim", 128, "off"), ("bigru", 4, "off")]  # fmt: skip
+    assert read_info(out).config == dataclasses.replace(configs[1], seed=7)  # the flags given
     ensemble = load_run(out, cache).predict(ROWS)
     each = [load_run(m, cache).predict(ROWS) for m in members]
     np.testing.assert_allclose(ensemble, np.mean(each, axis=0), atol=1e-6)
     written = json.loads((out / "seeds.json").read_text())
     member_metrics = [json.loads((m / "metrics.json").read_text()) for m in members]
     valid = [m["valid"]["balanced_accuracy"] for m in member_metrics]
-    assert written["seeds"] == [7, 8]
+    assert written["seeds"] == [7, 8] and written["archs"] == ["esim", "bigru"]
     assert written["members"]["valid"]["balanced_accuracy"]["mean"] == pytest.approx(sum(valid) / 2)
     printed = capsys.readouterr().out
-    assert "2 members: mean +- std" in printed and "ensemble of 2 seeds" in printed
+    assert "2 members: mean +- std" in printed and "ensemble of 2 seeds (esim, bigru)" in printed
 
     # a --seeds fit killed after its first member: the member is kept, only the rest trains
     (out / "metrics.json").unlink()
@@ -73,7 +80,7 @@ def test_fit_seeds_saves_the_members_average_and_resumes(tmp_path, capsys):
     assert fit.main(args) == 0
     printed = capsys.readouterr().out
     assert "member seed 7: kept from an earlier run" in printed
-    assert "member seed 8 (2 of 2)" in printed
+    assert "member seed 8 (2 of 2, bigru)" in printed
     assert (members[0] / "model.keras").stat().st_mtime_ns == first_model
     assert read_info(members[1]).config.dropout == 0.2
 
@@ -133,6 +140,49 @@ def test_learning_rate_is_halved_on_a_plateau(tmp_path):
 def test_bad_recipe_settings(field, value, message):
     with pytest.raises(UserError, match=message):
         Config(**{field: value})
+
+
+def test_member_configs_alternate_from_the_first():
+    config = Config(hidden_size=32, seed=5)
+    esim = fit.alternate_config(config, "--arch esim --hidden 8 --dropout 0.5")
+    members = fit.member_configs(config, esim, 3)
+    assert [(m.arch, m.hidden_size, m.dropout, m.seed) for m in members] == [
+        ("esim", 8, 0.5, 5), ("bigru", 32, 0.2, 6), ("esim", 8, 0.5, 7)]  # fmt: skip
+    assert members[1] == dataclasses.replace(config, seed=6)
+    assert fit.member_configs(config, esim, 1) == [config]  # one model: the settings given
+    assert fit.alternate_config(config, "none") is None
+    assert fit.member_configs(config, None, 2) == [config, dataclasses.replace(config, seed=6)]
+    # the default: esim at hidden 128 without exact match, everything else as given
+    default = fit.alternate_config(config, fit.ALTERNATE)
+    assert default == dataclasses.replace(config, arch="esim", hidden_size=128, exact_match="off")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ("--arch lstm", "--alternate: argument --arch: invalid choice: 'lstm'"),
+        ("--hidden many", "--alternate: argument --hidden: invalid int value: 'many'"),
+        ("--hidden 0", "--alternate: --hidden must be at least 1, got 0"),
+        ("--seed 3", "--alternate: unrecognized arguments: --seed 3"),
+        ("--data x", "--alternate: unrecognized arguments: --data x"),
+        ("--arch 'esim", "--alternate: No closing quotation"),
+    ],
+)
+def test_bad_alternate_is_refused_before_anything_is_written(tmp_path, flags, message):
+    out = tmp_path / "ens"
+    with pytest.raises(UserError, match=re.escape(message)):
+        fit.main(fixture_args(out, tmp_path / "c", "--seeds", "2", "--alternate", flags))
+    assert not out.exists()
+
+
+def test_fit_seeds_alternate_none_trains_every_member_alike(tmp_path, capsys):
+    out = tmp_path / "ens"
+    argv = ["--hidden", "4", "--epochs", "1", "--seeds", "2", "--alternate", "none"]
+    assert fit.main(fixture_args(out, tmp_path / "cache", *argv)) == 0
+    configs = [read_info(out / "members" / f"seed_{s}").config for s in (0, 1)]
+    assert configs == [read_info(out).config, dataclasses.replace(read_info(out).config, seed=1)]
+    assert "ensemble of 2 seeds (bigru, bigru)" in capsys.readouterr().out
+    assert json.loads((out / "seeds.json").read_text())["alternate"] == "none"
 
 
 def test_fit_seeds_must_be_positive(tmp_path):
