@@ -85,8 +85,9 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="train N models with seeds --seed, --seed+1, ... and save RUN_DIR as their "
-        "ensemble (one model averaging their P(yes)); each member is a run of its own in "
+        help="train N models with seeds --seed, --seed+1, ... (the 1st, 3rd, ... with "
+        "--alternate's settings) and save RUN_DIR as their ensemble (one model averaging their "
+        "P(yes)); each member is a run of its own in "
         "RUN_DIR/members/seed_S, and the members' mean +- std, the ensemble and its gain are "
         "printed and written to RUN_DIR/seeds.json. A killed --seeds fit keeps the members it "
         "finished and trains only the rest when run again (default: 1, one model)",
