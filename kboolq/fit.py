@@ -139,7 +139,9 @@ def member_configs(config: Config, alternate: Config | None, n: int) -> list[Con
     if n == 1:
         return [config]
     return [
-        dataclasses.replace(alternate if alternate and k % 2 == 0 else config, seed=config.seed + k)
+        dataclasses.replace(
+            alternate if alternate is not None and k % 2 == 0 else config, seed=config.seed + k
+        )
         for k in range(n)
     ]
 
