@@ -256,19 +256,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 class _FlagsParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UserError(f"{self.prog}: {message}")
+        raise UserError(message)
 
 
 def config_with_flags(config: Config, flags: str, where: str) -> Config:
     """`config` with the hyperparameter flags in `flags` (one string, as given to a flag such as
     fit's --alternate) applied on top: the same flags, types and checks as on the command line,
     and an error that names `where` for anything else."""
-    parser = _FlagsParser(prog=where, add_help=False)
+    parser = _FlagsParser(add_help=False)
     add_arguments(parser, Config, "hyperparameters", skip=("seed",), only_given=True)
     try:
-        return dataclasses.replace(config, **vars(parser.parse_args(shlex.split(flags))))
-    except ValueError as error:  # shlex: an unclosed quote
+        words = shlex.split(flags)  # ValueError: an unclosed quote
+        return dataclasses.replace(config, **vars(parser.parse_args(words)))
+    except (ValueError, UserError) as error:
         raise UserError(f"{where}: {error}") from None
-    except UserError as error:
-        message = str(error)
-        raise UserError(message if message.startswith(where) else f"{where}: {message}") from None

@@ -117,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
-    dataclasses.replace(config, seed=config.seed + args.seeds - 1)  # every seed in range
     members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
     settings = data_settings(args)
     with lock_output(args.out):
@@ -134,8 +133,8 @@ def alternate_config(config: Config, flags: str) -> Config | None:
 
 def member_configs(config: Config, alternate: Config | None, n: int) -> list[Config]:
     """What each of n models trains with: seeds config.seed, config.seed + 1, ...; the 1st,
-    3rd, ... with `alternate`'s settings when there is more than one model. One model is
-    `config` itself: --alternate shapes ensembles only."""
+    3rd, ... with `alternate`'s settings when there is more than one model (every seed is
+    checked as each is made). One model is `config` itself: --alternate shapes ensembles only."""
     if n == 1:
         return [config]
     return [
@@ -182,7 +181,7 @@ def fit(
         if args.seeds == 1:
             model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
         else:
-            model, member_reports = train_members(args, info, members, prepared, work, extra)
+            model, member_reports = train_members(info, members, prepared, work, extra, args)
     except KeyboardInterrupt:
         if staged:
             shutil.rmtree(work, ignore_errors=True)
@@ -235,33 +234,33 @@ def fit(
 
 
 def train_members(
-    args: argparse.Namespace,
     info: RunInfo,
     configs: list[Config],
     prepared: Prepared,
     work: Path,
     extra: list,
+    args: argparse.Namespace,
 ) -> tuple[keras.Model, list[dict]]:
     """Train one member run per seed under work/members (a finished member whose config.json
     matches is kept, so a killed --seeds fit resumes) and save their average as work's model.
     Returns the average and each member's report."""
     models, reports = [], []
     for config in configs:
-        seed = config.seed
         member = dataclasses.replace(info, config=config)
-        member_dir = work / "members" / f"seed_{seed}"
+        member_dir = work / "members" / f"seed_{config.seed}"
         if _finished(member_dir, member):
-            print(f"member seed {seed}: kept from an earlier run ({member_dir})")
+            print(f"member seed {config.seed}: kept from an earlier run ({member_dir})")
             models.append(load_model(member_dir))
             reports.append(json.loads((member_dir / "metrics.json").read_text()))
             continue
         member_dir.mkdir(parents=True, exist_ok=True)
         clear_run(member_dir)
         write_info(member_dir, member)
-        print(f"member seed {seed} ({len(models) + 1} of {args.seeds}, {config.arch})", flush=True)
-        model, _ = train_model(member.config, prepared, member_dir, extra, verbose=verbosity(args))
+        where = f"{len(models) + 1} of {len(configs)}, {config.arch}"
+        print(f"member seed {config.seed} ({where})", flush=True)
+        model, _ = train_model(config, prepared, member_dir, extra, verbose=verbosity(args))
         report = evaluate_splits(
-            model, prepared.splits, prepared.table, member.config.batch_size, prepared.stems
+            model, prepared.splits, prepared.table, config.batch_size, prepared.stems
         )
         write_json(member_dir / "metrics.json", report)
         models.append(model)

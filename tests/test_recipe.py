@@ -185,6 +185,13 @@ def test_fit_seeds_alternate_none_trains_every_member_alike(tmp_path, capsys):
     assert json.loads((out / "seeds.json").read_text())["alternate"] == "none"
 
 
+def test_fit_seeds_past_the_last_seed_are_refused(tmp_path):
+    out = tmp_path / "ens"
+    with pytest.raises(UserError, match=re.escape("got 4294967296")):
+        fit.main(fixture_args(out, tmp_path / "c", "--seed", "4294967295", "--seeds", "2"))
+    assert not out.exists()
+
+
 def test_fit_seeds_must_be_positive(tmp_path):
     with pytest.raises(UserError, match="--seeds must be at least 1, got 0"):
         fit.main(fixture_args(tmp_path / "r", tmp_path / "c", "--seeds", "0"))
