@@ -6,7 +6,9 @@ This is the command layer's own module: commands import it, the library never do
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from kboolq.data.boolq import source_problem as boolq_source_problem
 from kboolq.data.glove import Glove, load_glove
 from kboolq.data.glove import source_problem as glove_source_problem
 from kboolq.data.layout import Prepared, prepare
-from kboolq.errors import UserError
+from kboolq.errors import Interrupted, UserError
 from kboolq.files import default_cache_dir
 from kboolq.rundir import RunInfo, Vectors
 from kboolq.threads import default_threads
@@ -144,11 +146,13 @@ def run_info(config: Config, inputs: Inputs) -> RunInfo:
 def run_command(
     main: Callable[[list[str] | None], int | None], prog: str
 ) -> Callable[[list[str] | None], int]:
-    """Wrap a command's main: user errors print one message and exit 2, Ctrl-C exits 130."""
+    """Wrap a command's main: user errors print one message and exit 2; Ctrl-C and SIGTERM
+    (handled alike: what the command kept is said in one line) exit 130 and 143."""
 
     def wrapped(argv: list[str] | None = None) -> int:
         try:
-            return main(argv) or 0
+            with terminate_as_interrupt():
+                return main(argv) or 0
         except UserError as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
@@ -156,8 +160,28 @@ def run_command(
             where = f"{exc.filename}: " if exc.filename else ""
             print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            said = str(exc) or f"interrupted ({signal.Signals(signum).name})"
+            print(f"{prog}: {said}", file=sys.stderr)
+            return 128 + signum
 
     return wrapped
+
+
+class terminate_as_interrupt:  # noqa: N801 (a context manager, used as a statement)
+    """SIGTERM raises Interrupted, as Ctrl-C raises KeyboardInterrupt, so that the same clean-up
+    runs for both (training finishes its batch first: training.StopOnInterrupt)."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum, frame) -> None:
+        raise Interrupted(signum=signum)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)

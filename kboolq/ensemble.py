@@ -23,7 +23,7 @@ from kboolq.models.averaging import average
 from kboolq.rundir import (
     RunInfo,
     claim_output,
-    clear_run,
+    is_kboolq_entry,
     is_run,
     load_model,
     lock_output,
@@ -32,6 +32,7 @@ from kboolq.rundir import (
     save_model,
     write_info,
 )
+from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
 
 
@@ -61,6 +62,18 @@ def parser() -> argparse.ArgumentParser:
     add_cache_argument(p)
     add_threads_argument(p)
     return p
+
+
+def check_distinct(runs: list[Path]) -> None:
+    """The same run named twice (also through a link or `..`) is not a second member."""
+    seen: dict[Path, Path] = {}
+    for run in runs:
+        real = Path(run).resolve()
+        if real in seen:
+            raise UserError(
+                f"{run}: the same run as {seen[real]}; an ensemble averages different runs"
+            )
+        seen[real] = run
 
 
 def check_compatible(infos: list[RunInfo], runs: list[Path]) -> None:
@@ -108,10 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     if len(args.runs) < 2:
         raise UserError("an ensemble needs at least two RUN_DIRs")
+    check_distinct(args.runs)
     infos = [read_info(run) for run in args.runs]
     check_compatible(infos, args.runs)
-    with lock_output(args.out):
-        replacing = claim_output(args.out, "run", is_run, args.overwrite, protect=args.runs)
+    out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
+    with lock_output(out):
+        recover(out)
+        claim_output(out, "run", is_run, args.overwrite, protect=args.runs, flag="--out")
+        remove_leftovers(out)  # kboolq's own, and only once the output is claimed
         first = open_run(args.runs[0], cache_dir(args))
         info = first.info
         boolq = load_boolq(info.data.data, info.data.valid_size)
@@ -129,16 +146,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
             print(f"selected on valid: {', '.join(str(run) for run in runs)}")
-        if replacing:
-            clear_run(args.out)
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_info(args.out, info)
-        write_json(args.out / "members.json", {"members": [str(run.resolve()) for run in runs]})
-        save_model(average(models), args.out)
-        reports = evaluate_splits(
-            load_model(args.out), splits, table, info.config.batch_size, stems
-        )
-        write_json(args.out / "metrics.json", reports)
+        # staged: a kill at any moment leaves the old run whole or the new one complete
+        with staged(out, is_kboolq_entry) as work:
+            write_info(work, info)
+            write_json(work / "members.json", {"members": [str(run.resolve()) for run in runs]})
+            save_model(average(models), work)
+            reports = evaluate_splits(
+                load_model(work), splits, table, info.config.batch_size, stems
+            )
+            write_json(work / "metrics.json", reports)
         print(format_table(reports))
         print(f"ensemble of {len(runs)} runs written to {args.out}")
         return 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from kboolq.config import (
     config_with_flags,
 )
 from kboolq.data.layout import Prepared
-from kboolq.errors import UserError
+from kboolq.errors import Interrupted, UserError
 from kboolq.evaluation import (
     evaluate_splits,
     format_spread,
@@ -41,23 +42,22 @@ from kboolq.evaluation import (
     predict_split,
     spread,
 )
-from kboolq.files import remove_stale_temporaries, write_json
+from kboolq.files import write_json
 from kboolq.models.averaging import average
 from kboolq.rundir import (
     MODEL_FILE,
     RunInfo,
     claim_output,
     clear_run,
+    is_kboolq_entry,
     is_run,
     load_model,
     lock_output,
     read_info,
-    recover_run,
-    replace_run,
     save_model,
-    staging_dir,
     write_info,
 )
+from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
 from kboolq.training import train_model
 
@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
     members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
     settings = data_settings(args)
-    with lock_output(args.out):
-        recover_run(args.out)
-        return fit(args, config, members, settings, args.out)
+    out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
+    with lock_output(out):
+        recover(out)
+        return fit(args, config, members, settings, out)
 
 
 def alternate_config(config: Config, flags: str) -> Config | None:
@@ -153,19 +154,66 @@ def fit(
     run_dir: Path,
 ) -> int:
     """Everything is checked before RUN_DIR is touched; a finished run being replaced stays
-    whole until its successor is complete (trained in a staging directory, then swapped in).
-    A run that did not finish is this command's own leftover and is started over in place."""
+    whole until its successor is complete (trained in a staging directory, then swapped in, the
+    user's own files carried over). A run that did not finish is this command's own leftover
+    and is started over in place."""
     unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
     replacing = claim_output(run_dir, "run", is_run, args.overwrite or unfinished)
+    remove_leftovers(run_dir)  # kboolq's own, and only once the output is claimed
     inputs = load_inputs(settings, cache_dir(args))
     warn_about_data(inputs, config.batch_size)
-    staged = replacing and not unfinished
-    work = staging_dir(run_dir) if staged else run_dir
+    staging = replacing and not unfinished
     if unfinished:
         print(f"{run_dir} holds a run that did not finish; starting it over")
         clear_run(run_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(work)
+    try:
+        with staged(run_dir, is_kboolq_entry) if staging else _in_place(run_dir) as work:
+            reports, seconds, checkpoint, model = _train_into(
+                work, args, config, members, inputs, run_dir
+            )
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        if staging:
+            said = f"{run_dir} still holds the previous run"
+        elif args.seeds > 1:
+            said = f"finished members kept in {run_dir / 'members'}"
+        else:
+            saved = run_dir / MODEL_FILE
+            said = f"best model so far {f'kept in {saved}' if saved.exists() else 'none saved yet'}"
+        raise Interrupted(f"interrupted: {said}", signum) from None
+    print(format_table(reports))
+    if args.seeds > 1:
+        print(format_spread(json.loads((run_dir / "seeds.json").read_text())["members"], reports,
+                            args.seeds))  # fmt: skip
+        archs = ", ".join(member.arch for member in members)
+        print(
+            f"ensemble of {args.seeds} seeds ({archs}); trained {seconds:.0f} s; "
+            f"written to {run_dir}"
+        )
+    else:
+        print(
+            f"best epoch {checkpoint.best_epoch} (valid balanced accuracy {checkpoint.best:.4f}); "
+            f"trained {seconds:.0f} s; run written to {run_dir}"
+        )
+    return 0
+
+
+@contextlib.contextmanager
+def _in_place(run_dir: Path):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    yield run_dir
+
+
+def _train_into(
+    work: Path,
+    args: argparse.Namespace,
+    config: Config,
+    members: list[Config],
+    inputs,
+    run_dir: Path,
+):
+    """Train (one model or the seed ensemble) into `work`, with its metrics and W&B logging.
+    Returns the reports, the seconds trained, the checkpoint (one model) and the model."""
     prepared = inputs.prepared
     print(
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
@@ -177,60 +225,33 @@ def fit(
         args.wandb, {**config.to_dict(), **info.to_dict()}, name=run_dir.name
     )
     started = time.perf_counter()
-    try:
-        if args.seeds == 1:
-            model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
-        else:
-            model, member_reports = train_members(info, members, prepared, work, extra, args)
-    except KeyboardInterrupt:
-        if staged:
-            shutil.rmtree(work, ignore_errors=True)
-            print(f"\ninterrupted: {run_dir} still holds the previous run", file=sys.stderr)
-        elif args.seeds > 1:
-            print(f"\ninterrupted: finished members kept in {run_dir / 'members'}", file=sys.stderr)
-        else:
-            saved = run_dir / MODEL_FILE
-            where = f"kept in {saved}" if saved.exists() else "none saved yet"
-            print(f"\ninterrupted: best model so far {where}", file=sys.stderr)
-        raise
+    checkpoint = None
+    if args.seeds == 1:
+        model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
+    else:
+        model, member_reports = train_members(info, members, prepared, work, extra, args)
     seconds = time.perf_counter() - started
     reports = evaluate_splits(
         model, prepared.splits, prepared.table, config.batch_size, prepared.stems
     )
     write_json(work / "metrics.json", reports)
     if args.seeds > 1:
-        members_spread = spread(member_reports)
         write_json(
             work / "seeds.json",
             {
                 "seeds": [member.seed for member in members],
                 "archs": [member.arch for member in members],
                 "alternate": args.alternate,
-                "members": members_spread,
+                "members": spread(member_reports),
                 "ensemble": reports,
             },
-        )
-    if staged:
-        replace_run(work, run_dir)
-    print(format_table(reports))
-    if args.seeds > 1:
-        print(format_spread(members_spread, reports, args.seeds))
-        archs = ", ".join(member.arch for member in members)
-        print(
-            f"ensemble of {args.seeds} seeds ({archs}); trained {seconds:.0f} s; "
-            f"written to {run_dir}"
-        )
-    else:
-        print(
-            f"best epoch {checkpoint.best_epoch} (valid balanced accuracy {checkpoint.best:.4f}); "
-            f"trained {seconds:.0f} s; run written to {run_dir}"
         )
     if tracker is not None:
         valid = prepared.splits["valid"]
         scores = predict_split(model, valid, prepared.table, config.batch_size, prepared.stems)
-        tracking.log_final(tracker, reports, valid.labels, scores, run_dir / MODEL_FILE)
+        tracking.log_final(tracker, reports, valid.labels, scores, work / MODEL_FILE)
         tracker.finish()
-    return 0
+    return reports, seconds, checkpoint, model
 
 
 def train_members(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -35,14 +35,18 @@ from kboolq.errors import UserError
 from kboolq.evaluation import predict_split  # also registers the metrics models compile with
 from kboolq.files import atomic_path, default_cache_dir, write_json
 from kboolq.models import gru, layers  # noqa: F401  (register the custom layers for loading)
+from kboolq.staging import MARK
 
 FORMAT = 1
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 RUN_FILES = (
     MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json", "members.json",
-    "seeds.json",
+    "seeds.json", "learning_curves.png",
 )  # fmt: skip
+PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr)\.png")  # evaluate's plots
+RUN_DIRS = ("members",)  # a seed ensemble's member runs
+TEMPORARY = ".*.tmp*"  # what files.atomic_path leaves when killed mid-write
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,25 @@ def load_model(run_dir: Path) -> keras.Model:
     return model
 
 
+def check_fits(model: keras.Model, info: RunInfo, run_dir: Path) -> None:
+    """A UserError naming config.json's key when the run's recorded layout or vector size is
+    not what its model takes (an edited or mismatched config.json)."""
+    vectors = next(tensor for tensor in model.inputs if tensor.name == "vectors")
+    steps, dim = tuple(vectors.shape[1:])
+    config = Path(run_dir) / CONFIG_FILE
+    if steps != info.layout.steps:
+        raise UserError(
+            f"{config}: key 'layout' gives {info.layout.steps} positions (q_max "
+            f"{info.layout.q_max} + separator {info.layout.separator} + p_max "
+            f"{info.layout.p_max}), but {MODEL_FILE} takes {steps}"
+        )
+    if dim != info.vectors.dim:
+        raise UserError(
+            f"{config}: key 'embeddings.dim' is {info.vectors.dim}, but {MODEL_FILE} takes "
+            f"{dim}-d vectors"
+        )
+
+
 def load_vectors(info: RunInfo, cache_dir: Path) -> Glove:
     """The run's own vectors, refused if they changed since training."""
     glove = load_glove(info.vectors.source, cache_dir)
@@ -210,6 +233,7 @@ class OpenRun:
 def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
     info = read_info(run_dir)
     model = load_model(run_dir)
+    check_fits(model, info, run_dir)
     return OpenRun(Path(run_dir), info, model, load_vectors(info, cache_dir))
 
 
@@ -223,12 +247,26 @@ def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRu
     return open_run(Path(run_dir), Path(cache_dir) if cache_dir else default_cache_dir())
 
 
+def is_temporary(name: str) -> bool:
+    return fnmatch.fnmatch(name, TEMPORARY) or name == MARK
+
+
+def is_kboolq_entry(name: str) -> bool:
+    """Whether a run directory's entry is one kboolq writes: its files, plots, member runs and
+    temporary files. Everything else in a run directory is the user's and is never removed."""
+    return (
+        name in RUN_FILES
+        or name in RUN_DIRS
+        or PLOT_FILES.fullmatch(name) is not None
+        or is_temporary(name)
+    )
+
+
 def clear_run(run_dir: Path) -> None:
-    """Remove what kboolq writes into a run directory (its files and plots), nothing else."""
-    for name in RUN_FILES:
-        (Path(run_dir) / name).unlink(missing_ok=True)
-    for plot in Path(run_dir).glob("*.png"):
-        plot.unlink()
+    """Remove the files kboolq writes into a run directory (not its member runs), nothing else."""
+    for path in Path(run_dir).iterdir():
+        if path.is_file() and is_kboolq_entry(path.name) and path.name not in RUN_DIRS:
+            path.unlink()
 
 
 LOCKS = Path(tempfile.gettempdir()) / "kboolq-locks"
@@ -268,30 +306,6 @@ def lock_output(path: Path) -> Iterator[None]:
         handle.close()
 
 
-def staging_dir(run_dir: Path) -> Path:
-    """Where a run that replaces `run_dir` is trained, so the old run stays whole until then."""
-    return Path(run_dir).parent / f".{Path(run_dir).name}.staging"
-
-
-def replace_run(staging: Path, run_dir: Path) -> None:
-    """Swap a finished staging directory in for the old run: two renames, the old run removed
-    last (a kill in between leaves it beside as .NAME.old, and recover_run puts it back)."""
-    old = Path(run_dir).parent / f".{Path(run_dir).name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(run_dir, old)
-    os.replace(staging, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_run(run_dir: Path) -> None:
-    """Undo what a kill during replace_run or a staged training left behind."""
-    old = Path(run_dir).parent / f".{Path(run_dir).name}.old"
-    if old.is_dir() and not Path(run_dir).exists():
-        os.replace(old, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(staging_dir(run_dir), ignore_errors=True)
-
-
 def is_run(directory: Path) -> bool:
     try:
         raw = json.loads((Path(directory) / CONFIG_FILE).read_text())
@@ -325,7 +339,7 @@ def claim_output(
         return False
     if not path.is_dir():
         raise UserError(f"{flag} {path}: exists and is not a directory")
-    entries = sorted(p.name for p in path.iterdir())
+    entries = sorted(p.name for p in path.iterdir() if not is_temporary(p.name))
     if not entries:
         return False
     if is_kind(path):

@@ -22,7 +22,7 @@ import numpy as np
 from kboolq.config import Config
 from kboolq.data.batches import Batches, takes_stems
 from kboolq.data.layout import Prepared
-from kboolq.errors import UserError
+from kboolq.errors import Interrupted, UserError
 from kboolq.evaluation import save_learning_curves, training_metrics
 from kboolq.files import write_text
 from kboolq.models.architectures import build_model
@@ -51,25 +51,29 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class StopOnInterrupt(keras.callbacks.Callback):
-    """Ctrl-C (SIGINT) ends training after the current batch, and then raises
-    KeyboardInterrupt from train_model. Keras converts logs inside bare `except:` blocks, which
-    swallowed a KeyboardInterrupt that arrived there and let training run on; a flag read between
-    batches cannot be lost. A second Ctrl-C interrupts at once."""
+    """Ctrl-C (SIGINT) or SIGTERM ends training after the current batch, and then raises
+    Interrupted (a KeyboardInterrupt) from train_model. Keras converts logs inside bare `except:`
+    blocks, which swallowed a KeyboardInterrupt that arrived there and let training run on; a
+    flag read between batches cannot be lost. A second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         super().__init__()
-        self.interrupted, self.previous = False, None
+        self.interrupted, self.signum, self.previous = False, None, {}
 
     def _handle(self, signum, frame) -> None:
-        self.interrupted = True
-        signal.signal(signal.SIGINT, self.previous)  # the next Ctrl-C is not deferred
+        self.interrupted, self.signum = True, signum
+        for number, handler in self.previous.items():  # the next signal is not deferred
+            signal.signal(number, handler)
 
     def on_train_begin(self, logs=None) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may set handlers
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            return  # started with Ctrl-C ignored (nohup, a background job): keep it so
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        for number in self.SIGNALS:
+            if signal.getsignal(number) is signal.SIG_IGN:
+                continue  # started with it ignored (nohup, a background job): keep it so
+            self.previous[number] = signal.signal(number, self._handle)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.interrupted:
@@ -78,8 +82,9 @@ class StopOnInterrupt(keras.callbacks.Callback):
     on_epoch_end = on_train_batch_end
 
     def on_train_end(self, logs=None) -> None:
-        if self.previous is not None and not self.interrupted:
-            signal.signal(signal.SIGINT, self.previous)
+        if not self.interrupted:
+            for number, handler in self.previous.items():
+                signal.signal(number, handler)
 
 
 def release_memory() -> bool:
@@ -208,6 +213,6 @@ def train_model(
         class_weight=class_weights(prepared.splits["train"].labels, config.class_weight),
     )
     if interrupt.interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted(signum=interrupt.signum)
     save_learning_curves(history.rows, Path(run_dir) / "learning_curves.png", checkpoint.best_epoch)
     return load_model(run_dir), checkpoint

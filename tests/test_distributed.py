@@ -113,7 +113,8 @@ def test_an_idle_worker_waits_longer_each_time(monkeypatch):
     slept = []
     monkeypatch.setattr(time, "sleep", slept.append)
     role = distributed.Role("worker", "w", "127.0.0.1", 1)
-    client = distributed.GridClient(kt.Oracle(objective="val_loss", max_trials=1), role, timeout=1)
+    oracle = kt.Oracle(objective="val_loss", max_trials=1)
+    client = distributed.GridClient(oracle, role, timeout=1, secret="s")
     statuses = ["IDLE"] * 6 + ["RUNNING", "IDLE"]
 
     def create(request, **kwargs):
@@ -127,18 +128,26 @@ def test_an_idle_worker_waits_longer_each_time(monkeypatch):
     assert client.idle_asks == 7
 
 
-def test_a_worker_without_a_chief_stops_with_one_line(tmp_path):
+def test_a_worker_without_a_chief_says_it_waits_then_stops_with_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("KBOOLQ_GRID_SECRET", "s")
+    monkeypatch.setattr(distributed, "WAIT_NOTICE", 0.5)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
     args = fixture_args(tmp_path / "w", tmp_path / "cache", *AXES, "--epochs", "1")
     with pytest.raises(UserError) as error:
-        grid.main([*args, "--worker", f"127.0.0.1:{port}", "--chief-timeout", "1.5"])
+        grid.main([*args, "--worker", f"127.0.0.1:{port}", "--chief-timeout", "2.5"])
     assert str(error.value).startswith(
-        f"cannot reach the grid chief at 127.0.0.1:{port} within 1.5 s (deadline_exceeded)"
+        f"cannot reach the grid chief at 127.0.0.1:{port} within 2.5 s (deadline_exceeded)"
     )
     assert time.monotonic() - started < 30
+    waiting = [line for line in capsys.readouterr().err.splitlines() if "waiting" in line]
+    assert len(waiting) >= 2  # at once (after 1 s), then again with the time left
+    assert f"waiting for the grid chief at 127.0.0.1:{port} (" in waiting[0]
+    assert "s left before giving up)" in waiting[0]
 
 
 @pytest.mark.parametrize(
@@ -197,6 +206,7 @@ def _free_port() -> int:
 
 
 STARTED: list[subprocess.Popen] = []
+SECRET = "test-grid-secret"
 
 
 @pytest.fixture(autouse=True)
@@ -212,7 +222,7 @@ def _no_process_outlives_its_test():
 def _start(out, cache, role, address, *extra, epochs=6):
     args = fixture_args(out, cache, *AXES, "--epochs", str(epochs), "--patience", str(epochs))
     command = [sys.executable, "-m", "tuning.grid", *args, f"--{role}", address, *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KBOOLQ_GRID_SECRET": SECRET}
     log = open(Path(out).parent / f"{role}-{time.monotonic_ns()}.log", "w+")  # noqa: SIM115
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     process.log = log

@@ -10,14 +10,27 @@ reached for `timeout` seconds.
 
 KerasTuner's variables work as well as the flags: KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT
 name the chief, KERASTUNER_TUNER_ID names the process ("chief" in it makes it the chief).
+
+Who may talk to the chief: every call, KerasTuner's methods and ours alike, carries the grid's
+shared secret, which one server interceptor compares in constant time before any handler runs
+(gRPC's UNAUTHENTICATED otherwise). With --tls-cert/--tls-key the port speaks TLS (gRPC's own
+credentials); workers trust the chief's certificate through --tls-ca. What a worker uploads is
+checked before it counts: the trial must be the one that worker holds, the files only those a
+run has, within a size cap, unpacked beside the trial and moved in only once `accept` (the
+grid's own check that the model loads and fits the grid) has passed.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
 import json
 import os
+import secrets
+import shutil
 import socket
+import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -38,14 +51,121 @@ from tuning.oracle import ResumableGridOracle
 Trial = kt.engine.trial.Trial
 IDLE = kt.engine.trial.TrialStatus.IDLE
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
-MAX_MESSAGE = 1 << 30  # a trial's run directory travels in one message
+MAX_UPLOAD = 256 << 20  # bytes of one trial's files, unpacked; a larger upload is refused
+MAX_MESSAGE = MAX_UPLOAD + (1 << 20)  # a trial's run directory travels in one message
 OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
 ]
+SERVER_OPTIONS = [*OPTIONS, ("grpc.so_reuseport", 0)]  # a second chief on a served port fails
 SERVICE = "kboolq.grid.Grid"
 IDLE_WAIT = (0.5, 8.0)  # a worker with nothing to run asks again after 0.5, 1, 2, 4, 8, 8... s
+WAIT_NOTICE = 30.0  # a worker waiting for its chief says so at once and every this many seconds
 NOT_SENT = {"trial.json"}  # the chief's own file in a trial directory
+# The files of a run directory that a worker may send (what train_model and write_info write).
+RUN_UPLOAD = {"model.keras", "config.json", "history.csv", "learning_curves.png", "metrics.json"}
+SECRET_ENV = "KBOOLQ_GRID_SECRET"
+SECRET_FILE = "grid.secret"
+AUTH_KEY = "authorization"  # the metadata key of the secret ("Bearer SECRET")
+TUNER_KEY = "kboolq-tuner-id"  # which worker sends a call
+
+
+class UploadRejected(ValueError):
+    """A worker's files that cannot count: the one-line reason is the trial's message."""
+
+
+def chief_secret(grid_dir: Path) -> str:
+    """The secret every call to this chief must carry: $KBOOLQ_GRID_SECRET, else the one in
+    GRID_DIR/grid.secret (a resumed grid), else a new one written there, readable by its owner
+    only. Says where it comes from, never the secret itself."""
+    given = os.environ.get(SECRET_ENV, "")
+    if given:
+        print(f"grid chief: workers must present ${SECRET_ENV} (set here)", flush=True)
+        return given
+    path = Path(grid_dir) / SECRET_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    secret = read_secret(path)
+    print(
+        f"grid chief: the grid secret is in {path} (readable by its owner only); start each "
+        f"worker with {SECRET_ENV} set to its content, or with this --out on a shared disk",
+        flush=True,
+    )
+    return secret
+
+
+def read_secret(path: Path) -> str:
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the grid secret ({exc.strerror or exc})") from None
+    if not secret:
+        raise UserError(f"{path}: the grid secret file is empty; delete it to make a new one")
+    return secret
+
+
+def worker_secret(grid_dir: Path) -> str:
+    """$KBOOLQ_GRID_SECRET, else the chief's GRID_DIR/grid.secret when this worker shares the
+    chief's --out; a worker with neither stops before it contacts anyone."""
+    given = os.environ.get(SECRET_ENV, "")
+    if given:
+        return given
+    path = Path(grid_dir) / SECRET_FILE
+    if path.exists():
+        return read_secret(path)
+    raise UserError(
+        f"no grid secret: set {SECRET_ENV} to the content of the chief's GRID_DIR/{SECRET_FILE} "
+        "(the chief prints where it is), or give this worker the chief's --out on a shared disk"
+    )
+
+
+def read_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes] | None:
+    """The chief's TLS certificate chain and private key (PEM), both or neither."""
+    if (cert is None) != (key is None):
+        raise UserError("--tls-cert and --tls-key go together (the chief's certificate and key)")
+    if cert is None:
+        return None
+    return _read_pem(cert, "--tls-cert"), _read_pem(key, "--tls-key")
+
+
+def _read_pem(path: Path, flag: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from None
+    if b"-----BEGIN" not in data:
+        raise UserError(f"{flag} {path}: not a PEM file")
+    return data
+
+
+def read_ca(path: Path | None) -> bytes | None:
+    return None if path is None else _read_pem(path, "--tls-ca")
+
+
+class SecretCheck(grpc.ServerInterceptor):
+    """Refuses every call that does not carry the grid's secret, before any handler runs."""
+
+    def __init__(self, secret: str) -> None:
+        self.expected = f"Bearer {secret}".encode()
+
+        def refuse(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing grid secret")
+
+        self.refusal = grpc.unary_unary_rpc_method_handler(refuse)
+
+    def intercept_service(self, continuation, details):
+        given = dict(details.invocation_metadata or ()).get(AUTH_KEY, "")
+        if isinstance(given, bytes):
+            given = given.decode("latin-1")
+        if hmac.compare_digest(given.encode(), self.expected):
+            return continuation(details)
+        return self.refusal
+
+
+def caller(context: grpc.ServicerContext) -> str:
+    return dict(context.invocation_metadata() or ()).get(TUNER_KEY, "")
 
 
 @dataclass(frozen=True)
@@ -118,29 +238,84 @@ def pack_files(run_dir: Path, trial_id: str) -> bytes:
     return json.dumps(header).encode() + b"\n" + buffer.getvalue()
 
 
-def unpack_files(message: bytes, trial_dir: Callable[[str], Path]) -> tuple[str, list[str]]:
-    """Write a worker's trial files into the chief's trial directory, each file atomically;
-    nothing to write when the worker's directory is the chief's (a shared filesystem)."""
-    head, _, body = message.partition(b"\n")
-    header = json.loads(head)
-    target = Path(trial_dir(header["trial_id"])).resolve()
+def read_header(message: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(message.partition(b"\n")[0])
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or not all(
+        isinstance(header.get(k), str) for k in ("trial_id", "host", "dir")
+    ):
+        raise UploadRejected("the upload's header is not a kboolq trial header")
+    return header
+
+
+def unpack_files(message: bytes, target: Path) -> Path | None:
+    """Check a worker's upload and unpack it into a new hidden directory beside `target` (the
+    chief's trial directory); None when the worker's directory is the chief's (a shared
+    filesystem: nothing travels). Only a run's own file names, no paths, at most MAX_UPLOAD
+    bytes unpacked; anything else raises UploadRejected and nothing is kept."""
+    header = read_header(message)
+    body = message.partition(b"\n")[2]
+    target = Path(target).resolve()
     if header["host"] == socket.gethostname() and Path(header["dir"]) == target:
-        return header["trial_id"], []
+        return None
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(body))
+    except zipfile.BadZipFile:
+        raise UploadRejected("the upload is not a zip archive") from None
+    with archive:
+        members = archive.infolist()
+        for member in members:
+            if member.filename not in RUN_UPLOAD:
+                allowed = ", ".join(sorted(RUN_UPLOAD))
+                raise UploadRejected(
+                    f"the upload holds {member.filename!r}, not a run's file ({allowed})"
+                )
+        size = sum(member.file_size for member in members)
+        if size > MAX_UPLOAD:
+            raise UploadRejected(f"the upload unpacks to {size} bytes, over {MAX_UPLOAD}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".upload-{target.name}-", dir=target.parent))
+        try:
+            for member in members:
+                data = archive.read(member)
+                if len(data) > member.file_size:
+                    raise UploadRejected(f"{member.filename}: larger than its zip entry says")
+                (staging / member.filename).write_bytes(data)
+        except (UploadRejected, zipfile.BadZipFile, OSError, EOFError) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, UploadRejected):
+                raise
+            raise UploadRejected(f"the upload cannot be unpacked ({exc})") from None
+    return staging
+
+
+def move_in(staging: Path, target: Path) -> list[str]:
+    """Move the checked files of an upload into the trial directory, each file atomically."""
     written = []
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        for name in archive.namelist():
-            if Path(name).name != name or name in NOT_SENT or name.startswith("."):
-                raise ValueError(f"unexpected file name {name!r}")
-            write_bytes(target / name, archive.read(name))
-            written.append(name)
-    return header["trial_id"], written
+    for path in sorted(staging.iterdir()):
+        write_bytes(target / path.name, path.read_bytes())
+        written.append(path.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    return written
 
 
 class GridServicer(protos.get_service_grpc().OracleServicer):
-    """KerasTuner's Oracle service over our oracle, counting each worker's requests."""
+    """KerasTuner's Oracle service over our oracle, counting each worker's requests.
 
-    def __init__(self, oracle: ResumableGridOracle, record: dict[str, Any], heartbeat: float):
-        self.oracle, self.record, self.heartbeat = oracle, record, heartbeat
+    `accept(trial, directory)` is the grid's check of a finished trial's files: None when they
+    may count, else the one-line reason the trial fails.
+    """
+
+    def __init__(
+        self,
+        oracle: ResumableGridOracle,
+        record: dict[str, Any],
+        heartbeat: float,
+        accept: Callable[[Trial, Path], str | None] = lambda trial, directory: None,
+    ):
+        self.oracle, self.record, self.heartbeat, self.accept = oracle, record, heartbeat, accept
         self.requests: dict[str, int] = {}
         self.lock = threading.Lock()
 
@@ -155,24 +330,27 @@ class GridServicer(protos.get_service_grpc().OracleServicer):
         )
 
     def UpdateSpace(self, request, context):  # noqa: N802
-        self._count("UpdateSpace")
-        hps = kt.HyperParameters.from_proto(request.hyperparameters)
-        self.oracle.update_space(hps)
+        self._count("UpdateSpace")  # the grid's space is the chief's: a worker cannot widen it
         return protos.get_service().UpdateSpaceResponse()
 
     def CreateTrial(self, request, context):  # noqa: N802
         self._count("CreateTrial")
-        trial = self.oracle.create_trial(request.tuner_id)
+        trial = self.oracle.create_trial(caller(context) or request.tuner_id)
         return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
 
     def UpdateTrial(self, request, context):  # noqa: N802
         self._count("UpdateTrial")
-        trial = self.oracle.update_trial(request.trial_id, request.metrics, step=request.step)
+        if not self.oracle.holds(caller(context), request.trial_id):
+            trial = self.oracle.get_trial(request.trial_id)  # not the caller's: ignored
+        else:
+            trial = self.oracle.update_trial(request.trial_id, request.metrics, step=request.step)
         return protos.get_service().UpdateTrialResponse(trial=trial.to_proto())
 
     def EndTrial(self, request, context):  # noqa: N802
         self._count("EndTrial")
-        self.oracle.end_trial(Trial.from_proto(request.trial))
+        trial = Trial.from_proto(request.trial)
+        if self.oracle.holds(caller(context), trial.trial_id):
+            self.oracle.end_trial(trial)
         return protos.get_service().EndTrialResponse()
 
     def GetTrial(self, request, context):  # noqa: N802
@@ -192,17 +370,37 @@ class GridServicer(protos.get_service_grpc().OracleServicer):
 
     def Heartbeat(self, request: bytes, context) -> bytes:  # noqa: N802
         self._count("Heartbeat")
-        return b"1" if self.oracle.report(request.decode()) else b"0"
+        trial_id = request.decode(errors="replace")
+        held = self.oracle.holds(caller(context), trial_id) and self.oracle.report(trial_id)
+        return b"1" if held else b"0"
 
     def PutFiles(self, request: bytes, context) -> bytes:  # noqa: N802
         self._count("PutFiles")
-        trial_id = json.loads(request.partition(b"\n")[0])["trial_id"]
-        if not self.oracle.report(trial_id):
+        try:
+            trial_id = read_header(request)["trial_id"]
+        except UploadRejected as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if not self.oracle.holds(caller(context), trial_id) or not self.oracle.report(trial_id):
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"trial {trial_id} is not running here any more (its lease ran out)",
+                f"trial {trial_id} is not running on this worker (its lease ran out?)",
             )
-        unpack_files(request, self.oracle._get_trial_dir)
+        target = Path(self.oracle._get_trial_dir(trial_id))
+        staging = None
+        try:
+            staging = unpack_files(request, target)
+            reason = self.accept(self.oracle.trials[trial_id], staging or target)
+        except UploadRejected as exc:
+            reason = str(exc)
+        if reason is not None:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.oracle.reject(trial_id, reason)
+            print(f"grid chief: trial {trial_id} failed: {reason}", flush=True)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"trial {trial_id}: {reason}")
+        if staging is not None:
+            move_in(staging, target)
+        self.oracle.accept(trial_id)
         return b"ok"
 
     def handlers(self) -> grpc.GenericRpcHandler:
@@ -217,22 +415,16 @@ def serve(
     role: Role,
     record: dict[str, Any],
     heartbeat: float,
+    secret: str,
+    tls: tuple[bytes, bytes] | None = None,
+    accept: Callable[[Trial, Path], str | None] = lambda trial, directory: None,
     grace: float = 2 * IDLE_WAIT[1],
 ) -> dict[str, int]:
     """Serve the grid until every point has ended, then until every worker has been told to
     stop (or `grace` seconds passed); returns the requests served, by method."""
-    servicer = GridServicer(oracle, record, heartbeat)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=OPTIONS)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    server.add_generic_rpc_handlers([servicer.handlers()])
-    try:
-        bound = server.add_insecure_port(role.address)
-    except RuntimeError:
-        bound = 0
-    if not bound:
-        raise UserError(f"--chief {role.address}: cannot listen there (port in use?)")
-    server.start()
-    print(f"grid chief: serving on {role.address}", flush=True)
+    servicer = GridServicer(oracle, record, heartbeat, accept)
+    server = start_server(servicer, role.address, secret, tls)
+    print(f"grid chief: serving on {role.address}{' with TLS' if tls else ''}", flush=True)
     done_at = None
     try:
         while True:
@@ -249,6 +441,32 @@ def serve(
     return dict(servicer.requests)
 
 
+def start_server(
+    servicer: GridServicer, address: str, secret: str, tls: tuple[bytes, bytes] | None
+) -> grpc.Server:
+    """The chief's gRPC server on `address`, behind the secret check (and TLS when given);
+    refuses a port that something else already serves."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        interceptors=[SecretCheck(secret)],
+        options=SERVER_OPTIONS,
+    )
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers([servicer.handlers()])
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise UserError(f"--chief {address}: cannot listen there (port in use?)")
+    server.start()
+    return server
+
+
 class ChiefUnreachable(UserError, kt.errors.FatalError):
     """Raised by a worker that cannot reach its chief; fatal, so KerasTuner does not retry."""
 
@@ -257,9 +475,21 @@ class GridClient:
     """A worker's view of the chief's oracle (what KerasTuner's OracleClient does), with a
     bounded wait for the chief and a growing pause while no trial is free."""
 
-    def __init__(self, oracle: kt.Oracle, role: Role, timeout: float) -> None:
+    def __init__(
+        self,
+        oracle: kt.Oracle,
+        role: Role,
+        timeout: float,
+        secret: str,
+        ca: bytes | None = None,
+    ) -> None:
         self._oracle, self.role, self.timeout = oracle, role, timeout
-        self.channel = grpc.insecure_channel(role.address, options=OPTIONS)
+        self.metadata = ((AUTH_KEY, f"Bearer {secret}"), (TUNER_KEY, role.tuner_id))
+        if ca is None:
+            self.channel = grpc.insecure_channel(role.address, options=OPTIONS)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+            self.channel = grpc.secure_channel(role.address, credentials, options=OPTIONS)
         self.stub = protos.get_service_grpc().OracleStub(self.channel)
         self.ours = {
             name: self.channel.unary_unary(f"/{SERVICE}/{name}")
@@ -275,6 +505,35 @@ class GridClient:
             return getattr(self._oracle, name)
         raise AttributeError(f"GridClient has no attribute {name!r}")
 
+    def wait_for_chief(self) -> None:
+        """Until the chief answers: says at once that this worker waits for it, then every
+        WAIT_NOTICE seconds with the time left; a UserError when `timeout` runs out."""
+        deadline = time.monotonic() + self.timeout
+        ready = grpc.channel_ready_future(self.channel)
+        first = True
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                ready.result(timeout=max(0.01, min(1.0 if first else WAIT_NOTICE, left)))
+                return
+            except grpc.FutureTimeoutError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    ready.cancel()
+                    raise ChiefUnreachable(
+                        f"cannot reach the grid chief at {self.role.address} within "
+                        f"{self.timeout:g} s (deadline_exceeded): start `python -m tuning.grid "
+                        f"... --chief {self.role.address}` first, or check the address and "
+                        "--chief-timeout"
+                    ) from None
+                print(
+                    f"grid worker {self.tuner_id}: waiting for the grid chief at "
+                    f"{self.role.address} ({left:.0f} s left before giving up)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                first = False
+
     def _call(self, method, request, timeout: float | None = None):
         """Every call waits up to `timeout` for the chief, also across a chief restart: a call
         cut off by the chief's death is sent again (each request is safe to repeat)."""
@@ -283,9 +542,18 @@ class GridClient:
         while True:
             try:
                 left = max(0.01, deadline - time.monotonic())
-                return method(request, wait_for_ready=True, timeout=left)
+                return method(request, wait_for_ready=True, timeout=left, metadata=self.metadata)
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    raise ChiefUnreachable(
+                        f"the grid chief at {self.role.address} refused this worker: wrong or "
+                        f"missing grid secret (${SECRET_ENV} must equal the chief's, as in its "
+                        f"GRID_DIR/{SECRET_FILE})"
+                    ) from None
+                if exc.code() in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ):
                     raise
                 if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
                     time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
@@ -304,18 +572,20 @@ class GridClient:
         )
 
     def record(self) -> dict[str, Any]:
+        self.wait_for_chief()
         return json.loads(self._call(self.ours["Record"], b""))
 
     def heartbeat(self, trial_id: str, timeout: float) -> bool:
         return self._call(self.ours["Heartbeat"], trial_id.encode(), timeout) == b"1"
 
-    def put_files(self, run_dir: Path, trial_id: str) -> bool:
-        """Send a finished trial's files; False when the chief no longer counts this trial."""
+    def put_files(self, run_dir: Path, trial_id: str) -> str | None:
+        """Send a finished trial's files; None when the chief took them, else why not (the
+        trial's lease ran out, or the chief refused the files)."""
         try:
             self._call(self.ours["PutFiles"], pack_files(run_dir, trial_id))
-        except grpc.RpcError:
-            return False
-        return True
+        except grpc.RpcError as exc:
+            return exc.details() or exc.code().name.lower()
+        return None
 
     def get_space(self) -> kt.HyperParameters:
         response = self._call(self.stub.GetSpace, protos.get_service().GetSpaceRequest())

@@ -48,10 +48,28 @@ from kboolq.evaluation import (
 )
 from kboolq.files import write_json, write_text
 from kboolq.models.architectures import build_model
-from kboolq.rundir import RunInfo, claim_output, load_model, lock_output, write_info
+from kboolq.rundir import (
+    RunInfo,
+    check_fits,
+    claim_output,
+    load_model,
+    lock_output,
+    read_info,
+    write_info,
+)
 from kboolq.threads import set_threads
 from kboolq.training import MONITOR, train_model
-from tuning.distributed import GridClient, Heartbeat, Role, role_from, serve
+from tuning.distributed import (
+    GridClient,
+    Heartbeat,
+    Role,
+    chief_secret,
+    read_ca,
+    read_tls,
+    role_from,
+    serve,
+    worker_secret,
+)
 from tuning.oracle import ResumableGridOracle
 
 # The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
@@ -150,15 +168,40 @@ class GridTuner(kt.Tuner):
         if tracker is not None:
             tracker.summary[MONITOR] = checkpoint.best
             tracker.finish()
-        if self.client is not None and (
-            self.beat.lost.is_set() or not self.client.put_files(trial_dir, trial.trial_id)
-        ):
-            print(
-                f"grid worker {self.tuner_id}: trial {trial.trial_id} was handed to another "
-                "worker after its lease ran out; this result is dropped",
-                flush=True,
+        if self.client is not None:
+            refused = (
+                "it was handed to another worker after its lease ran out"
+                if self.beat.lost.is_set()
+                else self.client.put_files(trial_dir, trial.trial_id)
             )
+            if refused:
+                print(
+                    f"grid worker {self.tuner_id}: trial {trial.trial_id}'s result is dropped: "
+                    f"{refused}",
+                    flush=True,
+                )
         return {MONITOR: checkpoint.best}
+
+
+def trial_check(hypermodel: ConfigHyperModel):
+    """The chief's check of a trial's files before they count: config.json holds the trial's
+    own grid point and the grid's layout and vectors, and model.keras loads and takes them.
+    Returns accept(trial, directory) -> None, or the one-line reason the trial fails."""
+    layout, dim = hypermodel.prepared.layout, hypermodel.prepared.table.shape[1]
+
+    def accept(trial, directory: Path) -> str | None:
+        try:
+            info = read_info(directory)
+            if info.config != hypermodel.config(trial.hyperparameters.copy()):
+                return "config.json holds other hyperparameters than the trial's grid point"
+            if info.layout != layout or info.vectors.dim != dim:
+                return "config.json's layout or vector size is not the grid's"
+            check_fits(load_model(directory), info, directory)
+        except UserError as exc:
+            return str(exc).splitlines()[0].replace(str(directory), "the uploaded run")
+        return None
+
+    return accept
 
 
 def _duration(seconds: float) -> str:
@@ -353,7 +396,9 @@ def parser() -> argparse.ArgumentParser:
         "point once, best first) and GRID_DIR/best (a normal run directory for "
         "kboolq.evaluate/predict). A killed grid resumes where it stopped when run again with "
         "the same arguments. With --chief/--worker the trials run on several processes or "
-        "machines at once (see README, 'The grid on many workers').",
+        "machines at once (see README, 'The grid on many workers'); every call to the chief "
+        "carries the grid secret ($KBOOLQ_GRID_SECRET, else GRID_DIR/grid.secret, which the "
+        "chief writes).",
     )
     p.add_argument("--out", type=Path, required=True, metavar="GRID_DIR", help="grid directory")
     axes = p.add_argument_group(
@@ -395,6 +440,23 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="be a worker: train the grid points the chief at HOST:PORT hands out, with the "
         "same other arguments as the chief",
+    )
+    dist.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="chief: serve over TLS with this certificate (chain), for networks that are not "
+        "private; workers then need --tls-ca (default: no TLS; the grid secret is still checked)",
+    )
+    dist.add_argument(
+        "--tls-key", type=Path, metavar="PEM", help="chief: the private key of --tls-cert"
+    )
+    dist.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="PEM",
+        help="worker: reach the chief over TLS, trusting the certificate authority in this file "
+        "(the chief's own certificate, if self-signed)",
     )
     dist.add_argument(
         "--lease",
@@ -486,8 +548,14 @@ def main(argv: list[str] | None = None) -> int:
     base, grid = settings_from_args(args)
     if not args.lease > 0 or not args.chief_timeout > 0:
         raise UserError("--lease and --chief-timeout must be positive numbers of seconds")
+    tls_flags = args.tls_cert or args.tls_key or args.tls_ca
+    if role is None and tls_flags:
+        raise UserError("--tls-cert, --tls-key and --tls-ca are for a grid on --chief/--worker")
     if role is not None and role.kind == "worker":
         return run_worker(args, role, base, grid)
+    if args.tls_ca:
+        raise UserError("--tls-ca is a worker's; the chief takes --tls-cert and --tls-key")
+    tls = read_tls(args.tls_cert, args.tls_key) if role is not None else None
     grid_dir: Path = args.out
     settings = data_settings(args)
     with lock_output(grid_dir):
@@ -510,12 +578,16 @@ def main(argv: list[str] | None = None) -> int:
             grid_size=total,
             lease=None if role is None else args.lease,
             on_trial_end=progress,
+            require_files=role is not None,
+            # a chief never stops for failed trials: a worker's bad upload is one failed point
+            max_consecutive_failed_trials=3 if role is None else None,
             objective=OBJECTIVE,
             seed=base.seed,
         )
         progress.oracle = oracle
+        hypermodel = ConfigHyperModel(base, grid, prepared)
         tuner = GridTuner(
-            ConfigHyperModel(base, grid, prepared),
+            hypermodel,
             info,
             args.wandb,
             verbosity(args),
@@ -529,8 +601,17 @@ def main(argv: list[str] | None = None) -> int:
             tuner.search()
         else:
             tuner.save()
+            secret = chief_secret(grid_dir)
             cpu, wall = time.process_time(), time.monotonic()
-            requests = serve(oracle, role, record, heartbeat=min(10.0, args.lease / 4))
+            requests = serve(
+                oracle,
+                role,
+                record,
+                heartbeat=min(10.0, args.lease / 4),
+                secret=secret,
+                tls=tls,
+                accept=trial_check(hypermodel),
+            )
             print(
                 f"grid chief: all {total} points done; served {sum(requests.values())} requests "
                 f"({requests.get('CreateTrial', 0)} trial requests, "
@@ -577,6 +658,9 @@ def run_worker(
     directories go under its own --out (the chief's, on a shared filesystem); each finished
     one is also sent to the chief."""
     grid_dir: Path = args.out
+    if args.tls_cert or args.tls_key:
+        raise UserError("--tls-cert and --tls-key are the chief's; a worker takes --tls-ca")
+    secret, ca = worker_secret(grid_dir), read_ca(args.tls_ca)
     with lock_output(grid_dir / f".{role.tuner_id}"):  # a worker per id; beside the chief
         claim_output(grid_dir, "grid", is_grid, overwrite=True)
         inputs = load_inputs(data_settings(args), cache_dir(args))
@@ -594,7 +678,7 @@ def run_worker(
             overwrite=False,  # on a shared filesystem this is the chief's grid too
         )
         local = getattr(tuner.oracle, "_oracle", tuner.oracle)  # KerasTuner's client wraps it
-        client = GridClient(local, role, args.chief_timeout)
+        client = GridClient(local, role, args.chief_timeout, secret, ca)
         tuner.oracle, tuner.client, tuner.tuner_id = client, client, role.tuner_id
         chief = client.record()
         changed = record_changes(chief["record"], record, same_axes=True)

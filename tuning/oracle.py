@@ -15,7 +15,10 @@ adds to KerasTuner 1.4.8, each for a failure measured with the stock oracles:
   queueing them again beside the workers still training them, and never re-queues a trial
   that had already ended (KerasTuner saves its state before it drops an ended trial from
   `ongoing_trials`);
-- state files are written atomically, so a kill mid-write cannot leave an unreadable grid.
+- state files are written atomically, so a kill mid-write cannot leave an unreadable grid;
+- on a chief (`require_files`), a trial counts as COMPLETED only once the chief accepted its
+  files (`accept`); a rejected upload ends the trial FAILED with its reason, and a worker can
+  neither change a trial's hyperparameters nor end a trial that another worker holds.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         lease: seconds a running trial may go without a report before its point is handed to
             another worker; None (one process) never takes a trial back.
         on_trial_end: called with each trial that ended and its run time in seconds.
+        require_files: a trial completes only after `accept` (a chief, whose workers upload).
         **kwargs: GridSearchOracle's (objective, seed...).
     """
 
@@ -54,10 +58,14 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         grid_size: int,
         lease: float | None = None,
         on_trial_end: Callable[[kt.engine.trial.Trial, float], None] | None = None,
+        require_files: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(max_trials=grid_size, **kwargs)
         self.grid_size, self.lease, self.on_trial_end = grid_size, lease, on_trial_end
+        self.require_files = require_files
+        self.accepted: set[str] = set()  # trials whose files the chief checked and kept
+        self.rejected: dict[str, str] = {}  # trial id -> why its files cannot count
         self.expired: list[str] = []  # trials whose lease ran out; their points ran again
         self.last_report: dict[str, float] = {}  # running trial id -> time.monotonic()
         self.started: dict[str, float] = {}
@@ -115,6 +123,29 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
             self.save()  # KerasTuner saved before its display noted the trial's start
         return trial
 
+    def get_best_trials(self, num_trials: int = 1) -> list[kt.engine.trial.Trial]:
+        """Completed trials only (KerasTuner pads the list with failed or running ones)."""
+        completed = kt.engine.trial.TrialStatus.COMPLETED
+        return [t for t in super().get_best_trials(num_trials) if t.status == completed]
+
+    @kt.synchronized
+    def holds(self, tuner_id: str, trial_id: str) -> bool:
+        """Whether `tuner_id` is the worker running `trial_id` now."""
+        trial = self.ongoing_trials.get(tuner_id)
+        return trial is not None and trial.trial_id == trial_id
+
+    @kt.synchronized
+    def accept(self, trial_id: str) -> None:
+        self.accepted.add(trial_id)
+        self.rejected.pop(trial_id, None)
+        self.save()
+
+    @kt.synchronized
+    def reject(self, trial_id: str, reason: str) -> None:
+        self.rejected[trial_id] = reason
+        self.accepted.discard(trial_id)
+        self.save()
+
     @kt.synchronized
     def report(self, trial_id: str) -> bool:
         """A sign of life from the worker running `trial_id`; False when that trial is no
@@ -142,6 +173,12 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
             return  # its point was handed to another worker, whose result stands
         if all(t.trial_id != trial.trial_id for t in self.ongoing_trials.values()):
             return  # sent again by a worker whose first call reached a chief that then died
+        trial.hyperparameters = self.trials[trial.trial_id].hyperparameters  # the chief's point
+        if self.require_files and trial.status == kt.engine.trial.TrialStatus.COMPLETED:
+            if trial.trial_id in self.rejected:
+                trial.status, trial.message = FAILED, self.rejected[trial.trial_id]
+            elif trial.trial_id not in self.accepted:
+                trial.status, trial.message = FAILED, "the worker sent no files for this trial"
         kt.Oracle.end_trial(self, trial)  # skip GridSearchOracle's in-memory bookkeeping
         self.last_report.pop(trial.trial_id, None)
         self.save()  # KerasTuner saved before dropping the trial from ongoing_trials
@@ -178,11 +215,18 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         return expired
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "expired": list(self.expired)}
+        return {
+            **super().get_state(),
+            "expired": list(self.expired),
+            "accepted": sorted(self.accepted),
+            "rejected": dict(self.rejected),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.expired = list(state.get("expired", []))
+        self.accepted = set(state.get("accepted", []))
+        self.rejected = dict(state.get("rejected", {}))
         self._reloaded_ongoing = dict(self.ongoing_trials)
 
     def reload(self) -> None:

@@ -1,0 +1,129 @@
+"""How a command replaces a run directory without ever leaving half of one.
+
+The new run is written in a hidden staging directory beside RUN_DIR (`.NAME.kboolq-staging-*`,
+marked inside by a `.kboolq-staging` file) and swapped in with two renames once it is complete:
+a crash, Ctrl-C, SIGTERM or SIGKILL at any moment leaves the old run whole or the new one
+complete. The user's own files in RUN_DIR (anything kboolq does not write) are carried into the
+new run. Only directories with kboolq's own names and marks are ever removed, and only after
+the command has claimed its output; a symlinked RUN_DIR is written through to its target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from kboolq.files import _umask, remove_stale_temporaries
+
+STAGING = "kboolq-staging"
+OLD = "kboolq-old"
+MARK = ".kboolq-staging"  # the file that marks a staging or parked directory as kboolq's own
+
+
+def write_target(path: Path) -> Path:
+    """The directory a command writes for `path`: a symlink's target (the link stays a link)."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
+
+
+def _ours(run_dir: Path, kind: str) -> list[Path]:
+    """kboolq's own STAGING or OLD directories beside RUN_DIR: its name and its mark."""
+    run_dir = Path(run_dir)
+    return sorted(
+        path
+        for path in run_dir.parent.glob(f".{run_dir.name}.{kind}-*")
+        if path.is_dir() and not path.is_symlink() and (path / MARK).is_file()
+    )
+
+
+def _new_dir(run_dir: Path, kind: str) -> Path:
+    """A new, uniquely named, marked directory beside RUN_DIR (never one the user made)."""
+    path = Path(tempfile.mkdtemp(prefix=f".{Path(run_dir).name}.{kind}-", dir=run_dir.parent))
+    os.chmod(path, 0o777 & ~_umask())  # mkdtemp makes 0700; a run directory follows umask
+    (path / MARK).touch()
+    return path
+
+
+def new_staging(run_dir: Path) -> Path:
+    return _new_dir(run_dir, STAGING)
+
+
+def recover(run_dir: Path) -> None:
+    """After a kill between a swap's two renames, put the parked old run back; deletes
+    nothing (leftovers go only once the output is claimed: remove_leftovers)."""
+    run_dir = Path(run_dir)
+    parked = _ours(run_dir, OLD)
+    if parked and not run_dir.exists() and not run_dir.is_symlink():
+        os.replace(parked[-1], run_dir)
+        (run_dir / MARK).unlink(missing_ok=True)
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """kboolq's own leftovers of an interrupted command: its marked staging and parked
+    directories beside RUN_DIR and its temporary files inside. Call only after the output is
+    claimed."""
+    removed = [*_ours(run_dir, STAGING), *_ours(run_dir, OLD)]
+    for path in removed:
+        shutil.rmtree(path)
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        removed += remove_stale_temporaries(run_dir)
+        if (run_dir / MARK).is_file():  # marked just before a swap that never happened
+            (run_dir / MARK).unlink()
+            removed.append(run_dir / MARK)
+    return removed
+
+
+@contextlib.contextmanager
+def staged(run_dir: Path, is_ours: Callable[[str], bool]) -> Iterator[Path]:
+    """Yield an empty staging directory; when the block ends normally, swap it in for RUN_DIR
+    (carrying over RUN_DIR's entries that `is_ours` does not claim); when it raises, remove it
+    and leave RUN_DIR as it was."""
+    Path(run_dir).parent.mkdir(parents=True, exist_ok=True)
+    staging = new_staging(run_dir)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap(staging, Path(run_dir), is_ours)
+
+
+def swap(staging: Path, run_dir: Path, is_ours: Callable[[str], bool]) -> None:
+    """Two renames: RUN_DIR parked aside (marked first), staging in, the parked one removed
+    last. A kill in between leaves the parked run for recover()."""
+    if run_dir.exists():
+        for entry in sorted(run_dir.iterdir()):
+            if not is_ours(entry.name) and not (staging / entry.name).exists():
+                _link_copy(entry, staging / entry.name)
+        old = run_dir.parent / f".{run_dir.name}.{OLD}-{secrets.token_hex(4)}"
+        (run_dir / MARK).touch()
+        os.replace(run_dir, old)
+        os.replace(staging, run_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, run_dir)
+    (run_dir / MARK).unlink(missing_ok=True)
+
+
+def _link_copy(source: Path, target: Path) -> None:
+    """The user's file in the new run too: a hard link (no copy, no second disk), a copy where
+    links are not possible; the original stays where it is until the swap is done."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if source.is_symlink():
+        os.symlink(os.readlink(source), target)
+    elif source.is_dir():
+        shutil.copytree(source, target, symlinks=True, copy_function=link)
+    else:
+        link(str(source), str(target))
