@@ -6,6 +6,7 @@ This is the command layer's own module: commands import it, the library never do
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
@@ -117,7 +118,12 @@ def load_inputs(settings: DataSettings, cache: Path) -> Inputs:
     boolq = load_boolq(settings.data, settings.valid_size)
     glove = load_glove(settings.glove, cache)
     prepared, from_cache = prepare(
-        boolq, glove, cache, settings.passage_percentile, settings.accents
+        boolq,
+        glove,
+        cache,
+        settings.passage_percentile,
+        settings.accents,
+        question_percentile=settings.question_percentile,
     )
     return Inputs(settings, boolq, glove, prepared, time.perf_counter() - start, from_cache)
 
@@ -130,10 +136,7 @@ def warn_about_data(inputs: Inputs, batch_size: int) -> None:
 def run_info(config: Config, inputs: Inputs) -> RunInfo:
     """What a run directory records about its hyperparameters, layout, vectors and data."""
     glove = inputs.glove
-    settings = DataSettings(
-        inputs.boolq.source, glove.source, inputs.settings.valid_size,
-        inputs.settings.passage_percentile, inputs.settings.accents,
-    )  # fmt: skip
+    settings = dataclasses.replace(inputs.settings, data=inputs.boolq.source, glove=glove.source)
     return RunInfo(
         config,
         settings,

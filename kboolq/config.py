@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from kboolq.data.boolq import DEFAULT_VALID_SIZE
 from kboolq.data.glove import DEFAULT_GLOVE
-from kboolq.data.layout import PASSAGE_PERCENTILE
+from kboolq.data.layout import PASSAGE_PERCENTILE, QUESTION_PERCENTILE
 from kboolq.data.tokens import ACCENTS
 from kboolq.errors import UserError
 from kboolq.models.architectures import ALIASES, ARCHITECTURES
@@ -179,6 +179,12 @@ class DataSettings:
         "their tail averaged into the last kept vector; 100 keeps every train passage whole "
         "(the notebook's 99)",
     )  # fmt: skip
+    question_percentile: float = _option(
+        QUESTION_PERCENTILE, "--question-percentile",
+        "questions longer than this percentile of the train questions' token counts are cut to "
+        "it (a notice counts the rows cut), so that one outsized question cannot stretch every "
+        "row; 100 keeps every train question whole (runs saved before this setting used 100)",
+    )  # fmt: skip
     accents: str = _option(
         "fold", "--accents",
         "'fold' strips accents before the ASCII filter (\"pokémon\" -> \"pokemon\"); 'drop' "
@@ -193,9 +199,15 @@ class DataSettings:
             problems.append(f"--accents {self.accents!r}: choose from {', '.join(ACCENTS)}")
         if not isinstance(self.valid_size, int) or self.valid_size < 1:
             problems.append(f"--valid-size must be at least 1, got {self.valid_size!r}")
-        percentile = self.passage_percentile
-        if not isinstance(percentile, int | float) or not 0 < percentile <= 100:
-            problems.append(f"--passage-percentile must be in (0, 100], got {percentile!r}")
+        for name in ("passage_percentile", "question_percentile"):
+            percentile = getattr(self, name)
+            if isinstance(percentile, bool) or not isinstance(percentile, int | float):
+                percentile = None
+            if percentile is None or not 0 < percentile <= 100:
+                problems.append(
+                    f"{flag_of(name, DataSettings)} must be in (0, 100], "
+                    f"got {getattr(self, name)!r}"
+                )
         if problems:
             raise UserError("; ".join(problems))
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
-from kboolq.data.boolq import load_boolq
+from kboolq.data.boolq import load_boolq, source_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, format_table, predict_split, save_plots
 from kboolq.files import remove_stale_temporaries, write_json
@@ -67,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         run = open_run(args.run_dir, cache_dir(args))
         remove_stale_temporaries(args.run_dir)
         info = run.info
+        if args.data is None and (problem := source_problem(info.data.data)):
+            reason = problem.removeprefix("--data ")
+            raise UserError(
+                f"{args.run_dir / 'config.json'}: key 'data.source' records the data the run was "
+                f"trained on, which cannot be read now ({reason}); pass --data DIR (or hub, "
+                "tfds) to score other data: it overrides the recorded source"
+            )
         boolq = load_boolq(args.data or info.data.data, info.data.valid_size)
         if args.split not in boolq.splits:
             raise UserError(
@@ -81,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
             args.batch_size or info.config.batch_size,
             encoded.stems,
         )
-        report = binary_report(split.labels, scores)
+        # which data was scored: the run's own, or what --data named
+        report = {**binary_report(split.labels, scores), "data": boolq.source}
         write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})
         plots = save_plots(split.labels, scores, report, args.run_dir, args.split)
         print(format_table({args.split: report}))
+        own = "--data" if args.data else "the run's own data"
+        print(f"scored {args.split} of {boolq.source} ({own})")
         print(f"wrote {args.run_dir / 'report.json'} and {', '.join(p.name for p in plots)}")
         return 0
 

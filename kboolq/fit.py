@@ -61,6 +61,7 @@ from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
 from kboolq.training import train_model
 
+MAX_SEEDS = 25  # members of one seed ensemble; more is a mistake, not a plan
 # The other model of the default seed ensemble: chosen on valid (README Results, seed means)
 ALTERNATE = "--arch esim --hidden 128 --exact-match off"
 
@@ -85,9 +86,9 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="train N models with seeds --seed, --seed+1, ... (the 1st, 3rd, ... with "
-        "--alternate's settings) and save RUN_DIR as their ensemble (one model averaging their "
-        "P(yes)); each member is a run of its own in "
+        help=f"train N (at most {MAX_SEEDS}) models with seeds --seed, --seed+1, ... (the 1st, "
+        "3rd, ... with --alternate's settings) and save RUN_DIR as their ensemble (one model "
+        "averaging their P(yes)); each member is a run of its own in "
         "RUN_DIR/members/seed_S, and the members' mean +- std, the ensemble and its gain are "
         "printed and written to RUN_DIR/seeds.json. A killed --seeds fit keeps the members it "
         "finished and trains only the rest when run again (default: 1, one model)",
@@ -115,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     config = config_from_args(args)
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise UserError(
+            f"--seeds must be from 1 to {MAX_SEEDS}, got {args.seeds} (each member is a full "
+            f"training: {MAX_SEEDS} already cost about {MAX_SEEDS} times one fit)"
+        )
     members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
     settings = data_settings(args)
     out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
@@ -266,6 +270,11 @@ def train_members(
     matches is kept, so a killed --seeds fit resumes) and save their average as work's model.
     Returns the average and each member's report."""
     models, reports = [], []
+    print(
+        f"training {len(configs)} members one after another (about {len(configs)} times the "
+        "time of one fit; a killed run keeps the finished ones)",
+        flush=True,
+    )
     for config in configs:
         member = dataclasses.replace(info, config=config)
         member_dir = work / "members" / f"seed_{config.seed}"

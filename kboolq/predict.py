@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
-from kboolq.data.boolq import Row, parse_row, read_records
+from kboolq.data.boolq import BadRecord, Row, parse_row, read_records
+from kboolq.data.layout import vocabulary_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.rundir import open_run
@@ -20,7 +22,12 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m kboolq.predict",
         description="Answer yes/no questions about passages with a trained run. Give one "
         "--question and --passage, or --jsonl FILE with question and passage fields per line "
-        "(answers, if present, are ignored); prints one JSON object per row.",
+        "(answers, if present, are ignored); prints one JSON object per row, in order: "
+        '{"question", "p_yes", "answer"}, or {"line", "error"} for a row that cannot be '
+        "answered (malformed, a missing field, no word in the run's vocabulary).",
+        epilog="exit status: 0 every row answered; 1 some rows not answered (each has its "
+        "error line, and stderr counts them); 2 nothing answered because of the command itself "
+        "(flags, RUN_DIR, an unreadable file); 130/143 interrupted.",
     )
     p.add_argument(
         "run_dir", type=Path, metavar="RUN_DIR", help="a directory written by kboolq.fit"
@@ -41,25 +48,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def rows_from_args(args: argparse.Namespace) -> list[Row]:
+@dataclass
+class Entry:
+    """One input row: the row, or why it cannot be answered; `where` is file:line."""
+
+    where: str
+    row: Row | None = None
+    error: str | None = None
+    score: float | None = None
+
+
+def _entry(record, where: str) -> Entry:
+    if isinstance(record, BadRecord):
+        return Entry(where, error=record.reason)
+    try:
+        return Entry(where, row=parse_row(record, where, labelled=False))
+    except UserError as exc:
+        return Entry(where, error=str(exc).removeprefix(f"{where}: "))
+
+
+def entries_from_args(args: argparse.Namespace) -> list[Entry]:
     if args.jsonl is not None:
         if args.question is not None or args.passage is not None:
             raise UserError("give either --jsonl or --question with --passage, not both")
         if not args.jsonl.is_file():
             raise UserError(f"--jsonl {args.jsonl}: no such file")
-        rows = [
-            parse_row(record, where, labelled=False) for record, where in read_records(args.jsonl)
-        ]
-        if not rows:
+        entries = [_entry(record, where) for record, where in read_records(args.jsonl, True)]
+        if not entries:
             raise UserError(f"{args.jsonl}: no rows")
-        return rows
+        return entries
     if args.question is None or args.passage is None:
         raise UserError("give --question and --passage (or --jsonl FILE)")
-    return [
-        parse_row(
-            {"question": args.question, "passage": args.passage}, "the command line", labelled=False
-        )
-    ]
+    row = {"question": args.question, "passage": args.passage}
+    return [Entry("the command line", row=parse_row(row, "the command line", labelled=False))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,19 +88,36 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     if not 0.0 <= args.threshold <= 1.0:  # NaN fails this too
         raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
-    rows = rows_from_args(args)
+    entries = entries_from_args(args)
     run = open_run(args.run_dir, cache_dir(args))
-    encoded = run.encode({"rows": rows})
-    scores = predict_split(
-        run.model, encoded.splits["rows"], encoded.table, run.info.config.batch_size, encoded.stems
-    )
-    for row, score in zip(rows, scores, strict=True):
+    for entry in entries:
+        if entry.row is not None:
+            entry.error = vocabulary_problem(entry.row, run.glove, run.info.data.accents)
+    answerable = [entry for entry in entries if entry.error is None]
+    if answerable:
+        encoded = run.encode({"rows": [entry.row for entry in answerable]})
+        batch = run.info.config.batch_size
+        predicted = predict_split(
+            run.model, encoded.splits["rows"], encoded.table, batch, encoded.stems
+        )
+        for entry, score in zip(answerable, predicted, strict=True):
+            entry.score = float(score)
+    for entry in entries:
+        if entry.error is not None:
+            print(json.dumps({"line": entry.where, "error": entry.error}))
+            continue
+        score = entry.score
         answer = "yes" if score >= args.threshold else "no"
         print(
-            json.dumps(
-                {"question": row.question, "p_yes": round(float(score), 6), "answer": answer}
-            )
+            json.dumps({"question": entry.row.question, "p_yes": round(score, 6), "answer": answer})
         )
+    failed = len(entries) - len(answerable)
+    if failed:
+        print(
+            f"kboolq.predict: {failed} of {len(entries)} rows not answered (see their error lines)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

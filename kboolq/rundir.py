@@ -75,6 +75,7 @@ class RunInfo:
                 "source": self.data.data,
                 "valid_size": self.data.valid_size,
                 "passage_percentile": self.data.passage_percentile,
+                "question_percentile": self.data.question_percentile,
                 "accents": self.data.accents,
                 "preprocess_fingerprint": self.preprocess_fingerprint,
             },
@@ -136,6 +137,7 @@ def read_info(run_dir: Path) -> RunInfo:
             glove=vectors.source,
             valid_size=_key(data, path, "data", "valid_size"),
             passage_percentile=_key(data, path, "data", "passage_percentile", 99.0),
+            question_percentile=_key(data, path, "data", "question_percentile", 100.0),
             accents=_key(data, path, "data", "accents", "drop"),  # runs before the setting
         )
     except TypeError as exc:

@@ -231,29 +231,6 @@ def case_predict_without_passage(tmp_path, trained):
     return "predict", [str(trained[0]), "--question", "is it"], "give --question and --passage"
 
 
-def case_predict_unknown_words(tmp_path, trained):
-    args = [
-        str(trained[0]),
-        "--question",
-        "qqqz",
-        "--passage",
-        "the moon",
-        "--cache-dir",
-        str(trained[1]),
-    ]
-    return "predict", args, "the command line: the question has no word in the GloVe vocabulary"
-
-
-def case_predict_malformed_jsonl(tmp_path, trained):
-    path = tmp_path / "ask.jsonl"
-    path.write_text(json.dumps(GOOD) + "\n" + '{"question": "is it", "passage": 3}\n')
-    return (
-        "predict",
-        [str(trained[0]), "--jsonl", str(path)],
-        r"ask.jsonl:2: field 'passage' must be a string",
-    )
-
-
 def case_predict_missing_jsonl(tmp_path, trained):
     return "predict", [str(trained[0]), "--jsonl", str(tmp_path / "no.jsonl")], "no such file"
 
@@ -373,13 +350,6 @@ def case_json_error_names_the_column(tmp_path, trained):
         _fit(tmp_path, _data_dir(tmp_path, [line])),
         (r"train.jsonl:6: malformed JSON at column 16: Invalid control character$"),
     )
-
-
-def case_predict_jsonl_error_names_the_column(tmp_path, trained):
-    rows = tmp_path / "rows.jsonl"
-    rows.write_text('{"question": "q", "passage": "p",}\n')
-    argv = [str(trained[0]), "--jsonl", str(rows)]
-    return "predict", argv, r"rows.jsonl:1: malformed JSON at column 34: Expecting property name"
 
 
 def case_fit_out_holds_the_users_files(tmp_path, trained):

@@ -131,6 +131,7 @@ def test_evaluate_writes_report_and_plots(run, capsys):
     assert evaluate.main([str(run_dir), "--split", "test", "--cache-dir", str(cache)]) == 0
     report = json.loads((run_dir / "report.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert report["test"].pop("data") == str(FIXTURE_BOOLQ.resolve())  # what it scored
     assert report["test"].pop("confusion_matrix") == metrics["test"].pop("confusion_matrix")
     assert report["test"] == pytest.approx(metrics["test"], abs=1e-6)
     for name in ("confusion_matrix", "roc", "pr"):

@@ -193,7 +193,7 @@ def test_fit_seeds_past_the_last_seed_are_refused(tmp_path):
 
 
 def test_fit_seeds_must_be_positive(tmp_path):
-    with pytest.raises(UserError, match="--seeds must be at least 1, got 0"):
+    with pytest.raises(UserError, match="--seeds must be from 1 to 25, got 0"):
         fit.main(fixture_args(tmp_path / "r", tmp_path / "c", "--seeds", "0"))
 
 

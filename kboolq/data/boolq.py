@@ -79,22 +79,39 @@ def parse_row(record: Any, where: str, labelled: bool = True) -> Row:
     return Row(texts["question"], texts["passage"], label, where)
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[Any, str]]:
+@dataclass(frozen=True)
+class BadRecord:
+    """A line that is no record (malformed JSON, not UTF-8), read by a tolerant reader."""
+
+    reason: str
+
+
+def _jsonl_records(path: Path, tolerant: bool = False) -> Iterator[tuple[Any, str]]:
+    """Records with "file:line"; a bad line raises UserError, or with `tolerant` comes as a
+    BadRecord so that the lines after it are still read."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
                 where = f"{path}:{number}"
                 try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                    if not line.strip():
+                        continue
                     yield json.loads(line), where
+                except UnicodeDecodeError as exc:
+                    byte = raw[exc.start : exc.start + 1].hex()
+                    reason = f"not UTF-8 text (byte 0x{byte} at column {exc.start + 1})"
+                    if not tolerant:
+                        raise UserError(f"{where}: {reason}") from None
+                    yield BadRecord(reason), where
                 except json.JSONDecodeError as exc:
                     reason = exc.msg.removesuffix(" at")  # "Invalid control character at"
-                    raise UserError(
-                        f"{where}: malformed JSON at column {exc.colno}: {reason}"
-                    ) from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+                    reason = f"malformed JSON at column {exc.colno}: {reason}"
+                    if not tolerant:
+                        raise UserError(f"{where}: {reason}") from None
+                    yield BadRecord(reason), where
+    except (OSError, EOFError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
 
 
@@ -119,9 +136,12 @@ def find_split_file(directory: Path, stem: str) -> Path | None:
     return found[0] if found else None
 
 
-def read_records(path: Path) -> Iterator[tuple[Any, str]]:
-    """Raw records with their "file:line" locations, from .jsonl, .jsonl.gz or .parquet."""
-    return _parquet_records(path) if path.suffix == ".parquet" else _jsonl_records(path)
+def read_records(path: Path, tolerant: bool = False) -> Iterator[tuple[Any, str]]:
+    """Raw records with their "file:line" locations, from .jsonl, .jsonl.gz or .parquet; with
+    `tolerant`, a line that is no record comes as a BadRecord instead of stopping the read."""
+    if path.suffix == ".parquet":
+        return _parquet_records(path)
+    return _jsonl_records(path, tolerant)
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -242,7 +262,10 @@ def source_problem(source: str) -> str | None:
     """What stops `source` from loading, found without loading it (None: nothing found)."""
     if source == "hub":
         if hub_offline():
-            return None
+            missing = (
+                "HF_HUB_OFFLINE is set and google/boolq is not in the local Hugging Face cache"
+            )
+            return None if hub_cached() else f"--data hub: {missing}"
         reason = unreachable(hub_host())
         return reason and f"--data hub: cannot reach {hub_host()} ({reason})"
     if source == "tfds":
@@ -256,6 +279,17 @@ def source_problem(source: str) -> str | None:
     except UserError as exc:
         return f"--data {exc}"
     return None
+
+
+def hub_cached() -> bool:
+    """Whether `datasets` can load google/boolq from its local cache alone (offline mode)."""
+    import datasets  # a network source: not imported (1 s) unless asked for
+
+    try:
+        datasets.load_dataset_builder("google/boolq")
+    except Exception:  # datasets raises many types for a cache miss offline
+        return False
+    return True
 
 
 def load_boolq(source: str, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from huggingface_hub import hf_hub_download
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
 from kboolq.errors import UserError
 from kboolq.files import sha256_file, sha256_json
@@ -146,6 +146,8 @@ def _zip_member(archive: Path, member: str | None) -> str:
             names = [n for n in zipped.namelist() if n.endswith(".txt")]
     except (OSError, zipfile.BadZipFile) as exc:
         raise UserError(f"{archive}: not a readable zip file ({exc})") from None
+    if not names:
+        raise UserError(f"{archive}: holds no .txt file (a GloVe zip holds glove.*.txt files)")
     if member is not None:
         if member not in names:
             raise UserError(f"{archive}: no member {member} (it has {', '.join(names)})")
@@ -231,8 +233,14 @@ def source_problem(spec: str, cache_dir: Path) -> str | None:
         if not dim.isdigit() or int(dim) not in HUB_DIMS:
             return f"--glove {spec}: glove.6B has {', '.join(map(str, HUB_DIMS))} dims"
         cached = (Path(cache_dir) / "glove" / f"glove.6B.{dim}d" / "meta.json").exists()
-        if cached or hub_offline():
+        if cached:
             return None
+        if hub_offline():
+            downloaded = try_to_load_from_cache(HUB_REPO, HUB_FILE)
+            missing = f"{HUB_REPO}/{HUB_FILE} is not in the local Hugging Face cache"
+            if isinstance(downloaded, str):
+                return None
+            return f"--glove {spec}: HF_HUB_OFFLINE is set and {missing}"
         reason = unreachable(hub_host())
         return reason and f"--glove {spec}: cannot reach {hub_host()} ({reason})"
     path = Path(spec.partition("#")[0]).expanduser()

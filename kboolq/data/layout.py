@@ -29,6 +29,7 @@ from kboolq.files import atomic_path, sha256_json
 
 SEPARATOR_LENGTH = 8
 PASSAGE_PERCENTILE = 99.0
+QUESTION_PERCENTILE = 99.9
 OOV_TOP = 20
 
 
@@ -80,6 +81,7 @@ class Encoded:
     splits: dict[str, Split]
     oov: Counter  # out-of-vocabulary word counts
     token_count: int
+    questions_cut: dict[str, int]  # per group: questions longer than q_max, cut to it
 
 
 @dataclass
@@ -90,6 +92,17 @@ class _Tokenized:
     passages: list[list[int]]
     question_tokens: list[int]
     passage_tokens: list[int]
+
+
+NO_WORD = "the {what} has no word in the GloVe vocabulary"
+
+
+def vocabulary_problem(row: Row, glove: Glove, accents: str = "drop") -> str | None:
+    """Why `row` cannot be encoded (a part without one known word), or None."""
+    for what, text in (("question", row.question), ("passage", row.passage)):
+        if not any(token in glove.index for token in tokenize(text, accents)):
+            return NO_WORD.format(what=what)
+    return None
 
 
 def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter, accents: str) -> _Tokenized:
@@ -103,21 +116,27 @@ def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter, accents: str) ->
             ids = [glove.index[t] for t in tokens if t in glove.index]
             oov.update(t for t in tokens if t not in glove.index)
             if not ids:
-                raise UserError(f"{row.where}: the {what} has no word in the GloVe vocabulary")
+                raise UserError(f"{row.where}: {NO_WORD.format(what=what)}")
             ids_out.append(ids)
             counts.append(len(tokens))
     return out
 
 
-def layout_from_train(train: _Tokenized, percentile: float = PASSAGE_PERCENTILE) -> Layout:
-    """q_max: the longest train question; p_max: a percentile (the notebook's 99th; 100 keeps
-    every train passage whole) of train passage token counts.
+def layout_from_train(
+    train: _Tokenized,
+    percentile: float = PASSAGE_PERCENTILE,
+    question_percentile: float = QUESTION_PERCENTILE,
+) -> Layout:
+    """q_max and p_max: percentiles of the train questions' and passages' token counts (99.9th
+    and the notebook's 99th; 100 keeps every train question or passage whole), so that one
+    outsized row cannot stretch every row's layout.
 
     Token counts include out-of-vocabulary words, as the notebook counted them; only the train
     split is used, so the layout never depends on validation or test data.
     """
+    q_max = int(np.ceil(np.percentile(train.question_tokens, question_percentile)))
     p_max = int(np.ceil(np.percentile(train.passage_tokens, percentile)))
-    return Layout(q_max=max(train.question_tokens), p_max=max(p_max, 1))
+    return Layout(q_max=max(q_max, 1), p_max=max(p_max, 1))
 
 
 def _place(group: _Tokenized, layout: Layout, vocabulary: int, glove: Glove):
@@ -146,12 +165,17 @@ def encode(
     layout: Layout | None = None,
     percentile: float = PASSAGE_PERCENTILE,
     accents: str = "drop",
+    question_percentile: float = QUESTION_PERCENTILE,
 ) -> Encoded:
     """Encode named groups of rows into one compact table; without `layout`, train sets it."""
     oov: Counter = Counter()
     tokenized = {name: _glove_ids(rows, glove, oov, accents) for name, rows in row_groups.items()}
     if layout is None:
-        layout = layout_from_train(tokenized["train"], percentile)
+        layout = layout_from_train(tokenized["train"], percentile, question_percentile)
+    cut = {
+        name: sum(len(ids) > layout.q_max for ids in group.questions)
+        for name, group in tokenized.items()
+    }
     vocabulary = len(glove.words)
     placed, tails = {}, []
     for name, group in tokenized.items():
@@ -176,7 +200,7 @@ def encode(
     token_count = sum(
         sum(group.question_tokens) + sum(group.passage_tokens) for group in tokenized.values()
     )
-    return Encoded(layout, table, stems, splits, oov, token_count)
+    return Encoded(layout, table, stems, splits, oov, token_count, cut)
 
 
 def stem_classes(words: Sequence[str], tails: int) -> np.ndarray:
@@ -190,12 +214,17 @@ def stem_classes(words: Sequence[str], tails: int) -> np.ndarray:
 
 
 def fingerprint(
-    boolq: BoolQ, glove: Glove, percentile: float = PASSAGE_PERCENTILE, accents: str = "drop"
+    boolq: BoolQ,
+    glove: Glove,
+    percentile: float = PASSAGE_PERCENTILE,
+    accents: str = "drop",
+    question_percentile: float = QUESTION_PERCENTILE,
 ) -> str:
     settings = {
         "tokenizer": TOKENIZER_VERSION,
         "separator": SEPARATOR_LENGTH,
         "percentile": percentile,
+        "question_percentile": question_percentile,
         **({"accents": accents} if accents != "drop" else {}),  # earlier caches stay valid
     }
     return sha256_json({"data": boolq.fingerprint, "glove": glove.fingerprint, **settings})
@@ -270,18 +299,33 @@ def prepare(
     cache_dir: Path,
     percentile: float = PASSAGE_PERCENTILE,
     accents: str = "drop",
+    question_percentile: float = QUESTION_PERCENTILE,
 ) -> tuple[Prepared, bool]:
     """Encode every split, or reuse the cached result when data, vectors and settings match.
 
     Returns the result and whether it came from the cache.
     """
-    key = fingerprint(boolq, glove, percentile, accents)
+    key = fingerprint(boolq, glove, percentile, accents, question_percentile)
     path = Path(cache_dir) / "prepared" / f"{key}.npz"
     if path.exists():
         cached = _load(path)
         if cached is not None and cached.fingerprint == key:
             return cached, True
-    e = encode(boolq.splits, glove, percentile=percentile, accents=accents)
+    e = encode(
+        boolq.splits,
+        glove,
+        percentile=percentile,
+        accents=accents,
+        question_percentile=question_percentile,
+    )
+    cut = {name: n for name, n in e.questions_cut.items() if n}
+    if cut:
+        print(
+            f"kboolq: questions longer than {e.layout.q_max} words (the "
+            f"{question_percentile:g}th percentile of train questions) are cut to it: "
+            + ", ".join(f"{n} {name} row{'s' * (n != 1)}" for name, n in cut.items()),
+            file=sys.stderr,
+        )
     if not np.isfinite(e.table).all():
         raise UserError(
             f"the vectors from {glove.source} hold NaN or infinite values; "
