@@ -125,6 +125,37 @@ class HistoryWriter(keras.callbacks.Callback):
         write_text(self.path, buffer.getvalue())
 
 
+NOT_PER_STEP = float("nan")  # what a step reports for a metric that is read once per epoch
+
+
+def epoch_metrics(model: keras.Model) -> keras.Model:
+    """Training and validation steps that update the metrics on the device but report no tensor
+    per step, so that Keras reads no value back to the host inside a step (each read waits for
+    all queued GPU work). Keras reads the metrics' whole-epoch results once, at the epoch's end
+    (or the validation's), which is all that early stopping, the history and the curves use;
+    per step it gets NaN placeholders under the same names."""
+    names: list[str] = []
+
+    def compute_metrics(x, y, y_pred, sample_weight=None):
+        for metric in model.metrics:
+            if metric.name != "loss":  # the loss tracker: Keras's step updated it already
+                metric.update_state(y, y_pred, sample_weight=sample_weight)
+        if not names:  # the keys Keras expects; read once, outside any hot loop
+            names.extend(model.get_metrics_result())
+        return dict.fromkeys(names, NOT_PER_STEP)
+
+    model.compute_metrics = compute_metrics
+    return model
+
+
+class EpochProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar without per-step values (there are none: epoch_metrics); the
+    epoch's metrics appear when it ends."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        super().on_train_batch_end(batch, None)
+
+
 def compile_model(model: keras.Model, config: Config) -> keras.Model:
     """AdamW on binary cross-entropy, with the whole-epoch metrics that early stopping reads."""
     model.compile(
@@ -138,7 +169,7 @@ def compile_model(model: keras.Model, config: Config) -> keras.Model:
         loss="binary_crossentropy",
         metrics=training_metrics(),
     )
-    return model
+    return epoch_metrics(model)
 
 
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -203,6 +234,7 @@ def train_model(
         ReleaseMemory(),
         *extra_callbacks,
         interrupt := StopOnInterrupt(),
+        *([EpochProgbar()] if verbose else []),
     ]
     model.fit(
         train,

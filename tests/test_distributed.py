@@ -351,3 +351,91 @@ def test_kerastuner_variables_name_the_role(monkeypatch):
         distributed.role_from(None, None)
     monkeypatch.delenv("KERASTUNER_ORACLE_IP")
     assert distributed.role_from(None, None) is None  # one process
+
+
+# --- one command: --workers N ------------------------------------------------------------------
+
+
+def _launch(out, cache, workers, *extra, epochs=2):
+    args = fixture_args(out, cache, *AXES, "--epochs", str(epochs), "--patience", str(epochs))
+    command = [sys.executable, "-m", "tuning.grid", *args, "--workers", str(workers), *extra]
+    env = {k: v for k, v in os.environ.items() if k != "KBOOLQ_GRID_SECRET"}
+    log = open(Path(out).parent / f"launch-{time.monotonic_ns()}.log", "w+")  # noqa: SIM115
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    process.log = log
+    STARTED.append(process)
+    return process
+
+
+def _pids(process, name):
+    """The pids the launcher reported for `name` (chief, worker 1, ...)."""
+    prefix = f"[launcher] {name}: pid "
+    return [int(line[len(prefix) :].split(",")[0]) for line in _output(process).splitlines()
+            if line.startswith(prefix)]  # fmt: skip
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie (ended, not yet reaped) is not alive
+        return stat.read().split(") ")[1][0] != "Z"
+
+
+@pytest.mark.slow
+def test_workers_runs_every_point_once_in_one_command(tmp_path):
+    out = tmp_path / "grid"
+    process = _launch(out, tmp_path / "cache", 2, "--threads", "2")
+    _wait([process])
+    _assert_every_point_once(out)
+    output = _output(process)
+    assert "[launcher] a chief and 2 workers on 127.0.0.1:" in output
+    assert "1 threads each" in output
+    ran = [int(line.split("ran ")[1].split(" trials")[0]) for line in output.splitlines()
+           if "the grid is done; ran" in line]  # fmt: skip
+    assert len(ran) == 2 and sum(ran) == 6
+    assert "[chief] grid: trial 6 of 6 done" in output
+    assert not (out / "grid.secret").exists()  # the launcher's secret travels in the environment
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_chief_and_every_worker(tmp_path):
+    out = tmp_path / "grid"
+    process = _launch(out, tmp_path / "cache", 2, epochs=200)
+    deadline = time.monotonic() + 180
+    while not list((out / "trials").glob("trial_*/history.csv")):
+        assert time.monotonic() < deadline and process.poll() is None, _output(process)[-3000:]
+        time.sleep(0.1)
+    pids = _pids(process, "chief") + _pids(process, "worker 1") + _pids(process, "worker 2")
+    assert len(pids) == 3 and all(_alive(pid) for pid in pids)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    assert process.returncode == 130
+    lines = _output(process).strip().splitlines()
+    assert lines[-1] == (
+        "tuning.grid: interrupted: every grid process stopped; run the same command to resume"
+    )
+    assert not any(_alive(pid) for pid in pids)
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_replaced_and_the_grid_completes_once(tmp_path):
+    out = tmp_path / "grid"
+    process = _launch(out, tmp_path / "cache", 2, "--lease", "4", epochs=30)
+    deadline = time.monotonic() + 180
+    while not list((out / "trials").glob("trial_*/history.csv")):
+        assert time.monotonic() < deadline and process.poll() is None, _output(process)[-3000:]
+        time.sleep(0.1)
+    doomed = _pids(process, "worker 1")[0]
+    os.kill(doomed, signal.SIGKILL)
+    _wait([process], seconds=400)
+    _assert_every_point_once(out)
+    output = _output(process)
+    assert (
+        f"[launcher] worker 1 (pid {doomed}) died (killed by SIGKILL); starting another" in output
+    )
+    assert len(_pids(process, "worker 1")) == 2

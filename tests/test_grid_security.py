@@ -427,7 +427,7 @@ def test_over_tls_a_worker_that_trusts_the_chief_connects_and_a_plain_one_cannot
     server = distributed.start_server(servicer, address, SECRET, tls)
     try:
         role = distributed.Role("worker", "w", "127.0.0.1", int(address.split(":")[1]))
-        local = kt.Oracle(objective="score", max_trials=1)
+        local = kt.Oracle(objective=kt.Objective("score", "max"), max_trials=1)
         client = distributed.GridClient(local, role, 20, SECRET, distributed.read_ca(cert))
         assert client.record() == {"record": {"grid": 1}, "heartbeat": 1.0}
         wrong = distributed.GridClient(local, role, 20, "wrong", distributed.read_ca(cert))

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from kboolq.models import gru
 from kboolq.models.gru import FastGRU
 
 
@@ -32,11 +33,20 @@ def _pair(return_sequences, go_backwards=False):
     return reference, fast
 
 
+@pytest.fixture(params=[True, False], ids=["trimmed", "untrimmed"])
+def trim(request, monkeypatch):
+    """Both ways FastGRU runs: trimmed to the longest row (read on the host, as on a CPU) and
+    over the whole padded length (no host read, as on a GPU)."""
+    monkeypatch.setitem(gru.TRIM_ON_HOST, "cpu", request.param)
+    monkeypatch.setitem(gru.TRIM_ON_HOST, "cuda", request.param)
+    return request.param
+
+
 @pytest.mark.backend
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("mask", [None, MASK, PREFIX], ids=["unmasked", "masked", "prefix"])
-def test_outputs_equal_keras_gru(return_sequences, mask, go_backwards):
+def test_outputs_equal_keras_gru(return_sequences, mask, go_backwards, trim):
     reference, fast = _pair(return_sequences, go_backwards)
     expected = keras.ops.convert_to_numpy(reference(X, mask=mask))
     actual = keras.ops.convert_to_numpy(fast(X, mask=mask))
@@ -47,7 +57,7 @@ def test_outputs_equal_keras_gru(return_sequences, mask, go_backwards):
 @pytest.mark.parametrize("go_backwards", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("mask", [None, MASK, PREFIX], ids=["unmasked", "masked", "prefix"])
-def test_gradients_equal_keras_gru(return_sequences, mask, go_backwards):
+def test_gradients_equal_keras_gru(return_sequences, mask, go_backwards, trim):
     import torch
 
     reference, fast = _pair(return_sequences, go_backwards)
@@ -117,3 +127,23 @@ def test_gradients_outside_training_keep_what_the_backward_pass_needs(monkeypatc
     with torch.no_grad():
         layer(inputs, training=False)
     assert modes == [True, False]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch tensors")
+@pytest.mark.parametrize("mask", [MASK, PREFIX], ids=["masked", "prefix"])
+def test_untrimmed_runs_read_nothing_back_to_the_host(mask, monkeypatch):
+    import torch
+
+    from kboolq.hostreads import count_host_reads
+
+    _, fast = _pair(True, go_backwards=True)
+    inputs = torch.tensor(X, device=DEVICE, requires_grad=True)
+    mask = torch.tensor(mask, device=DEVICE)
+    monkeypatch.setitem(gru.TRIM_ON_HOST, DEVICE, True)
+    with count_host_reads() as counts:
+        fast(inputs, mask=mask)
+    assert sum(counts.values()) >= 1  # the trimmed way reads the longest row's length
+    monkeypatch.setitem(gru.TRIM_ON_HOST, DEVICE, False)
+    with count_host_reads() as counts:
+        (fast(inputs, mask=mask) ** 2).sum().backward()
+    assert dict(counts) == {}

@@ -70,6 +70,7 @@ from tuning.distributed import (
     serve,
     worker_secret,
 )
+from tuning.launch import Launcher
 from tuning.oracle import ResumableGridOracle
 
 # The notebook's W&B sweep: 3 x 3 x 3 x 3 = 81 configurations.
@@ -430,6 +431,17 @@ def parser() -> argparse.ArgumentParser:
         "KERASTUNER_ORACLE_PORT and KERASTUNER_TUNER_ID work too)"
     )
     dist.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the grid on N local worker processes at once, in this one command: it "
+        "starts a chief on a free 127.0.0.1 port and N workers (each with --threads / N "
+        "threads, or all cores / N; GPUs from CUDA_VISIBLE_DEVICES round-robin, several "
+        "workers may share one), shows all their output tagged by process, replaces a worker "
+        "that dies, and stops them all on Ctrl-C. 1: one process, no chief (default: 1)",
+    )
+    dist.add_argument(
         "--chief",
         metavar="HOST:PORT",
         help="be the chief: hand out grid points to workers on HOST:PORT, trains nothing, and "
@@ -543,8 +555,16 @@ def publish_best(trial_dir: Path, best_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    set_threads(args.threads)
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     role = role_from(args.chief, args.worker)
+    if args.workers > 1:
+        if role is not None:
+            raise UserError("--workers starts its own chief and workers: drop --chief/--worker")
+        settings_from_args(args)  # flag errors before any process starts
+        argv = sys.argv[1:] if argv is None else list(argv)
+        return Launcher(argv, args.workers, args.threads).run()
+    set_threads(args.threads)
     base, grid = settings_from_args(args)
     if not args.lease > 0 or not args.chief_timeout > 0:
         raise UserError("--lease and --chief-timeout must be positive numbers of seconds")

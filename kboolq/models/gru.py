@@ -21,6 +21,11 @@ from __future__ import annotations
 import keras
 import torch
 
+# Trim each batch to its longest row, which reads that length back to the host: free on a CPU,
+# but on a GPU a read waits for all queued work, so there the kernel runs over the whole padded
+# length instead (exact either way: padding steps never reach a real step's output).
+TRIM_ON_HOST = {"cpu": True, "cuda": False}
+
 
 @keras.saving.register_keras_serializable(package="kboolq")
 class FastGRU(keras.layers.GRU):
@@ -74,10 +79,13 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
         return outputs if layer.return_sequences else outputs[:, -1]
     mask = mask.to(device=inputs.device, dtype=torch.bool)  # a mask built on the CPU too
     lengths = mask.sum(dim=1)
-    steps = max(int(lengths.max()), 1)
-    positions = torch.arange(mask.shape[1], device=mask.device)
-    if torch.equal(mask, positions < lengths.unsqueeze(1)):
-        return _prefix_outputs(layer, _fused(inputs[:, :steps], params, units, training), mask)
+    steps = mask.shape[1]
+    if TRIM_ON_HOST.get(inputs.device.type, False):
+        steps = max(int(lengths.max()), 1)
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        if torch.equal(mask, positions < lengths.unsqueeze(1)):
+            outputs = _fused(inputs[:, :steps], params, units, training)
+            return _prefix_outputs(layer, outputs, mask)
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :steps]
     compact = inputs.gather(1, order.unsqueeze(-1).expand(-1, -1, features))
     outputs = _fused(compact, params, units, training)

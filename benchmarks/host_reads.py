@@ -1,0 +1,65 @@
+"""Host reads per training step of a kboolq fit: every read of a tensor value back to the host
+(kboolq.hostreads), over a whole fit (training, validation each epoch, the final report),
+divided by the training steps.
+
+    python benchmarks/host_reads.py --data DIR --glove kumo50 --rows 1800 --epochs 2
+
+Takes the first --rows rows of DIR's train file (real BoolQ) so that it runs in a minute or two
+on a CPU; the count does not depend on the machine.
+"""
+
+import kboolq  # noqa: F401, I001  (first: selects the torch backend before keras loads)
+import argparse
+import dataclasses
+import itertools
+import tempfile
+from pathlib import Path
+
+import keras
+
+from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
+from kboolq.config import add_config_arguments, config_from_args
+from kboolq.evaluation import evaluate_splits
+from kboolq.hostreads import count_host_reads
+from kboolq.training import train_model
+
+
+class Steps(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.steps += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1800, help="first N train rows (default 1800)")
+    add_source_arguments(parser)
+    add_config_arguments(parser)
+    args = parser.parse_args()
+    config = config_from_args(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        source = Path(args.data) / "train.jsonl"
+        with open(source) as lines:
+            (data / "train.jsonl").write_text("".join(itertools.islice(lines, args.rows)))
+        settings = dataclasses.replace(data_settings(args), data=str(data))
+        inputs = load_inputs(settings, cache_dir(args))
+        prepared = inputs.prepared
+        steps = Steps()
+        with count_host_reads() as counts:
+            model, _ = train_model(config, prepared, Path(tmp) / "run", [steps], verbose=0)
+            evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
+    total = sum(counts.values())
+    print(
+        f"{args.rows} rows, {config.max_epochs} epochs, batch {config.batch_size}: "
+        f"{steps.steps} training steps, {total} host reads ({dict(counts)}): "
+        f"{total / steps.steps:.2f} per step"
+    )
+
+
+if __name__ == "__main__":
+    main()
