@@ -8,7 +8,9 @@ fresh directory with a shared, warmed cache: one process alone (no chief) with a
 and 1 worker with all cores; a chief and 1 worker with half of them; a chief and 2 workers with
 half each (the README's launch). Prints wall times, the ratio to "1 worker, half the cores", the
 chief's CPU time while serving (from its own last line) and whether every mode found the same
-scores. Run it on an otherwise idle machine.
+scores. With --launcher it compares the one-command launcher instead (`--workers 1` with its
+default threads, `--workers 1 --threads CORES`, `--workers 2`), as ratios to `--workers 1`.
+Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -43,11 +45,17 @@ def command(args, out: Path, threads: int, *extra: str) -> list[str]:
 
 
 def run_mode(args, name: str, workers: int, threads: int, root: Path) -> dict:
-    out = root / name.replace(" ", "_").replace(",", "")
+    out = root / name.replace(" ", "_").replace(",", "").replace("-", "")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     logs = root / f"{out.name}.log"
     started = time.perf_counter()
-    if workers == 0:
+    if name.startswith("--workers"):  # the one-command launcher
+        extra = name.split()  # e.g. "--workers 2" or "--workers 1 --threads 2"
+        cmd = _without_threads(command(args, out, threads)) + extra
+        with open(logs, "w") as log:
+            subprocess.run(cmd, stdout=log, stderr=log, env=os.environ.copy(), check=True)
+        chief_cpu = None
+    elif workers == 0:
         with open(logs, "w") as log:
             subprocess.run(command(args, out, threads), stdout=log, stderr=log, env=env, check=True)
         chief_cpu = None
@@ -81,6 +89,11 @@ def run_mode(args, name: str, workers: int, threads: int, root: Path) -> dict:
     return {"name": name, "wall": wall, "chief_cpu": chief_cpu, "scores": scores}
 
 
+def _without_threads(words: list[str]) -> list[str]:
+    at = words.index("--threads")
+    return words[:at] + words[at + 2 :]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="directory with train.jsonl")
@@ -89,6 +102,12 @@ def main() -> None:
     parser.add_argument("--valid-size", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores to use")
+    parser.add_argument(
+        "--launcher",
+        action="store_true",
+        help="compare the one-command launcher instead: --workers 1 (its default threads), "
+        "--workers 1 --threads CORES, --workers 2 (threads split)",
+    )
     args = parser.parse_args()
     cores = args.cores
     root = Path(tempfile.mkdtemp(prefix="grid-workers-"))
@@ -109,14 +128,21 @@ def main() -> None:
         (f"chief + 1 worker, {half} threads", 1, half),
         (f"chief + 2 workers, {half} threads each", 2, half),
     ]
+    if args.launcher:
+        modes = [
+            ("--workers 1", 1, half),
+            (f"--workers 1 --threads {cores}", 1, cores),
+            ("--workers 2", 2, half),
+        ]
     results = [run_mode(args, *mode, root) for mode in modes]
-    reference = results[2]["wall"]
+    reference = results[0 if args.launcher else 2]["wall"]
     print(f"8-trial grid, {args.rows} real BoolQ rows ({args.valid_size} valid), {args.epochs} "
           f"epochs per trial, {cores} cores; files in {root}")  # fmt: skip
-    print(f"{'mode':<40}{'wall':>9}{'vs 1 worker':>13}{'chief CPU':>11}")
+    print(f"{'mode':<40}{'wall':>9}  {'vs ' + results[0 if args.launcher else 2]['name']:>22}"
+          f"{'chief CPU':>11}")  # fmt: skip
     for r in results:
         cpu = "-" if r["chief_cpu"] is None else f"{r['chief_cpu']:.2f} s"
-        print(f"{r['name']:<40}{r['wall']:>8.1f}s{r['wall'] / reference:>13.2f}{cpu:>11}")
+        print(f"{r['name']:<40}{r['wall']:>8.1f}s  {r['wall'] / reference:>22.2f}{cpu:>11}")
     first = results[0]["scores"]
     same = all(r["scores"].keys() == first.keys() for r in results)
     largest = max(abs(r["scores"][k] - first[k]) for r in results for k in first) if same else None

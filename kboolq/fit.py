@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
         "3rd, 5th, ... member (seeds --seed, --seed+2, ...), so that the ensemble mixes two "
         "models; the 2nd, 4th, ... members train as configured. 'none' trains every member "
         "alike. The default mix (esim members between the default bigru members) scored best "
-        "on valid among the ensembles measured (README Results) "
+        "on valid among the ensembles measured (docs/results.md) "
         "(default: '%(default)s')",
     )
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")

@@ -144,3 +144,17 @@ def test_the_checks_see_a_planted_violation(tmp_path, monkeypatch):
     assert found == [("kboolq.fit", 2, False)]
     assert _internal("kboolq.fit") in COMMANDS
     assert _internal("kboolq.data.boolq.load_boolq") == "kboolq.data.boolq"
+
+
+def test_every_module_appears_in_the_readmes_code_map():
+    readme = (ROOT / "README.md").read_text()
+    code_map = readme[readme.index("## How the code is laid out") :]
+    code_map = code_map[: code_map.index("\n## ", 1)]
+    missing = []
+    for name, path in MODULES.items():
+        if path.name == "__init__.py":
+            continue
+        relative = path.relative_to(ROOT / name.split(".")[0]).as_posix()
+        if relative not in code_map and path.name not in code_map:
+            missing.append(str(path.relative_to(ROOT)))
+    assert missing == []

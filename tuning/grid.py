@@ -397,7 +397,7 @@ def parser() -> argparse.ArgumentParser:
         "point once, best first) and GRID_DIR/best (a normal run directory for "
         "kboolq.evaluate/predict). A killed grid resumes where it stopped when run again with "
         "the same arguments. With --chief/--worker the trials run on several processes or "
-        "machines at once (see README, 'The grid on many workers'); every call to the chief "
+        "machines at once (see README, 'Several trials at once'); every call to the chief "
         "carries the grid secret ($KBOOLQ_GRID_SECRET, else GRID_DIR/grid.secret, which the "
         "chief writes).",
     )

@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+import torch
+
 from kboolq.errors import Interrupted, UserError
 from kboolq.threads import available_cores
 from tuning.distributed import SECRET_ENV
@@ -56,12 +58,7 @@ def gpus() -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip()]
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # no torch CUDA runtime: a CPU machine
-        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def worker_threads(threads: int | None, workers: int) -> int:
