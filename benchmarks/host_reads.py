@@ -18,35 +18,12 @@ import itertools
 import tempfile
 from pathlib import Path
 
-import keras
-
 from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
 from kboolq.config import add_config_arguments, config_from_args
 from kboolq.evaluation import evaluate_splits
-from kboolq.hostreads import count_host_reads
+from kboolq.hostreads import StepReads, count_host_reads
 from kboolq.models import gru
 from kboolq.training import train_model
-
-
-class Steps(keras.callbacks.Callback):
-    """Counts training steps, and the host reads between each step's start and end."""
-
-    def __init__(self, counts) -> None:
-        super().__init__()
-        self.counts, self.steps, self.inside = counts, 0, 0
-
-    def _begin(self, batch, logs=None):
-        self.before = sum(self.counts.values())
-
-    def _end(self, batch, logs=None):
-        self.inside += sum(self.counts.values()) - self.before
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.steps += 1
-        self._begin(batch)
-
-    on_train_batch_end = on_test_batch_end = _end
-    on_test_batch_begin = _begin
 
 
 def main() -> None:
@@ -71,7 +48,7 @@ def main() -> None:
         inputs = load_inputs(settings, cache_dir(args))
         prepared = inputs.prepared
         with count_host_reads() as counts:
-            steps = Steps(counts)
+            steps = StepReads(counts)
             model, _ = train_model(config, prepared, Path(tmp) / "run", [steps], verbose=0)
             evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
     total = sum(counts.values())

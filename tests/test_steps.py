@@ -11,7 +11,7 @@ from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
 from kboolq import training
 from kboolq.cli import load_inputs
 from kboolq.config import Config, DataSettings
-from kboolq.hostreads import count_host_reads
+from kboolq.hostreads import StepReads, count_host_reads
 from kboolq.models import gru
 
 
@@ -44,27 +44,6 @@ def test_epoch_metrics_choose_the_same_epochs_as_kerass_own_steps(prepared, tmp_
             [float(v) for v in row.values()], [float(v) for v in want.values()], rtol=1e-6
         )
     assert (tmp_path / "lean" / "model.keras").exists()
-
-
-class StepReads(keras.callbacks.Callback):
-    """Host reads between the start and the end of each training and validation step."""
-
-    def __init__(self, counts):
-        super().__init__()
-        self.counts, self.inside, self.steps = counts, 0, 0
-
-    def _begin(self, batch, logs=None):
-        self.before = sum(self.counts.values())
-
-    def _end(self, batch, logs=None):
-        self.inside += sum(self.counts.values()) - self.before
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.steps += 1
-        self._begin(batch)
-
-    on_train_batch_end = on_test_batch_end = _end
-    on_test_batch_begin = _begin
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="counts torch tensor reads")
