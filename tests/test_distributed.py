@@ -439,3 +439,19 @@ def test_a_worker_that_dies_is_replaced_and_the_grid_completes_once(tmp_path):
         f"[launcher] worker 1 (pid {doomed}) died (killed by SIGKILL); starting another" in output
     )
     assert len(_pids(process, "worker 1")) == 2
+
+
+def test_kerastuners_private_names_are_refused_with_another_minor_version(monkeypatch):
+    import importlib
+
+    from tuning import kt_private
+
+    monkeypatch.setattr(kt, "__version__", "1.5.0")
+    with pytest.raises(UserError) as error:
+        importlib.reload(kt_private)
+    assert str(error.value) == (
+        "kboolq's grid uses private parts of keras-tuner 1.4.x, found 1.5.0: pip install "
+        "'keras-tuner>=1.4.7,<1.5'"
+    )
+    monkeypatch.undo()
+    importlib.reload(kt_private)

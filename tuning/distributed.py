@@ -42,10 +42,10 @@ from typing import Any
 
 import grpc
 import keras_tuner as kt
-from keras_tuner.src import protos  # KerasTuner's compiled Oracle service (no public path)
 
 from kboolq.errors import UserError
 from kboolq.files import write_bytes
+from tuning.kt_private import protos, trial_dir
 from tuning.oracle import ResumableGridOracle
 
 Trial = kt.engine.trial.Trial
@@ -385,7 +385,7 @@ class GridServicer(protos.get_service_grpc().OracleServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"trial {trial_id} is not running on this worker (its lease ran out?)",
             )
-        target = Path(self.oracle._get_trial_dir(trial_id))
+        target = Path(trial_dir(self.oracle, trial_id))
         staging = None
         try:
             staging = unpack_files(request, target)
@@ -472,8 +472,10 @@ class ChiefUnreachable(UserError, kt.errors.FatalError):
 
 
 class GridClient:
-    """A worker's view of the chief's oracle (what KerasTuner's OracleClient does), with a
-    bounded wait for the chief and a growing pause while no trial is free."""
+    """A worker's view of the chief's oracle: derived from KerasTuner's OracleClient
+    (keras_tuner/src/distribute/oracle_client.py, Apache License 2.0), with the grid secret on
+    every call, TLS, a bounded wait for the chief that says it waits, and a growing pause
+    while no trial is free."""
 
     def __init__(
         self,

@@ -59,6 +59,7 @@ from kboolq.rundir import (
 )
 from kboolq.threads import set_threads
 from kboolq.training import MONITOR, train_model
+from tuning import kt_private
 from tuning.distributed import (
     GridClient,
     Heartbeat,
@@ -149,7 +150,7 @@ class GridTuner(kt.Tuner):
     def save(self) -> None:
         if self.client is None:  # the oracle lives here, not on a chief
             self.oracle.save()
-        write_json(Path(self._get_tuner_fname()), self.get_state())
+        write_json(Path(kt_private.tuner_state_file(self)), self.get_state())
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         config = self.hypermodel.config(trial.hyperparameters)
@@ -321,8 +322,7 @@ def widen_space(oracle: kt.Oracle, grid: dict[str, list[Any]]) -> None:
     so a grid re-run with more values would otherwise never reach the new points."""
     for hp in oracle.hyperparameters.space:
         if hp.name in grid and list(hp.values) != list(grid[hp.name]):
-            hp._values = list(grid[hp.name])  # KerasTuner has no public setter
-            hp._default = hp._values[0]
+            kt_private.set_choices(hp, grid[hp.name])
 
 
 def is_grid(path: Path) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 import keras_tuner as kt
 
 from kboolq.files import write_json
+from tuning import kt_private
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 FAILED = kt.engine.trial.TrialStatus.FAILED
@@ -76,7 +77,7 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         combinations = []
         while current is not None:
             combinations.append(dict(current))
-            current = self._get_next_combination(current)
+            current = kt_private.next_combination(self, current)
         return combinations
 
     def _untaken(self) -> list[dict[str, Any]]:
@@ -91,18 +92,18 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         untaken = self._untaken()
         if untaken:
             return {"status": RUNNING, "values": untaken[0]}
-        status = "IDLE" if self.ongoing_trials or self._retry_queue else "STOPPED"
+        status = "IDLE" if self.ongoing_trials or kt_private.retry_queue(self) else "STOPPED"
         return {"status": getattr(kt.engine.trial.TrialStatus, status), "values": None}
 
     @kt.synchronized
     def finished(self) -> bool:
         """Every grid point has a trial that ended, and none is running or waiting for a retry."""
-        return not self.ongoing_trials and not self._retry_queue and not self._untaken()
+        return not self.ongoing_trials and not kt_private.retry_queue(self) and not self._untaken()
 
     @kt.synchronized
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
         self.expire_leases()
-        if tuner_id not in self.ongoing_trials and not self._retry_queue:
+        if tuner_id not in self.ongoing_trials and not kt_private.retry_queue(self):
             response = self.populate_space("")
             if response["status"] != RUNNING:  # KerasTuner would say STOPPED while trials run
                 self.tuner_ids.add(tuner_id)
@@ -118,8 +119,9 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
             now = time.monotonic()
             self.last_report[trial.trial_id] = now
             self.started.setdefault(trial.trial_id, now)
-            if trial.trial_id not in self._display.trial_start:  # a trial kept over a restart
-                self._display.on_trial_begin(trial)
+            display = kt_private.display(self)
+            if trial.trial_id not in display.trial_start:  # a trial kept over a restart
+                display.on_trial_begin(trial)
             self.save()  # KerasTuner saved before its display noted the trial's start
         return trial
 
@@ -237,7 +239,8 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         super().reload()  # KerasTuner queues every saved ongoing trial for a retry
         saved = self._reloaded_ongoing
         requeued = {trial.trial_id for trial in saved.values()}
-        self._retry_queue = [t for t in self._retry_queue if t not in requeued]
+        queue = kt_private.retry_queue(self)
+        kt_private.set_retry_queue(self, [t for t in queue if t not in requeued])
         self.ongoing_trials = {
             tuner_id: trial
             for tuner_id, trial in saved.items()
@@ -269,7 +272,8 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
     # KerasTuner writes its JSON state in place; a kill mid-write would leave a file that the
     # resumed grid cannot read, so both files are written atomically instead.
     def save(self) -> None:
-        write_json(Path(self._get_oracle_fname()), self.get_state())
+        write_json(Path(kt_private.oracle_state_file(self)), self.get_state())
 
     def _save_trial(self, trial: kt.engine.trial.Trial) -> None:
-        write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+        trial_dir = Path(kt_private.trial_dir(self, trial.trial_id))
+        write_json(trial_dir / "trial.json", trial.get_state())
