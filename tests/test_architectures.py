@@ -16,10 +16,9 @@ LAYOUT = Layout(q_max=3, p_max=5, separator=2)
 DIM = 4
 
 
-ARCHS = (
-    "notebook", "bigru", "attention", "esim", "question_only", "bigru+match", "esim+match",
-    "bigru+stem", "attention+stem",
-)  # fmt: skip
+# every registered architecture, and each one that reads --exact-match with both channels
+MATCHING = [name for name, architecture in ARCHITECTURES.items() if architecture.matches]
+ARCHS = [*ARCHITECTURES, *(f"{name}+{match}" for name in MATCHING for match in ("match", "stem"))]
 
 
 def _model(**overrides):

@@ -185,17 +185,22 @@ def build_majority(config: Config, layout: Layout, dim: int) -> keras.Model:
 class Architecture:
     build: Callable[[Config, Layout, int], keras.Model]
     help: str
+    matches: bool = False  # reads --exact-match (the channels of words found in the other part)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bigru": Architecture(
-        build_bigru, "shared BiGRU encoders + pooling (the best on valid so far)"
+        build_bigru, "shared BiGRU encoders + pooling (the best on valid so far)", matches=True
     ),
     "notebook": Architecture(
         build_notebook, "the notebook's 2-layer GRU over the whole layout (alias: seed)"
     ),
-    "attention": Architecture(build_attention, "BiGRU + passage-to-question attention"),
-    "esim": Architecture(build_esim, "ESIM: two-way soft alignment, enhancement, composition"),
+    "attention": Architecture(
+        build_attention, "BiGRU + passage-to-question attention", matches=True
+    ),
+    "esim": Architecture(
+        build_esim, "ESIM: two-way soft alignment, enhancement, composition", matches=True
+    ),
     "question_only": Architecture(build_question_only, "baseline: the question alone"),
     "majority": Architecture(build_majority, "baseline: the training base rate"),
 }
