@@ -19,7 +19,6 @@ from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, evaluate_splits, format_table, predict_split
 from kboolq.files import write_json
-from kboolq.models.averaging import average
 from kboolq.rundir import (
     RunInfo,
     claim_output,
@@ -29,7 +28,7 @@ from kboolq.rundir import (
     lock_output,
     open_run,
     read_info,
-    save_model,
+    save_ensemble,
     write_info,
 )
 from kboolq.staging import recover, remove_leftovers, staged, write_target
@@ -149,11 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         # staged: a kill at any moment leaves the old run whole or the new one complete
         with staged(out, is_kboolq_entry) as work:
             write_info(work, info)
-            write_json(work / "members.json", {"members": [str(run.resolve()) for run in runs]})
-            save_model(average(models), work)
-            reports = evaluate_splits(
-                load_model(work), splits, table, info.config.batch_size, stems
-            )
+            model = save_ensemble(work, models, runs, out)
+            reports = evaluate_splits(model, splits, table, info.config.batch_size, stems)
             write_json(work / "metrics.json", reports)
         print(format_table(reports))
         print(f"ensemble of {len(runs)} runs written to {args.out}")

@@ -43,7 +43,6 @@ from kboolq.evaluation import (
     spread,
 )
 from kboolq.files import write_json
-from kboolq.models.averaging import average
 from kboolq.rundir import (
     MODEL_FILE,
     RunInfo,
@@ -54,7 +53,7 @@ from kboolq.rundir import (
     load_model,
     lock_output,
     read_info,
-    save_model,
+    save_ensemble,
     write_info,
 )
 from kboolq.staging import recover, remove_leftovers, staged, write_target
@@ -233,7 +232,7 @@ def _train_into(
     if args.seeds == 1:
         model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
     else:
-        model, member_reports = train_members(info, members, prepared, work, extra, args)
+        model, member_reports = train_members(info, members, prepared, work, extra, args, run_dir)
     seconds = time.perf_counter() - started
     reports = evaluate_splits(
         model, prepared.splits, prepared.table, config.batch_size, prepared.stems
@@ -265,6 +264,7 @@ def train_members(
     work: Path,
     extra: list,
     args: argparse.Namespace,
+    run_dir: Path,
 ) -> tuple[keras.Model, list[dict]]:
     """Train one member run per seed under work/members (a finished member whose config.json
     matches is kept, so a killed --seeds fit resumes) and save their average as work's model.
@@ -295,11 +295,8 @@ def train_members(
         write_json(member_dir / "metrics.json", report)
         models.append(model)
         reports.append(report)
-    # relative: an --overwrite fit trains in a staging directory that is renamed afterwards
-    members = [f"members/seed_{config.seed}" for config in configs]
-    write_json(work / "members.json", {"members": members})
-    save_model(average(models), work)
-    return load_model(work), reports
+    members = [run_dir / "members" / f"seed_{config.seed}" for config in configs]
+    return save_ensemble(work, models, members, run_dir), reports
 
 
 def _finished(member_dir: Path, info: RunInfo) -> bool:

@@ -35,6 +35,7 @@ from kboolq.errors import UserError
 from kboolq.evaluation import predict_split  # also registers the metrics models compile with
 from kboolq.files import atomic_path, default_cache_dir, write_json
 from kboolq.models import gru, layers  # noqa: F401  (register the custom layers for loading)
+from kboolq.models.averaging import average
 from kboolq.staging import MARK
 
 FORMAT = 1
@@ -89,6 +90,20 @@ def write_info(run_dir: Path, info: RunInfo) -> None:
 def save_model(model: keras.Model, run_dir: Path) -> None:
     with atomic_path(Path(run_dir) / MODEL_FILE) as tmp:
         model.save(tmp)
+
+
+def save_ensemble(
+    work: Path, models: list[keras.Model], members: list[Path], run_dir: Path
+) -> keras.Model:
+    """The one way an ensemble is saved (fit --seeds and kboolq.ensemble): model.keras averages
+    the members' P(yes), members.json lists the member runs as paths relative to RUN_DIR (where
+    `work`, a staging directory, ends up), e.g. "members/seed_3" or "../runs/a". Returns the
+    ensemble read back from `work`."""
+    final = Path(run_dir).resolve()
+    listed = [os.path.relpath(Path(member).resolve(), final) for member in members]
+    write_json(Path(work) / "members.json", {"members": listed})
+    save_model(average(models), work)
+    return load_model(work)
 
 
 def _section(raw: dict, path: Path, name: str) -> dict:

@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import fixture_args
 
-from kboolq import ensemble, fit, staging
+from kboolq import ensemble, fit, rundir, staging
 from kboolq.cli import run_command
 from kboolq.rundir import is_kboolq_entry, load_model
 
@@ -102,7 +102,7 @@ def test_a_crash_while_an_ensemble_is_written_leaves_the_old_one_whole(
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ensemble, "save_model", crash)
+    monkeypatch.setattr(rundir, "save_model", crash)  # killed while writing the model
     assert _ensemble(trained, out, "--overwrite") == 130
     assert _tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ens", "other"]
