@@ -23,9 +23,10 @@ from kboolq.config import Config
 from kboolq.data.batches import Batches, takes_stems
 from kboolq.data.layout import Prepared
 from kboolq.errors import Interrupted, UserError
-from kboolq.evaluation import save_learning_curves, training_metrics
+from kboolq.evaluation import training_metrics
 from kboolq.files import write_text
 from kboolq.models.architectures import build_model
+from kboolq.plots import save_learning_curves
 from kboolq.rundir import load_model, save_model
 
 MONITOR = "val_balanced_accuracy"

@@ -40,14 +40,10 @@ from kboolq.cli import (
 from kboolq.config import BEFORE_SETTING, Config, flag_of
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
-from kboolq.evaluation import (
-    evaluate_splits,
-    format_table,
-    read_history,
-    save_grid_curves,
-)
+from kboolq.evaluation import evaluate_splits, format_table
 from kboolq.files import write_json, write_text
 from kboolq.models.architectures import build_model
+from kboolq.plots import read_history, save_grid_curves
 from kboolq.rundir import (
     RunInfo,
     check_fits,
