@@ -27,6 +27,6 @@ if importlib.util.find_spec(_BACKEND) is None:
         raise SystemExit(_message)
     raise ImportError(_message)
 
-from kboolq.rundir import load_run  # noqa: E402  (after the backend is chosen)
+from kboolq.api import load_run  # noqa: E402  (after the backend is chosen)
 
 __all__ = ["load_run", "__version__"]

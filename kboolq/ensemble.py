@@ -14,19 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from kboolq.api import open_run
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, evaluate_splits, format_table, predict_split
 from kboolq.files import write_json
+from kboolq.outputs import claim_output, lock_output
 from kboolq.rundir import (
     RunInfo,
-    claim_output,
     is_kboolq_entry,
     is_run,
     load_model,
-    lock_output,
-    open_run,
     read_info,
     save_ensemble,
     write_info,

@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from kboolq.api import open_run
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq, source_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, format_table, predict_split
 from kboolq.files import remove_stale_temporaries, write_json
+from kboolq.outputs import lock_output
 from kboolq.plots import save_plots
-from kboolq.rundir import lock_output, open_run, read_info
+from kboolq.rundir import read_info
 from kboolq.threads import set_threads
 
 

@@ -43,15 +43,14 @@ from kboolq.evaluation import (
     spread,
 )
 from kboolq.files import write_json
+from kboolq.outputs import claim_output, lock_output
 from kboolq.rundir import (
     MODEL_FILE,
     RunInfo,
-    claim_output,
     clear_run,
     is_kboolq_entry,
     is_run,
     load_model,
-    lock_output,
     read_info,
     save_ensemble,
     write_info,

@@ -1,42 +1,32 @@
-"""A run directory: model.keras plus config.json, everything needed to reuse the model.
+"""The run directory's format: model.keras plus config.json, and which files are kboolq's.
 
 config.json (format 1) holds the hyperparameters, the data settings, the layout and the vectors'
-fingerprint; open_run gives evaluate, predict and ensemble the model with the vectors and
-layout to encode new rows exactly as training did. claim_output is the one guard every command
-passes before it writes a directory.
+fingerprint; read_info reads it (and any older run) into a RunInfo, load_model reads model.keras
+and check_fits proves the two belong together. kboolq.api opens a run for use; kboolq.outputs
+guards what a command may write.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import fnmatch
-import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 import kboolq
 from kboolq.config import Config, DataSettings
 from kboolq.data.batches import STEMS
-from kboolq.data.boolq import Row, parse_row
-from kboolq.data.glove import Glove, load_glove
-from kboolq.data.layout import Encoded, Layout, encode
+from kboolq.data.layout import Layout
 from kboolq.errors import UserError
-from kboolq.evaluation import predict_split  # also registers the metrics models compile with
-from kboolq.files import atomic_path, default_cache_dir, write_json
+from kboolq.files import atomic_path, write_json
 from kboolq.models import gru, layers  # noqa: F401  (register the custom layers for loading)
 from kboolq.models.averaging import average
-from kboolq.staging import MARK
+from kboolq.staging import is_temporary
 
 FORMAT = 1
 MODEL_FILE = "model.keras"
@@ -47,7 +37,6 @@ RUN_FILES = (
 )  # fmt: skip
 PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr)\.png")  # evaluate's plots
 RUN_DIRS = ("members",)  # a seed ensemble's member runs
-TEMPORARY = ".*.tmp*"  # what files.atomic_path leaves when killed mid-write
 
 
 @dataclass(frozen=True)
@@ -212,62 +201,6 @@ def check_fits(model: keras.Model, info: RunInfo, run_dir: Path) -> None:
         )
 
 
-def load_vectors(info: RunInfo, cache_dir: Path) -> Glove:
-    """The run's own vectors, refused if they changed since training."""
-    glove = load_glove(info.vectors.source, cache_dir)
-    if glove.fingerprint != info.vectors.fingerprint:
-        raise UserError(
-            f"the vectors behind {info.vectors.source} changed since this model was trained; "
-            "restore the original file or train again"
-        )
-    return glove
-
-
-@dataclass(frozen=True)
-class OpenRun:
-    """A saved run ready to score rows: its model, settings and vectors."""
-
-    path: Path
-    info: RunInfo
-    model: keras.Model
-    glove: Glove
-
-    def encode(self, groups: dict[str, Sequence[Row]]) -> Encoded:
-        """Rows in the run's own layout, over the run's vectors."""
-        return encode(groups, self.glove, self.info.layout, accents=self.info.data.accents)
-
-    def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
-        """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""
-        parsed = [
-            row if isinstance(row, Row) else parse_row(row, f"row {i}", labelled=False)
-            for i, row in enumerate(rows)
-        ]
-        encoded = self.encode({"rows": parsed})
-        split, batch = encoded.splits["rows"], self.info.config.batch_size
-        return predict_split(self.model, split, encoded.table, batch, encoded.stems)
-
-
-def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
-    info = read_info(run_dir)
-    model = load_model(run_dir)
-    check_fits(model, info, run_dir)
-    return OpenRun(Path(run_dir), info, model, load_vectors(info, cache_dir))
-
-
-def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRun:
-    """A run directory ready to answer questions from Python: `kboolq.load_run(path)`.
-
-    Loading model.keras alone with keras.saving.load_model needs kboolq's layers registered
-    first (import kboolq); this also brings the vectors and layout that new text must be
-    encoded with, and checks that the vectors are the ones the model was trained on.
-    """
-    return open_run(Path(run_dir), Path(cache_dir) if cache_dir else default_cache_dir())
-
-
-def is_temporary(name: str) -> bool:
-    return fnmatch.fnmatch(name, TEMPORARY) or name == MARK
-
-
 def is_kboolq_entry(name: str) -> bool:
     """Whether a run directory's entry is one kboolq writes: its files, plots, member runs and
     temporary files. Everything else in a run directory is the user's and is never removed."""
@@ -286,87 +219,9 @@ def clear_run(run_dir: Path) -> None:
             path.unlink()
 
 
-LOCKS = Path(tempfile.gettempdir()) / "kboolq-locks"
-
-
-def lock_path(path: Path) -> Path:
-    return LOCKS / f"{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:32]}.lock"
-
-
-@contextlib.contextmanager
-def lock_output(path: Path) -> Iterator[None]:
-    """Only one kboolq command writes `path` at a time: an exclusive lock, taken without
-    waiting, on a file named after the path's absolute form in the machine's temporary folder
-    (nothing is added to the user's folders). The operating system drops the lock when its
-    process ends, however it ends, so a killed command never leaves a stale lock behind."""
-    path = Path(path)
-    LOCKS.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path(path), "a+")  # noqa: SIM115 (held until the end)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise UserError(
-            f"{path}: in use by pid {holder} (another kboolq command is writing it); "
-            "wait for it or choose another directory"
-        ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
 def is_run(directory: Path) -> bool:
     try:
         raw = json.loads((Path(directory) / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(raw, dict) and "format" in raw and "hyperparameters" in raw
-
-
-def claim_output(
-    path: Path,
-    kind: str,
-    is_kind,
-    overwrite: bool = False,
-    protect: Sequence[Path] = (),
-    flag: str = "--out",
-) -> bool:
-    """The one guard before a command writes a directory of its own `kind` ("run", "grid",
-    "dataset"): a new or empty directory is fine; one of that kind only with `overwrite` (the
-    grid passes it always: it resumes its own directory); anything else, or one of the
-    `protect`ed inputs, is refused.
-
-    Returns whether `path` already holds a directory of that kind.
-    """
-    path = Path(path)
-    for other in protect:
-        if path.resolve() == Path(other).resolve():
-            raise UserError(
-                f"{flag} {path}: is one of this command's inputs; choose a new directory"
-            )
-    if not path.exists():
-        return False
-    if not path.is_dir():
-        raise UserError(f"{flag} {path}: exists and is not a directory")
-    entries = sorted(p.name for p in path.iterdir() if not is_temporary(p.name))
-    if not entries:
-        return False
-    if is_kind(path):
-        if overwrite:
-            return True
-        raise UserError(
-            f"{flag} {path}: already holds a kboolq {kind}; pass --overwrite to replace it"
-        )
-    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-    raise UserError(
-        f"{flag} {path}: not empty ({shown}) and not a kboolq {kind}; refusing to write there, "
-        "choose a new or empty directory"
-    )

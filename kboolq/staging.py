@@ -11,6 +11,7 @@ the command has claimed its output; a symlinked RUN_DIR is written through to it
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import secrets
 import shutil
@@ -23,6 +24,12 @@ from kboolq.files import _umask, remove_stale_temporaries
 STAGING = "kboolq-staging"
 OLD = "kboolq-old"
 MARK = ".kboolq-staging"  # the file that marks a staging or parked directory as kboolq's own
+TEMPORARY = ".*.tmp*"  # what files.atomic_path leaves when killed mid-write
+
+
+def is_temporary(name: str) -> bool:
+    """A file kboolq leaves only when killed mid-write: never the user's content."""
+    return fnmatch.fnmatch(name, TEMPORARY) or name == MARK
 
 
 def write_target(path: Path) -> Path:

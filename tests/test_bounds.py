@@ -13,6 +13,7 @@ from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE, fixture_a
 
 import kboolq
 from kboolq import ensemble, evaluate, fit, predict
+from kboolq.api import open_run
 from kboolq.cli import check_sources, run_command
 from kboolq.config import DataSettings
 from kboolq.data.boolq import load_boolq
@@ -20,7 +21,6 @@ from kboolq.data.glove import load_glove
 from kboolq.data.layout import prepare
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
-from kboolq.rundir import open_run
 
 
 def _rows(path):

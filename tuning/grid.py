@@ -43,16 +43,9 @@ from kboolq.errors import UserError
 from kboolq.evaluation import evaluate_splits, format_table
 from kboolq.files import write_json, write_text
 from kboolq.models.architectures import build_model
+from kboolq.outputs import claim_output, lock_output
 from kboolq.plots import read_history, save_grid_curves
-from kboolq.rundir import (
-    RunInfo,
-    check_fits,
-    claim_output,
-    load_model,
-    lock_output,
-    read_info,
-    write_info,
-)
+from kboolq.rundir import RunInfo, check_fits, load_model, read_info, write_info
 from kboolq.threads import set_threads
 from kboolq.training import MONITOR, train_model
 from tuning import kt_private

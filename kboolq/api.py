@@ -1,0 +1,71 @@
+"""The Python API: a saved run ready to answer questions (`kboolq.load_run`), with the vectors
+and layout it was trained with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kboolq.data.boolq import Row, parse_row
+from kboolq.data.glove import Glove, load_glove
+from kboolq.data.layout import Encoded, encode
+from kboolq.errors import UserError
+from kboolq.evaluation import predict_split
+from kboolq.files import default_cache_dir
+from kboolq.rundir import RunInfo, check_fits, load_model, read_info
+
+
+def load_vectors(info: RunInfo, cache_dir: Path) -> Glove:
+    """The run's own vectors, refused if they changed since training."""
+    glove = load_glove(info.vectors.source, cache_dir)
+    if glove.fingerprint != info.vectors.fingerprint:
+        raise UserError(
+            f"the vectors behind {info.vectors.source} changed since this model was trained; "
+            "restore the original file or train again"
+        )
+    return glove
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A saved run ready to score rows: its model, settings and vectors."""
+
+    path: Path
+    info: RunInfo
+    model: keras.Model
+    glove: Glove
+
+    def encode(self, groups: dict[str, Sequence[Row]]) -> Encoded:
+        """Rows in the run's own layout, over the run's vectors."""
+        return encode(groups, self.glove, self.info.layout, accents=self.info.data.accents)
+
+    def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
+        """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""
+        parsed = [
+            row if isinstance(row, Row) else parse_row(row, f"row {i}", labelled=False)
+            for i, row in enumerate(rows)
+        ]
+        encoded = self.encode({"rows": parsed})
+        split, batch = encoded.splits["rows"], self.info.config.batch_size
+        return predict_split(self.model, split, encoded.table, batch, encoded.stems)
+
+
+def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
+    info = read_info(run_dir)
+    model = load_model(run_dir)
+    check_fits(model, info, run_dir)
+    return OpenRun(Path(run_dir), info, model, load_vectors(info, cache_dir))
+
+
+def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRun:
+    """A run directory ready to answer questions from Python: `kboolq.load_run(path)`.
+
+    Loading model.keras alone with keras.saving.load_model needs kboolq's layers registered
+    first (import kboolq); this also brings the vectors and layout that new text must be
+    encoded with, and checks that the vectors are the ones the model was trained on.
+    """
+    return open_run(Path(run_dir), Path(cache_dir) if cache_dir else default_cache_dir())
