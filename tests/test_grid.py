@@ -9,8 +9,9 @@ import time
 import pytest
 from conftest import SOURCES, fixture_args
 
+from kboolq.config import Config
 from kboolq.errors import UserError
-from tuning import grid
+from tuning import grid, tuner
 
 AXES = ["--hidden", "4,8", "--lr", "1e-3,1e-2", "--dropout", "0", "--weight-decay", "0"]
 
@@ -60,12 +61,12 @@ def test_2x2_grid_writes_summary_and_best_run(tmp_path, capsys):
 
 
 def test_progress_line_by_hand():
-    line = grid.progress_line(3, 81, 125.0, [30.0, 50.0, 40.0], (0.61234, "2"))
+    line = tuner.progress_line(3, 81, 125.0, [30.0, 50.0, 40.0], (0.61234, "2"))
     assert line == (
         "grid: trial 3 of 81 done, elapsed 2m05s, best so far 0.6123 (trial 2), "
         "about 52m00s left (78 trials x 0m40s)"  # 78 x 40 s = 3,120 s
     )
-    assert grid.progress_line(81, 81, 4000.0, [50.0], None) == (
+    assert tuner.progress_line(81, 81, 4000.0, [50.0], None) == (
         "grid: trial 81 of 81 done, elapsed 1h06m"
     )
 
@@ -133,6 +134,6 @@ def test_bad_grid_files(tmp_path, content, suffix, message):
 def test_grid_file_and_flags_combine():
     args = grid.parser().parse_args(["--out", "x", "--lr", "0.5"])
     assert grid.settings_from_args(args) == (
-        grid.Config(),
+        Config(),
         {**grid.DEFAULT_GRID, "learning_rate": [0.5]},
     )

@@ -24,7 +24,7 @@ import pytest
 from conftest import fixture_args
 
 from kboolq.errors import UserError
-from tuning import distributed, grid
+from tuning import distributed, grid, tuner
 from tuning.oracle import ResumableGridOracle
 
 SECRET = "the-right-secret"
@@ -207,10 +207,10 @@ def test_the_chief_checks_a_trials_files_against_its_grid_point(trained, tmp_pat
 
     parsed = grid.parser().parse_args(fixture_args(tmp_path / "g", cache, "--hidden", "4"))
     inputs = load_inputs(data_settings(parsed), cache)
-    hypermodel = grid.ConfigHyperModel(
+    hypermodel = tuner.ConfigHyperModel(
         Config(max_epochs=1), {"hidden_size": [4, 8]}, inputs.prepared
     )
-    accept = grid.trial_check(hypermodel)
+    accept = tuner.trial_check(hypermodel)
     hps = kt.HyperParameters()
     hps.Choice("hidden_size", [4, 8])
     trial = kt.engine.trial.Trial(hps, trial_id="0")
