@@ -455,3 +455,20 @@ def test_kerastuners_private_names_are_refused_with_another_minor_version(monkey
     )
     monkeypatch.undo()
     importlib.reload(kt_private)
+
+
+@pytest.mark.slow
+def test_no_grid_process_outlives_a_killed_launcher(tmp_path):
+    out = tmp_path / "grid"
+    process = _launch(out, tmp_path / "cache", 2, epochs=200)
+    deadline = time.monotonic() + 180
+    while len(_pids(process, "worker 2")) < 1 or not list((out / "trials").glob("trial_*")):
+        assert time.monotonic() < deadline and process.poll() is None, _output(process)[-3000:]
+        time.sleep(0.1)
+    pids = _pids(process, "chief") + _pids(process, "worker 1") + _pids(process, "worker 2")
+    process.kill()  # SIGKILL: the launcher cannot stop anything itself
+    process.wait()
+    deadline = time.monotonic() + 90
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, [pid for pid in pids if _alive(pid)]
+        time.sleep(0.2)

@@ -11,6 +11,8 @@ process (each finishes its batch first); the command ends when the chief does, w
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import secrets
 import signal
@@ -93,6 +95,7 @@ class Launcher:
             text=True,
             errors="replace",
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops each in turn
+            preexec_fn=_die_with_parent,
         )
         where = f" on GPU {gpu}" if gpu is not None else ""
         self.say(f"[launcher] {name}: pid {process.pid}, {threads} threads{where}")
@@ -183,6 +186,16 @@ def _status(code: int) -> str:
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit status {code}"
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the launcher dies, even by SIGKILL (Linux's parent-death
+    signal), so that no grid process outlives the command; elsewhere nothing."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _new_secret() -> str:
