@@ -170,7 +170,7 @@ def fit(
         clear_run(run_dir)
     try:
         with staged(run_dir, is_kboolq_entry) if staging else _in_place(run_dir) as work:
-            reports, seconds, checkpoint, model = _train_into(
+            reports, seconds, checkpoint, members_spread = _train_into(
                 work, args, config, members, inputs, run_dir
             )
     except KeyboardInterrupt as exc:
@@ -185,8 +185,7 @@ def fit(
         raise Interrupted(f"interrupted: {said}", signum) from None
     print(format_table(reports))
     if args.seeds > 1:
-        print(format_spread(json.loads((run_dir / "seeds.json").read_text())["members"], reports,
-                            args.seeds))  # fmt: skip
+        print(format_spread(members_spread, reports, args.seeds))
         archs = ", ".join(member.arch for member in members)
         print(
             f"ensemble of {args.seeds} seeds ({archs}); trained {seconds:.0f} s; "
@@ -215,7 +214,8 @@ def _train_into(
     run_dir: Path,
 ):
     """Train (one model or the seed ensemble) into `work`, with its metrics and W&B logging.
-    Returns the reports, the seconds trained, the checkpoint (one model) and the model."""
+    Returns the reports, the seconds trained, the checkpoint (one model) and the members' spread
+    (an ensemble)."""
     prepared = inputs.prepared
     print(
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
@@ -227,7 +227,7 @@ def _train_into(
         args.wandb, {**config.to_dict(), **info.to_dict()}, name=run_dir.name
     )
     started = time.perf_counter()
-    checkpoint = None
+    checkpoint, members_spread = None, None
     if args.seeds == 1:
         model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
     else:
@@ -238,13 +238,14 @@ def _train_into(
     )
     write_json(work / "metrics.json", reports)
     if args.seeds > 1:
+        members_spread = spread(member_reports)
         write_json(
             work / "seeds.json",
             {
                 "seeds": [member.seed for member in members],
                 "archs": [member.arch for member in members],
                 "alternate": args.alternate,
-                "members": spread(member_reports),
+                "members": members_spread,
                 "ensemble": reports,
             },
         )
@@ -253,7 +254,7 @@ def _train_into(
         scores = predict_split(model, valid, prepared.table, config.batch_size, prepared.stems)
         tracking.log_final(tracker, reports, valid.labels, scores, work / MODEL_FILE)
         tracker.finish()
-    return reports, seconds, checkpoint, model
+    return reports, seconds, checkpoint, members_spread
 
 
 def train_members(

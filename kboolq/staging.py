@@ -48,16 +48,13 @@ def _ours(run_dir: Path, kind: str) -> list[Path]:
     )
 
 
-def _new_dir(run_dir: Path, kind: str) -> Path:
-    """A new, uniquely named, marked directory beside RUN_DIR (never one the user made)."""
-    path = Path(tempfile.mkdtemp(prefix=f".{Path(run_dir).name}.{kind}-", dir=run_dir.parent))
+def new_staging(run_dir: Path) -> Path:
+    """A new, uniquely named, marked staging directory beside RUN_DIR (never one the user made)."""
+    name = f".{Path(run_dir).name}.{STAGING}-"
+    path = Path(tempfile.mkdtemp(prefix=name, dir=Path(run_dir).parent))
     os.chmod(path, 0o777 & ~_umask())  # mkdtemp makes 0700; a run directory follows umask
     (path / MARK).touch()
     return path
-
-
-def new_staging(run_dir: Path) -> Path:
-    return _new_dir(run_dir, STAGING)
 
 
 def recover(run_dir: Path) -> None:
