@@ -470,5 +470,45 @@ def test_no_grid_process_outlives_a_killed_launcher(tmp_path):
     process.wait()
     deadline = time.monotonic() + 90
     while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, [pid for pid in pids if _alive(pid)]
+        assert time.monotonic() < deadline, [_where(pid) for pid in pids if _alive(pid)]
         time.sleep(0.2)
+
+
+def _where(pid: int) -> str:
+    """What a process is and where it waits, for a failure message."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        return f"{pid}: {cmdline} (waits in {wchan})"
+    except OSError as exc:
+        return f"{pid}: {exc}"
+
+
+@pytest.mark.slow
+def test_a_grid_process_ends_after_its_launcher_even_ignoring_sigterm(tmp_path):
+    """The backstop behind the parent-death signal: follow_launcher's thread."""
+    child = (
+        "import signal, sys, time\n"
+        "from tuning import launch\n"
+        "launch.ORPHAN_GRACE = 0.5\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "launch.follow_launcher()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = (
+        "import os, subprocess, sys\n"
+        f"env = {{**os.environ, 'KBOOLQ_GRID_LAUNCHER': str(os.getpid())}}\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {child!r}], env=env, "
+        "stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
+        "assert child.stdout.readline() == 'ready\\n'\n"
+        "print(child.pid, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", parent], capture_output=True, text=True, timeout=120, check=True
+    )
+    orphan = int(done.stdout)
+    deadline = time.monotonic() + 20
+    while _alive(orphan):
+        assert time.monotonic() < deadline, _where(orphan)
+        time.sleep(0.1)

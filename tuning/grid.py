@@ -41,7 +41,7 @@ from tuning.distributed import (
     serve,
     worker_secret,
 )
-from tuning.launch import Launcher
+from tuning.launch import Launcher, follow_launcher
 from tuning.record import RECORD, check_same_grid, grid_record, is_grid, record_changes
 from tuning.tuner import _duration, build_tuner, finish, trial_check
 
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     role = role_from(args.chief, args.worker)
+    follow_launcher()
     if args.workers > 1:
         if role is not None:
             raise UserError("--workers starts its own chief and workers: drop --chief/--worker")

@@ -31,6 +31,8 @@ from tuning.distributed import SECRET_ENV
 
 REPLACEMENTS = 3  # per worker slot: a worker that keeps dying is a problem to report, not retry
 STOP_GRACE = 60.0  # seconds a process gets to finish its batch after SIGTERM before SIGKILL
+ORPHAN_GRACE = 30.0  # seconds a grid process outlives its launcher at most (follow_launcher)
+LAUNCHER_ENV = "KBOOLQ_GRID_LAUNCHER"  # the launcher's pid, in the environment of its children
 
 
 def free_port() -> int:
@@ -84,6 +86,7 @@ class Launcher:
     def _start(self, name: str, role: str, threads: int, gpu: str | None) -> subprocess.Popen:
         command = [sys.executable, "-m", "tuning.grid", *self.base, f"--{role}", self.address]
         env = {**self.env, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+        env[LAUNCHER_ENV] = str(os.getpid())
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         process = subprocess.Popen(
@@ -190,12 +193,36 @@ def _status(code: int) -> str:
 
 def _die_with_parent() -> None:
     """In the child: SIGTERM when the launcher dies, even by SIGKILL (Linux's parent-death
-    signal), so that no grid process outlives the command; elsewhere nothing."""
+    signal), so that no grid process outlives the command; elsewhere nothing. follow_launcher
+    is the backstop."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def follow_launcher() -> None:
+    """In a process that the launcher started: a thread that ends it at most ORPHAN_GRACE
+    seconds after the launcher is gone. The parent-death signal normally stops it sooner (it
+    finishes its batch); this catches what that misses: a launcher that died before the signal
+    was armed, a system without it, or a process that does not stop on it in time."""
+    launcher = os.environ.pop(LAUNCHER_ENV, None)
+    if launcher is None or not launcher.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(launcher):
+            time.sleep(0.5)
+        time.sleep(ORPHAN_GRACE)
+        print(
+            f"tuning.grid: the launcher (pid {launcher}) is gone; stopping",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="follow-launcher", daemon=True).start()
 
 
 def _new_secret() -> str:
