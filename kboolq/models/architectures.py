@@ -18,7 +18,17 @@ from keras import layers
 from kboolq.data.batches import STEMS
 from kboolq.data.layout import Layout
 from kboolq.models.gru import FastGRU
-from kboolq.models.layers import Bias, Compact, ExactMatch, MaskedPooling, SameCode, Segment
+from kboolq.models.layers import (
+    AttentionPooling,
+    Bias,
+    BiAttention,
+    Compact,
+    ExactMatch,
+    HighwayGate,
+    MaskedPooling,
+    SameCode,
+    Segment,
+)
 
 if TYPE_CHECKING:  # Config validates --arch against this registry, so it is imported lazily
     from kboolq.config import Config
@@ -83,12 +93,11 @@ def _parts(layout: Layout, sequence, lengths, suffix: str = ""):
     return question, q_mask, passage, p_mask
 
 
-def _encoded_parts(config: Config, layout: Layout, inputs: dict, match: bool = True):
-    """Question (B, Q, H) and passage (B, P, H) states with their masks (B, Q) and (B, P),
-    both read by one shared bidirectional GRU of H/2 units a direction. With --exact-match on
-    (and `match`) each word vector gets one more channel: does the word occur in the other
-    part; with 'stem' a second one: does a word of the same stem (both computed before word
-    dropout, so a dropped word still says it matched)."""
+def _matched_parts(config: Config, layout: Layout, inputs: dict, match: bool = True):
+    """Question (B, Q, F) and passage (B, P, F) word vectors after word dropout, with their masks
+    (B, Q) and (B, P). With --exact-match on (and `match`) each word vector gets one more
+    channel: does the word occur in the other part; with 'stem' a second one: does a word of the
+    same stem (both computed before word dropout, so a dropped word still says it matched)."""
     vectors, lengths = inputs["vectors"], inputs["lengths"]
     dropped = _word_dropout(config, layout, vectors)
     question, q_mask, passage, p_mask = _parts(layout, dropped, lengths)
@@ -103,6 +112,13 @@ def _encoded_parts(config: Config, layout: Layout, inputs: dict, match: bool = T
         q_in_p, p_in_q = matcher(q_compared, q_mask, p_compared, p_mask)
         question = layers.Concatenate()([question, q_in_p])
         passage = layers.Concatenate()([passage, p_in_q])
+    return question, q_mask, passage, p_mask
+
+
+def _encoded_parts(config: Config, layout: Layout, inputs: dict, match: bool = True):
+    """_matched_parts read by one shared bidirectional GRU of H/2 units a direction: question
+    (B, Q, H) and passage (B, P, H) states with their masks."""
+    question, q_mask, passage, p_mask = _matched_parts(config, layout, inputs, match)
     units = max(config.hidden_size // 2, 1)
     encoder = layers.Bidirectional(FastGRU(units, return_sequences=True), name="encoder")
     return encoder(question, mask=q_mask), q_mask, encoder(passage, mask=p_mask), p_mask
@@ -167,6 +183,46 @@ def build_esim(config: Config, layout: Layout, dim: int) -> keras.Model:
     return _model(config, inputs, _head(config, features, config.dropout))
 
 
+def _locked_dropout(rate: float, sequence):
+    """Locked (variational) dropout: one mask per row and feature, the same at every step."""
+    if not rate:
+        return sequence
+    return layers.Dropout(rate, noise_shape=(None, 1, sequence.shape[-1]))(sequence)
+
+
+def _highway_bigru(config: Config, name: str):
+    """A shared BiGRU of H/2 units a direction behind a highway gate from its input:
+    (x (B, L, F), mask (B, L)) -> (B, L, H)."""
+    units = max(config.hidden_size // 2, 1)
+    recurrent = layers.Bidirectional(FastGRU(units, return_sequences=True), name=name)
+    gate = HighwayGate(name=f"{name}_highway")
+    return lambda x, mask: gate(x, recurrent(x, mask=mask))
+
+
+def build_biattention(config: Config, layout: Layout, dim: int) -> keras.Model:
+    """The recurrent model of the BoolQ paper (Clark et al. 2019), with GRUs: a shared highway
+    BiGRU encoder, bi-attention fusion [x; a; x*a] of both parts, a second shared highway BiGRU,
+    attention pooling of both parts and a dense head. Locked dropout (--dropout) on the
+    encoder's inputs and the second layer's outputs, plain dropout after the dense layer."""
+    inputs = _matching_inputs(config, layout, dim)
+    question, q_mask, passage, p_mask = _matched_parts(config, layout, inputs)
+    encode = _highway_bigru(config, "encoder")
+    question = encode(_locked_dropout(config.dropout, question), q_mask)  # (B, Q, H)
+    passage = encode(_locked_dropout(config.dropout, passage), p_mask)  # (B, P, H)
+    p_reads_q, q_reads_p = BiAttention(name="bi_attention")(passage, p_mask, question, q_mask)
+    model = _highway_bigru(config, "modeller")
+    pool = AttentionPooling(name="attention_pool")
+    pooled = []
+    for states, read, mask in ((passage, p_reads_q, p_mask), (question, q_reads_p, q_mask)):
+        fused = layers.Concatenate()([states, read, layers.Multiply()([states, read])])  # 3H
+        modelled = _locked_dropout(config.dropout, model(fused, mask))  # (B, L, H)
+        pooled.append(pool(modelled, mask))  # (B, H)
+    hidden = layers.Dense(config.hidden_size, activation="relu")(layers.Concatenate()(pooled))
+    if config.dropout:
+        hidden = layers.Dropout(config.dropout)(hidden)
+    return _model(config, inputs, layers.Dense(1, activation="sigmoid", name="p_yes")(hidden))
+
+
 def build_question_only(config: Config, layout: Layout, dim: int) -> keras.Model:
     """Baseline that never reads the passage: how much the question alone gives away."""
     inputs = _inputs(layout, dim)
@@ -200,6 +256,12 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     "esim": Architecture(
         build_esim, "ESIM: two-way soft alignment, enhancement, composition", matches=True
+    ),
+    "biattention": Architecture(
+        build_biattention,
+        "the BoolQ paper's recurrent model: highway BiGRUs around bi-attention fusion, "
+        "attention pooling",
+        matches=True,
     ),
     "question_only": Architecture(build_question_only, "baseline: the question alone"),
     "majority": Architecture(build_majority, "baseline: the training base rate"),

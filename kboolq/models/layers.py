@@ -202,3 +202,96 @@ class SameCode(layers.Layer):
             keras.KerasTensor((*a.shape[:2], 1), dtype=self.compute_dtype),
             keras.KerasTensor((*b.shape[:2], 1), dtype=self.compute_dtype),
         )
+
+
+def _masked_softmax(logits, mask, axis: int = -1):
+    """Softmax over the positions where `mask` is True; a row with none gets zeros."""
+    mask = ops.cast(mask, "bool")
+    weights = ops.softmax(ops.where(mask, logits, -1e9), axis=axis)
+    return weights * ops.cast(mask, weights.dtype)
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class HighwayGate(layers.Layer):
+    """A highway connection around a recurrent layer (Clark et al. 2019, BoolQ's recurrent
+    model): from the layer's input x, a gate g = sigmoid(x W_g + b_g) and a transform
+    t = tanh(x W_t + b_t), both of the layer's output width; the output is g * h + (1 - g) * t,
+    so each unit can pass on the recurrent state h or a direct reading of the input.
+
+    Call: (x (B, L, D), h (B, L, H)) -> (B, L, H).
+    """
+
+    def build(self, x_shape, h_shape) -> None:
+        units = h_shape[-1]
+        self.kernel = self.add_weight(
+            shape=(x_shape[-1], 2 * units), initializer="glorot_uniform", name="kernel"
+        )
+        self.bias = self.add_weight(shape=(2 * units,), initializer="zeros", name="bias")
+
+    def call(self, x, h):
+        gate, transform = ops.split(ops.matmul(x, self.kernel) + self.bias, 2, axis=-1)
+        gate = ops.sigmoid(gate)
+        return gate * h + (1.0 - gate) * ops.tanh(transform)
+
+    def compute_output_shape(self, x_shape, h_shape):
+        return tuple(h_shape)
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class BiAttention(layers.Layer):
+    """Attention both ways between two parts with trilinear scores (BiDAF's similarity):
+    s(i, j) = a_i . w_a + b_j . w_b + (a_i * w_ab) . b_j, over real positions only.
+
+    Call: (a (B, A, H), a_mask (B, A), b (B, N, H), b_mask (B, N)) ->
+        (each a_i's summary of b (B, A, H), each b_j's summary of a (B, N, H)).
+    """
+
+    def build(self, a_shape, a_mask_shape, b_shape, b_mask_shape) -> None:
+        dim = a_shape[-1]
+        self.w_a = self.add_weight(shape=(dim,), initializer="glorot_uniform", name="w_a")
+        self.w_b = self.add_weight(shape=(dim,), initializer="glorot_uniform", name="w_b")
+        self.w_ab = self.add_weight(
+            shape=(dim,), initializer=keras.initializers.Constant(1.0 / dim), name="w_ab"
+        )
+
+    def call(self, a, a_mask, b, b_mask):
+        scores = ops.matmul(a * self.w_ab, ops.transpose(b, (0, 2, 1)))  # (B, A, N)
+        scores = scores + ops.expand_dims(ops.matmul(a, self.w_a), 2)
+        scores = scores + ops.expand_dims(ops.matmul(b, self.w_b), 1)
+        real = ops.cast(a_mask, "bool")[:, :, None] & ops.cast(b_mask, "bool")[:, None, :]
+        a_reads_b = ops.matmul(_masked_softmax(scores, real, axis=2), b)  # (B, A, H)
+        b_reads_a = ops.matmul(
+            ops.transpose(_masked_softmax(scores, real, axis=1), (0, 2, 1)), a
+        )  # (B, N, H)
+        return a_reads_b, b_reads_a
+
+    def compute_output_spec(self, a, a_mask, b, b_mask):
+        return (
+            keras.KerasTensor((*a.shape[:2], b.shape[-1]), dtype=a.dtype),
+            keras.KerasTensor((*b.shape[:2], a.shape[-1]), dtype=b.dtype),
+        )
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class AttentionPooling(layers.Layer):
+    """A learned weighted mean over the real steps: softmax(h_t . w) over t, then sum of h_t.
+
+    Call: (sequence (B, L, H), real (B, L)) -> (B, H).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def build(self, sequence_shape, real_shape) -> None:
+        self.w = self.add_weight(shape=(sequence_shape[-1],), initializer="glorot_uniform")
+
+    def call(self, sequence, real):
+        weights = _masked_softmax(ops.matmul(sequence, self.w), real, axis=1)  # (B, L)
+        return ops.sum(sequence * ops.expand_dims(weights, -1), axis=1)
+
+    def compute_output_shape(self, sequence_shape, real_shape):
+        return (sequence_shape[0], sequence_shape[2])
