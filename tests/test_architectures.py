@@ -8,7 +8,15 @@ from kboolq.data.batches import takes_stems
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
 from kboolq.models.architectures import ARCHITECTURES, build_model
-from kboolq.models.layers import Compact, ExactMatch, LayoutMask, SameCode
+from kboolq.models.layers import (
+    AttentionPooling,
+    BiAttention,
+    Compact,
+    ExactMatch,
+    HighwayGate,
+    LayoutMask,
+    SameCode,
+)
 
 pytestmark = pytest.mark.backend
 
@@ -70,6 +78,53 @@ def test_exact_match_by_hand():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(a_in_b)[0, :, 0], [1, 1, 0])
     # w3 occurs in the question only as padding: no match
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(b_in_a)[0, :, 0], [1, 0, 1, 0])
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_highway_gate_by_hand():
+    gate = HighwayGate()
+    x = np.array([[[1.0, 2.0]]], np.float32)  # (1, 1, 2)
+    h = np.array([[[0.5]]], np.float32)  # one unit
+    gate.build(x.shape, h.shape)
+    gate.kernel.assign([[1.0, 0.0], [0.0, 0.5]])  # gate logit x0 = 1, transform logit x1/2 = 1
+    gate.bias.assign([0.0, 0.0])
+    g = 1 / (1 + np.exp(-1.0))
+    np.testing.assert_allclose(_numpy(gate(x, h)), [[[g * 0.5 + (1 - g) * np.tanh(1.0)]]], 1e-6)
+
+
+def test_bi_attention_by_hand():
+    """Scores from the dot term alone (w_a = w_b = 0, w_ab = 1): a softmax over real positions."""
+    a = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)  # (1, 2, 2)
+    b = np.array([[[2.0, 0.0], [0.0, 1.0], [9.0, 9.0]]], np.float32)  # last position: padding
+    a_mask, b_mask = np.array([[1, 1]], bool), np.array([[1, 1, 0]], bool)
+    attention = BiAttention()
+    attention.build(a.shape, a_mask.shape, b.shape, b_mask.shape)
+    attention.w_a.assign([0.0, 0.0])
+    attention.w_b.assign([0.0, 0.0])
+    attention.w_ab.assign([1.0, 1.0])
+    a_reads_b, b_reads_a = attention(a, a_mask, b, b_mask)
+    scores = np.array([[2.0, 0.0], [0.0, 1.0]])  # a_i . b_j over the real b_j
+
+    def softmax(x, axis):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    np.testing.assert_allclose(_numpy(a_reads_b)[0], softmax(scores, 1) @ b[0, :2], 1e-5)
+    expected = softmax(scores, 0).T @ a[0]
+    np.testing.assert_allclose(_numpy(b_reads_a)[0, :2], expected, 1e-5)
+    np.testing.assert_allclose(_numpy(b_reads_a)[0, 2], [0.0, 0.0])  # padding reads nothing
+
+
+def test_attention_pooling_by_hand():
+    pooling = AttentionPooling()
+    sequence = np.array([[[1.0, 0.0], [0.0, 2.0], [50.0, 50.0]]], np.float32)
+    real = np.array([[1, 1, 0]], bool)
+    pooling.build(sequence.shape, real.shape)
+    pooling.w.assign([np.log(3.0), 0.0])  # logits log 3 and 0: weights 3/4 and 1/4
+    np.testing.assert_allclose(_numpy(pooling(sequence, real)), [[0.75, 0.5]], 1e-6)
 
 
 def test_exact_match_changes_what_bigru_reads():
