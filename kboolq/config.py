@@ -18,21 +18,12 @@ from typing import Any, NoReturn
 from kboolq.data.boolq import DEFAULT_VALID_SIZE
 from kboolq.data.glove import DEFAULT_GLOVE
 from kboolq.data.layout import PASSAGE_PERCENTILE, QUESTION_PERCENTILE
-from kboolq.data.tokens import ACCENTS
+from kboolq.data.tokens import ACCENTS, DEFAULT_ACCENTS
 from kboolq.errors import UserError
 from kboolq.models.architectures import ALIASES, ARCHITECTURES
 
 CLASS_WEIGHTS = ("none", "balanced")
 EXACT_MATCH = ("off", "on", "stem")
-# What runs saved before a setting existed trained with: a config.json (or grid.json) without
-# the key is read with these values, not with today's defaults.
-BEFORE_SETTING = {
-    "min_epochs": 0,
-    "lr_plateau": 0,
-    "clipnorm": 0.0,
-    "ema": 0.0,
-    "exact_match": "off",
-}
 SEED_MAX = 2**32 - 1  # numpy's and Keras's seeds are unsigned 32-bit
 
 
@@ -150,11 +141,14 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Every hyperparameter, as to_dict wrote it (kboolq.migration fills older files)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown, missing = sorted(set(values) - known), sorted(known - set(values))
         if unknown:
             raise UserError(f"unknown hyperparameters: {', '.join(unknown)}")
-        return cls(**{**BEFORE_SETTING, **values})
+        if missing:
+            raise UserError(f"missing hyperparameters: {', '.join(missing)}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -186,7 +180,7 @@ class DataSettings:
         "row; 100 keeps every train question whole (runs saved before this setting used 100)",
     )  # fmt: skip
     accents: str = _option(
-        "fold", "--accents",
+        DEFAULT_ACCENTS, "--accents",
         "'fold' strips accents before the ASCII filter (\"pokémon\" -> \"pokemon\"); 'drop' "
         "deletes accented letters as the notebook did (\"pokmon\", out of vocabulary); runs "
         "saved before this setting existed used 'drop'",

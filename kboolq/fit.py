@@ -300,9 +300,8 @@ def train_members(
 
 
 def _finished(member_dir: Path, info: RunInfo) -> bool:
-    """A finished member trained with `info`'s settings. Compared as read back, not as JSON
-    text: a member written by an older kboolq lacks keys that later versions add (read with
-    the values it trained with), and it must be kept, not trained again."""
+    """A finished member trained with `info`'s settings (as read_info reads it back, in
+    today's format), which is kept, not trained again."""
     if not (member_dir / "metrics.json").exists():
         return False
     try:

@@ -1,7 +1,8 @@
 """The run directory's format: model.keras plus config.json, and which files are kboolq's.
 
-config.json (format 1) holds the hyperparameters, the data settings, the layout and the vectors'
-fingerprint; read_info reads it (and any older run) into a RunInfo, load_model reads model.keras
+config.json (format 2) holds the hyperparameters, the data settings, the layout and the vectors'
+fingerprint; read_info reads it into a RunInfo (kboolq.migration brings an older run's config.json
+to today's format first), load_model reads model.keras
 and check_fits proves the two belong together. kboolq.api opens a run for use; kboolq.outputs
 guards what a command may write.
 """
@@ -24,11 +25,11 @@ from kboolq.data.batches import STEMS
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
 from kboolq.files import atomic_path, write_json
+from kboolq.migration import FORMAT, migrate_run
 from kboolq.models import gru, layers  # noqa: F401  (register the custom layers for loading)
 from kboolq.models.averaging import average
 from kboolq.staging import is_temporary
 
-FORMAT = 1
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 RUN_FILES = (
@@ -102,11 +103,9 @@ def _section(raw: dict, path: Path, name: str) -> dict:
     return value
 
 
-def _key(section: dict, path: Path, where: str, key: str, default: Any = ...) -> Any:
+def _key(section: dict, path: Path, where: str, key: str) -> Any:
     if key in section:
         return section[key]
-    if default is not ...:
-        return default
     raise UserError(f"{path}: key '{where}.{key}' is missing")
 
 
@@ -123,9 +122,7 @@ def read_info(run_dir: Path) -> RunInfo:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        found = raw.get("format") if isinstance(raw, dict) else None
-        raise UserError(f"{path}: run format {found!r}, this kboolq reads format {FORMAT}")
+    raw = migrate_run(raw, path)
     hyper = _section(raw, path, "hyperparameters")
     layout_raw, glove, data = (_section(raw, path, n) for n in ("layout", "embeddings", "data"))
     try:
@@ -139,10 +136,10 @@ def read_info(run_dir: Path) -> RunInfo:
         settings = DataSettings(
             data=_key(data, path, "data", "source"),
             glove=vectors.source,
-            valid_size=_key(data, path, "data", "valid_size"),
-            passage_percentile=_key(data, path, "data", "passage_percentile", 99.0),
-            question_percentile=_key(data, path, "data", "question_percentile", 100.0),
-            accents=_key(data, path, "data", "accents", "drop"),  # runs before the setting
+            **{
+                key: _key(data, path, "data", key)
+                for key in ("valid_size", "passage_percentile", "question_percentile", "accents")
+            },
         )
     except TypeError as exc:
         raise UserError(f"{path}: incomplete or incompatible config ({exc})") from None

@@ -59,9 +59,13 @@ def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, ca
 def test_old_runs_read_with_the_whole_question_length_they_were_trained_with(trained, tmp_path):
     run = _copy_run(trained, tmp_path)
     raw = json.loads((run / "config.json").read_text())
-    assert raw["data"]["question_percentile"] == 99.9
+    assert raw["format"] == 2 and raw["data"]["question_percentile"] == 99.9
     del raw["data"]["question_percentile"]
     (run / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(UserError) as error:  # today's format writes every key
+        open_run(run, trained[1])
+    assert str(error.value) == f"{run / 'config.json'}: key 'data.question_percentile' is missing"
+    (run / "config.json").write_text(json.dumps({**raw, "format": 1}))  # written before the cut
     assert open_run(run, trained[1]).info.data.question_percentile == 100.0
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import fixture_args
 
 from kboolq import ensemble, evaluate, fit, load_run
-from kboolq.config import Config
+from kboolq.config import Config, DataSettings
 from kboolq.data.batches import takes_stems
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
@@ -68,9 +68,10 @@ def test_fit_seeds_saves_the_members_average_and_resumes(tmp_path, capsys):
     assert (members[0] / "model.keras").stat().st_mtime_ns == first_model
     np.testing.assert_allclose(load_run(out, cache).predict(ROWS), ensemble, atol=1e-6)
 
-    # a member saved by an older kboolq lacks the keys added since (read as they trained) and
-    # is kept too; one trained with other settings is trained again
+    # a member saved by an older kboolq (format 1) lacks the keys added since (read as they
+    # trained) and is kept too; one trained with other settings is trained again
     config = json.loads((members[0] / "config.json").read_text())
+    config["format"] = 1
     del config["hyperparameters"]["exact_match"]  # read back as "off", as trained
     (members[0] / "config.json").write_text(json.dumps(config))
     config = json.loads((members[1] / "config.json").read_text())
@@ -200,7 +201,9 @@ def test_fit_seeds_must_be_positive(tmp_path):
 def test_accents_fold_or_drop():
     text = "Is Pokémon sold in São Paulo's café?"
     assert tokenize(text, "fold") == ["is", "pokemon", "sold", "in", "sao", "paulo", "'s", "cafe"]
-    assert tokenize(text) == ["is", "pokmon", "sold", "in", "so", "paulo", "'s", "caf"]
+    assert tokenize(text, "drop") == ["is", "pokmon", "sold", "in", "so", "paulo", "'s", "caf"]
+    assert tokenize(text) == tokenize(text, "fold")  # the library's default is the commands'
+    assert DataSettings().accents == "fold"
 
 
 def test_a_run_saved_before_accent_folding_keeps_dropping_accents(tmp_path):
@@ -208,8 +211,8 @@ def test_a_run_saved_before_accent_folding_keeps_dropping_accents(tmp_path):
     assert fit.main(fixture_args(out, tmp_path / "cache", "--hidden", "4", "--epochs", "1")) == 0
     assert read_info(out).data.accents == "fold"  # new runs fold
     config = json.loads((out / "config.json").read_text())
-    del config["data"]["accents"]  # as written by kboolq before the setting
-    (out / "config.json").write_text(json.dumps(config))
+    del config["data"]["accents"]  # as written by kboolq before the setting (format 1)
+    (out / "config.json").write_text(json.dumps({**config, "format": 1}))
     assert read_info(out).data.accents == "drop"
 
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kboolq.config import BEFORE_SETTING
 from kboolq.errors import UserError
+from kboolq.migration import FORMAT, migrate_grid_record
 from kboolq.rundir import RunInfo
 
 RECORD = "grid.json"  # what the grid directory was made from
@@ -17,18 +17,22 @@ RECORD = "grid.json"  # what the grid directory was made from
 def grid_record(info: RunInfo, grid: dict[str, list[Any]]) -> dict[str, Any]:
     fixed = {k: v for k, v in info.config.to_dict().items() if k not in grid}
     data = info.to_dict()["data"]
-    return {"data": data, "embeddings": info.to_dict()["embeddings"], "fixed": fixed, "axes": grid}
+    return {
+        "format": FORMAT,
+        "data": data,
+        "embeddings": info.to_dict()["embeddings"],
+        "fixed": fixed,
+        "axes": grid,
+    }
 
 
 def record_changes(old: dict[str, Any], new: dict[str, Any], same_axes: bool) -> list[str]:
     """What differs between two grid records: data, vectors and fixed settings always; the
     axes must be equal (`same_axes`) or may only gain values."""
-    # a setting added to kboolq after the old grid was made had the value that reproduces
-    # the behaviour of before (BEFORE_SETTING; accents: the notebook's "drop")
-    before = {"fixed": BEFORE_SETTING, "data": {"accents": "drop"}}
+    old = migrate_grid_record(old)
 
     def was(section: str, key: str) -> Any:
-        return old.get(section, {}).get(key, before.get(section, {}).get(key))
+        return old.get(section, {}).get(key)
 
     changed = [
         f"{section}.{key}: {was(section, key)!r} -> {value!r}"
@@ -51,10 +55,15 @@ def record_changes(old: dict[str, Any], new: dict[str, Any], same_axes: bool) ->
 def check_same_grid(grid_dir: Path, record: dict[str, Any]) -> None:
     """A grid directory continues only the grid it was made for: the same data, vectors and
     fixed settings, and axes that keep every value they had (new values add grid points)."""
+    path = grid_dir / RECORD
+    if not path.exists():
+        return  # a new grid (grid.json is written before the first trial)
     try:
-        old = json.loads((grid_dir / RECORD).read_text())
-    except (OSError, ValueError):
-        return  # a new grid, or one made before grid.json was written
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"{path}: unreadable ({exc}); pass --fresh to start the grid over"
+        ) from None
     changed = record_changes(old, record, same_axes=False)
     if changed:
         raise UserError(

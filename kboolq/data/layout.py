@@ -23,7 +23,7 @@ import numpy as np
 
 from kboolq.data.boolq import BoolQ, Row
 from kboolq.data.glove import Glove
-from kboolq.data.tokens import TOKENIZER_VERSION, stem, tokenize
+from kboolq.data.tokens import DEFAULT_ACCENTS, TOKENIZER_VERSION, stem, tokenize
 from kboolq.errors import UserError
 from kboolq.files import atomic_path, sha256_json
 
@@ -97,7 +97,7 @@ class _Tokenized:
 NO_WORD = "the {what} has no word in the GloVe vocabulary"
 
 
-def vocabulary_problem(row: Row, glove: Glove, accents: str = "drop") -> str | None:
+def vocabulary_problem(row: Row, glove: Glove, accents: str = DEFAULT_ACCENTS) -> str | None:
     """Why `row` cannot be encoded (a part without one known word), or None."""
     for what, text in (("question", row.question), ("passage", row.passage)):
         if not any(token in glove.index for token in tokenize(text, accents)):
@@ -164,7 +164,7 @@ def encode(
     glove: Glove,
     layout: Layout | None = None,
     percentile: float = PASSAGE_PERCENTILE,
-    accents: str = "drop",
+    accents: str = DEFAULT_ACCENTS,
     question_percentile: float = QUESTION_PERCENTILE,
 ) -> Encoded:
     """Encode named groups of rows into one compact table; without `layout`, train sets it."""
@@ -217,7 +217,7 @@ def fingerprint(
     boolq: BoolQ,
     glove: Glove,
     percentile: float = PASSAGE_PERCENTILE,
-    accents: str = "drop",
+    accents: str = DEFAULT_ACCENTS,
     question_percentile: float = QUESTION_PERCENTILE,
 ) -> str:
     settings = {
@@ -225,7 +225,7 @@ def fingerprint(
         "separator": SEPARATOR_LENGTH,
         "percentile": percentile,
         "question_percentile": question_percentile,
-        **({"accents": accents} if accents != "drop" else {}),  # earlier caches stay valid
+        "accents": accents,
     }
     return sha256_json({"data": boolq.fingerprint, "glove": glove.fingerprint, **settings})
 
@@ -298,7 +298,7 @@ def prepare(
     glove: Glove,
     cache_dir: Path,
     percentile: float = PASSAGE_PERCENTILE,
-    accents: str = "drop",
+    accents: str = DEFAULT_ACCENTS,
     question_percentile: float = QUESTION_PERCENTILE,
 ) -> tuple[Prepared, bool]:
     """Encode every split, or reuse the cached result when data, vectors and settings match.

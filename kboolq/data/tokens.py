@@ -11,10 +11,11 @@ from nltk.tokenize import word_tokenize
 TOKENIZER_VERSION = 1  # bump whenever tokenize() changes: it is part of the cache fingerprint
 _PUNCTUATION = frozenset(string.punctuation)
 ACCENTS = ("drop", "fold")  # what happens to accented letters: the notebook dropped them
+DEFAULT_ACCENTS = "fold"  # the library's default and the commands' (--accents)
 _STEMMER = SnowballStemmer("english")  # rules only: nothing to download, unlike a lemmatizer
 
 
-def tokenize(text: str, accents: str = "drop") -> list[str]:
+def tokenize(text: str, accents: str = DEFAULT_ACCENTS) -> list[str]:
     """The seed's tokenization: lower-case, ASCII only, nltk words, punctuation tokens dropped.
 
     With accents="fold" letters lose their accents first (NFKD, combining marks removed:

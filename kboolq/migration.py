@@ -1,0 +1,58 @@
+"""The one place that knows older formats: a run's config.json or a grid's grid.json written by
+an earlier kboolq is read as today's format (FORMAT), with each setting it lacks filled with the
+value that it was made with, which is not always today's default.
+
+Nothing else in kboolq reads an older format: read_info and the grid record take only what
+migrate_run and migrate_grid_record return. Adding a setting means adding its value-before here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kboolq.errors import UserError
+
+FORMAT = 2
+
+# Format 1 (kboolq 0.1) wrote a setting only once it existed: a format-1 file without one was
+# made with these values.
+FORMAT_1_HYPERPARAMETERS = {
+    "min_epochs": 0,
+    "lr_plateau": 0,
+    "clipnorm": 0.0,
+    "ema": 0.0,
+    "exact_match": "off",
+}
+FORMAT_1_DATA = {
+    "passage_percentile": 99.0,  # the notebook's cut
+    "question_percentile": 100.0,  # questions were never cut
+    "accents": "drop",  # the notebook's ASCII filter
+}
+
+
+def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
+    """A run's config.json as read (any format) -> a format-FORMAT dict; a UserError naming
+    `path` for a format this kboolq does not know (a newer kboolq's, or not a run at all)."""
+    found = raw.get("format") if isinstance(raw, dict) else None
+    if found == FORMAT:
+        return raw
+    if found != 1:
+        raise UserError(f"{path}: run format {found!r}, this kboolq reads formats 1 to {FORMAT}")
+    migrated = {**raw, "format": FORMAT}
+    for section, before in (("hyperparameters", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)):
+        if isinstance(raw.get(section), dict):  # else read_info names the missing section
+            migrated[section] = {**before, **raw[section]}
+    return migrated
+
+
+def migrate_grid_record(raw: Any) -> dict[str, Any]:
+    """A grid's grid.json as read -> today's record. Records without a "format" key were written
+    with format-1 runs: their fixed settings and data settings are filled the same way."""
+    if not isinstance(raw, dict) or raw.get("format") == FORMAT:
+        return raw
+    migrated = {**raw, "format": FORMAT}
+    for section, before in (("fixed", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)):
+        if isinstance(raw.get(section), dict):
+            migrated[section] = {**before, **raw[section]}
+    return migrated

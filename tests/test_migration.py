@@ -1,0 +1,77 @@
+"""kboolq.migration: the one place that reads older config.json and grid.json formats."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from kboolq import migration
+from kboolq.errors import UserError
+from kboolq.rundir import read_info
+from tuning.record import record_changes
+
+OLD_RUN = Path(__file__).parent / "data" / "runs" / "format1-bigru"
+PACKAGES = Path(__file__).parent.parent
+
+
+def test_a_format_1_run_reads_with_the_values_it_was_made_with(tmp_path):
+    raw = json.loads((OLD_RUN / "config.json").read_text())
+    assert raw["format"] == 1 and "ema" not in raw["hyperparameters"]
+    migrated = migration.migrate_run(raw, OLD_RUN / "config.json")
+    assert migrated["format"] == migration.FORMAT == 2
+    hyper, data = migrated["hyperparameters"], migrated["data"]
+    assert (hyper["ema"], hyper["lr_plateau"], hyper["exact_match"]) == (0.0, 0, "off")
+    assert (data["passage_percentile"], data["accents"]) == (99.0, "drop")
+    assert hyper["hidden_size"] == raw["hyperparameters"]["hidden_size"]  # kept as written
+    assert migration.migrate_run(migrated, OLD_RUN) == migrated  # today's format: unchanged
+    info = read_info(OLD_RUN)
+    assert (info.config.ema, info.data.question_percentile) == (0.0, 100.0)
+
+
+def test_a_key_written_in_format_1_wins_over_the_fill():
+    raw = {"format": 1, "hyperparameters": {"ema": 0.5}, "data": {"accents": "fold"}}
+    migrated = migration.migrate_run(raw, Path("c.json"))
+    assert migrated["hyperparameters"]["ema"] == 0.5 and migrated["data"]["accents"] == "fold"
+
+
+@pytest.mark.parametrize("raw", [{"format": 3}, {"format": "2"}, {}, [1], None])
+def test_an_unknown_run_format_is_refused_naming_the_file(raw):
+    with pytest.raises(UserError) as error:
+        migration.migrate_run(raw, Path("run/config.json"))
+    found = raw.get("format") if isinstance(raw, dict) else None
+    assert str(error.value) == (
+        f"run/config.json: run format {found!r}, this kboolq reads formats 1 to 2"
+    )
+
+
+def test_a_grid_record_without_format_compares_with_the_values_it_was_made_with():
+    today = {
+        "format": 2,
+        "data": {"source": "/d", "accents": "drop", "passage_percentile": 99.0},
+        "embeddings": {"source": "kumo50"},
+        "fixed": {"hidden_size": 8, "ema": 0.0, "exact_match": "off"},
+        "axes": {"lr": [0.001]},
+    }
+    old = {
+        "data": {"source": "/d"},
+        "embeddings": {"source": "kumo50"},
+        "fixed": {"hidden_size": 8},
+        "axes": {"lr": [0.001]},
+    }
+    assert record_changes(old, today, same_axes=True) == []
+    changed = {**today, "fixed": {**today["fixed"], "ema": 0.99}}
+    assert record_changes(old, changed, same_axes=True) == ["fixed.ema: 0.0 -> 0.99"]
+    assert record_changes(changed, today, same_axes=True) == ["fixed.ema: 0.99 -> 0.0"]
+
+
+def test_no_module_but_migration_knows_the_old_formats_values():
+    """The format-1 fill values appear in kboolq.migration only (one place)."""
+    pattern = re.compile(r"FORMAT_1_|BEFORE_SETTING|\"format\"\) != 1|format == 1")
+    knowing = sorted(
+        str(path.relative_to(PACKAGES))
+        for folder in ("kboolq", "tuning")
+        for path in (PACKAGES / folder).rglob("*.py")
+        if pattern.search(path.read_text())
+    )
+    assert knowing == ["kboolq/migration.py"]
