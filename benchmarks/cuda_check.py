@@ -29,7 +29,7 @@ from kboolq.data.batches import Batches
 from kboolq.config import Config
 from kboolq.models.gru import FastGRU
 from kboolq.models.architectures import build_model
-from kboolq.data.layout import Layout, Split
+from kboolq.data.layout import Layout, Lookup, Split
 from kboolq.rundir import MODEL_FILE, load_model, save_model
 from kboolq.training import compile_model
 
@@ -103,7 +103,7 @@ def reference_inputs(seed: int = 2) -> tuple[Layout, dict, np.ndarray]:
     table = rng.normal(size=(300, 16)).astype(np.float32)
     table[0] = 0
     labels = (rng.random(rows) < 0.6).astype(np.int8)
-    inputs, _ = Batches(Split(ids, q_len, p_len, labels), table, rows)[0]
+    inputs, _ = Batches(Split(ids, q_len, p_len, labels), Lookup.of(table), rows)[0]
     return layout, inputs, labels
 
 

@@ -73,7 +73,7 @@ def main() -> None:
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"{where}; torch {torch.__version__}, keras {keras.__version__}")
     print(f"data ready in {inputs.seconds:.1f} s; T = {prepared.layout.steps}; {config}")
-    train = Batches(prepared.splits["train"], prepared.table, config.batch_size, shuffle=True)
+    train = Batches(prepared.splits["train"], prepared.lookup, config.batch_size, shuffle=True)
     start = time.perf_counter()
     for index in range(len(train)):
         train[index]

@@ -39,7 +39,7 @@ from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.data.boolq import load_boolq
 from kboolq.data.glove import load_glove
-from kboolq.data.layout import Layout, Split, prepare
+from kboolq.data.layout import Layout, Lookup, Split, prepare
 from kboolq.evaluation import training_metrics
 from kboolq.models.architectures import build_model
 from kboolq.models.layers import LayoutMask
@@ -137,7 +137,7 @@ def real_lengths(
         prepared, _ = prepare(
             load_boolq(str(data)), load_glove(glove, default_cache_dir()), default_cache_dir()
         )
-        return prepared.layout, prepared.splits["train"], prepared.table
+        return prepared.layout, prepared.splits["train"], prepared.lookup.vectors
     rng = np.random.default_rng(0)
     rows = 640
     layout = Layout(q_max=21, p_max=274)
@@ -164,7 +164,7 @@ def bench_pair(
     table[0] = 0
     ids = rng.integers(1, 5000, split.ids.shape).astype(np.int32)
     ids[split.ids == 0] = 0
-    batches = Batches(Split(ids, split.q_len, split.p_len, split.labels), table, batch)
+    batches = Batches(Split(ids, split.q_len, split.p_len, split.labels), Lookup.of(table), batch)
     inputs, labels = batches[0]
     keras.utils.set_random_seed(0)
     keras_model = keras_gru_model(layout, dim, hidden)
@@ -201,7 +201,7 @@ def bench_pair(
         repeats,
     )
     real_table = rng.normal(size=(41316, dim)).astype(np.float32)  # the real table's size
-    generator = Batches(split, real_table, batch, shuffle=True)
+    generator = Batches(split, Lookup.of(real_table), batch, shuffle=True)
     result.update(interleaved_medians({"batch": lambda: generator[3]}, repeats * 5))
     return result
 
@@ -214,7 +214,7 @@ def bench_epoch(
     subset = Split(
         *(a[: steps * batch] for a in (split.ids, split.q_len, split.p_len, split.labels))
     )
-    batches = Batches(subset, table, batch, shuffle=True)
+    batches = Batches(subset, Lookup.of(table), batch, shuffle=True)
     dim, hidden = table.shape[1], 128
     keras.utils.set_random_seed(0)
     project = notebook_model(hidden, layout, dim)

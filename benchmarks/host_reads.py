@@ -50,7 +50,7 @@ def main() -> None:
         with count_host_reads() as counts:
             steps = StepReads(counts)
             model, _ = train_model(config, prepared, Path(tmp) / "run", [steps], verbose=0)
-            evaluate_splits(model, prepared.splits, prepared.table, config.batch_size)
+            evaluate_splits(model, prepared, config.batch_size)
     total = sum(counts.values())
     print(
         f"{args.rows} rows, {config.max_epochs} epochs, batch {config.batch_size}"

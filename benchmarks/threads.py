@@ -33,7 +33,7 @@ from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.data.boolq import load_boolq
 from kboolq.data.glove import load_glove
-from kboolq.data.layout import Layout, Split, prepare
+from kboolq.data.layout import Layout, Lookup, Split, prepare
 from kboolq.files import default_cache_dir
 from kboolq.models.architectures import build_model
 from kboolq.threads import set_threads
@@ -53,7 +53,7 @@ def training_data(data: Path) -> tuple[Layout, Batches]:
         cache = default_cache_dir()
         prepared, _ = prepare(load_boolq(str(data)), load_glove("kumo50", cache), cache)
         train = prepared.splits["train"]
-        return prepared.layout, Batches(train, prepared.table, 64, shuffle=True, seed=0)
+        return prepared.layout, Batches(train, prepared.lookup, 64, shuffle=True, seed=0)
     rng = np.random.default_rng(0)
     layout, rows = Layout(q_max=21, p_max=273), 64 * 20
     q_len = rng.integers(4, 22, rows).astype(np.int32)
@@ -61,7 +61,7 @@ def training_data(data: Path) -> tuple[Layout, Batches]:
     ids = rng.integers(1, 5000, (rows, layout.steps)).astype(np.int32)
     table = rng.normal(size=(5000, 50)).astype(np.float32)
     labels = (rng.random(rows) < 0.6).astype(np.int8)
-    return layout, Batches(Split(ids, q_len, p_len, labels), table, 64)
+    return layout, Batches(Split(ids, q_len, p_len, labels), Lookup.of(table), 64)
 
 
 def wait_for_all(barrier: Path, processes: int) -> None:

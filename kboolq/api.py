@@ -12,7 +12,7 @@ import numpy as np
 
 from kboolq.data.boolq import Row, parse_row
 from kboolq.data.glove import Glove, load_glove
-from kboolq.data.layout import Encoded, encode
+from kboolq.data.layout import Prepared, encode
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.files import default_cache_dir
@@ -39,7 +39,7 @@ class OpenRun:
     model: keras.Model
     glove: Glove
 
-    def encode(self, groups: dict[str, Sequence[Row]]) -> Encoded:
+    def encode(self, groups: dict[str, Sequence[Row]]) -> Prepared:
         """Rows in the run's own layout, over the run's vectors."""
         return encode(groups, self.glove, self.info.layout, accents=self.info.data.accents)
 
@@ -51,7 +51,7 @@ class OpenRun:
         ]
         encoded = self.encode({"rows": parsed})
         split, batch = encoded.splits["rows"], self.info.config.batch_size
-        return predict_split(self.model, split, encoded.table, batch, encoded.stems)
+        return predict_split(self.model, split, encoded.lookup, batch)
 
 
 def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:

@@ -132,15 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         boolq = load_boolq(info.data.data, info.data.valid_size)
         names = [name for name in ("valid", "test") if name in boolq.splits]
         encoded = first.encode({n: boolq.splits[n] for n in names})
-        table, stems, splits = encoded.table, encoded.stems, encoded.splits
         runs = list(args.runs)
         models = [first.model] + [load_model(run) for run in args.runs[1:]]
         if args.select:
-            valid = splits["valid"]
+            valid, lookup = encoded.splits["valid"], encoded.lookup
             batch_size = info.config.batch_size
             chosen = greedy_select(
-                valid.labels,
-                [predict_split(model, valid, table, batch_size, stems) for model in models],
+                valid.labels, [predict_split(model, valid, lookup, batch_size) for model in models]
             )
             runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
             print(f"selected on valid: {', '.join(str(run) for run in runs)}")
@@ -148,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         with staged(out, is_kboolq_entry) as work:
             write_info(work, info)
             model = save_ensemble(work, models, runs, out)
-            reports = evaluate_splits(model, splits, table, info.config.batch_size, stems)
+            reports = evaluate_splits(model, encoded, info.config.batch_size)
             write_json(work / "metrics.json", reports)
         print(format_table(reports))
         print(f"ensemble of {len(runs)} runs written to {args.out}")

@@ -84,13 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         encoded = run.encode({args.split: boolq.splits[args.split]})
         split = encoded.splits[args.split]
-        scores = predict_split(
-            run.model,
-            split,
-            encoded.table,
-            args.batch_size or info.config.batch_size,
-            encoded.stems,
-        )
+        batch_size = args.batch_size or info.config.batch_size
+        scores = predict_split(run.model, split, encoded.lookup, batch_size)
         # which data was scored: the run's own, or what --data named
         report = {**binary_report(split.labels, scores), "data": boolq.source}
         write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})

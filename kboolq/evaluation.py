@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from kboolq.data.batches import Batches, takes_stems
-from kboolq.data.layout import Split
+from kboolq.data.layout import Lookup, Prepared, Split
 from kboolq.errors import UserError
 
 NAMES = ("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "pr_auc", "loss")
@@ -142,18 +142,9 @@ def training_metrics() -> list[keras.metrics.Metric]:
     ]
 
 
-def predict_split(
-    model: keras.Model,
-    split: Split,
-    table: np.ndarray,
-    batch_size: int,
-    stems: np.ndarray | None = None,
-) -> np.ndarray:
-    """P(yes) for every row of `split`, in order; never NaN (a damaged model is an error).
-    `stems` (the table's stem classes) reaches only a model that takes them."""
-    if takes_stems(model) and stems is None:
-        raise ValueError("this model compares stems: pass the table's stem classes")
-    batches = Batches(split, table, batch_size, stems=stems if takes_stems(model) else None)
+def predict_split(model: keras.Model, split: Split, lookup: Lookup, batch_size: int) -> np.ndarray:
+    """P(yes) for every row of `split`, in order; never NaN (a damaged model is an error)."""
+    batches = Batches(split, lookup, batch_size, stems=takes_stems(model))
     scores = model.predict(batches, verbose=0).ravel()
     bad = ~np.isfinite(scores)
     if bad.any():
@@ -164,17 +155,11 @@ def predict_split(
     return scores
 
 
-def evaluate_splits(
-    model: keras.Model,
-    splits: dict[str, Split],
-    table: np.ndarray,
-    batch_size: int,
-    stems: np.ndarray | None = None,
-) -> dict[str, dict]:
+def evaluate_splits(model: keras.Model, prepared: Prepared, batch_size: int) -> dict[str, dict]:
     """The full report for each labelled split that is not the training split."""
     return {
-        name: binary_report(split.labels, predict_split(model, split, table, batch_size, stems))
-        for name, split in splits.items()
+        name: binary_report(split.labels, predict_split(model, split, prepared.lookup, batch_size))
+        for name, split in prepared.splits.items()
         if name != "train"
     }
 

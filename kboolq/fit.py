@@ -233,9 +233,7 @@ def _train_into(
     else:
         model, member_reports = train_members(info, members, prepared, work, extra, args, run_dir)
     seconds = time.perf_counter() - started
-    reports = evaluate_splits(
-        model, prepared.splits, prepared.table, config.batch_size, prepared.stems
-    )
+    reports = evaluate_splits(model, prepared, config.batch_size)
     write_json(work / "metrics.json", reports)
     if args.seeds > 1:
         members_spread = spread(member_reports)
@@ -251,7 +249,7 @@ def _train_into(
         )
     if tracker is not None:
         valid = prepared.splits["valid"]
-        scores = predict_split(model, valid, prepared.table, config.batch_size, prepared.stems)
+        scores = predict_split(model, valid, prepared.lookup, config.batch_size)
         tracking.log_final(tracker, reports, valid.labels, scores, work / MODEL_FILE)
         tracker.finish()
     return reports, seconds, checkpoint, members_spread
@@ -289,9 +287,7 @@ def train_members(
         where = f"{len(models) + 1} of {len(configs)}, {config.arch}"
         print(f"member seed {config.seed} ({where})", flush=True)
         model, _ = train_model(config, prepared, member_dir, extra, verbose=verbosity(args))
-        report = evaluate_splits(
-            model, prepared.splits, prepared.table, config.batch_size, prepared.stems
-        )
+        report = evaluate_splits(model, prepared, config.batch_size)
         write_json(member_dir / "metrics.json", report)
         models.append(model)
         reports.append(report)

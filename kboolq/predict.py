@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if answerable:
         encoded = run.encode({"rows": [entry.row for entry in answerable]})
         batch = run.info.config.batch_size
-        predicted = predict_split(
-            run.model, encoded.splits["rows"], encoded.table, batch, encoded.stems
-        )
+        predicted = predict_split(run.model, encoded.splits["rows"], encoded.lookup, batch)
         for entry, score in zip(answerable, predicted, strict=True):
             entry.score = float(score)
     for entry in entries:

@@ -196,17 +196,17 @@ def train_model(
     The best model is read back from run_dir/model.keras, which also proves the saved file works.
     """
     keras.utils.set_random_seed(config.seed)
-    model = compile_model(build_model(config, prepared.layout, prepared.table.shape[1]), config)
-    table, stems = prepared.table, prepared.stems if takes_stems(model) else None
+    model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
+    lookup, stems = prepared.lookup, takes_stems(model)
     train = Batches(
         prepared.splits["train"],
-        table,
+        lookup,
         config.batch_size,
         shuffle=True,
         seed=config.seed,
         stems=stems,
     )
-    valid = Batches(prepared.splits["valid"], table, config.batch_size, stems=stems)
+    valid = Batches(prepared.splits["valid"], lookup, config.batch_size, stems=stems)
     checkpoint = BestCheckpoint(run_dir)
     history = HistoryWriter(Path(run_dir) / "history.csv")
     # With --ema the averaged weights are swapped in before validation and at each epoch's end,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kboolq.data.batches import Batches
-from kboolq.data.layout import Split
+from kboolq.data.layout import Lookup, Split
 
 pytestmark = pytest.mark.backend
 
@@ -18,11 +18,12 @@ def _split(rows=10, steps=6):
 
 
 TABLE = np.arange(15, dtype=np.float32).reshape(5, 3)
+LOOKUP = Lookup(TABLE, np.array([0, 1, 2, 1, 3], np.int32))
 
 
 def test_shapes_dtypes_and_values():
     split = _split()
-    batches = Batches(split, TABLE, batch_size=4)
+    batches = Batches(split, LOOKUP, batch_size=4)
     assert len(batches) == 3
     inputs, labels = batches[0]
     assert inputs["vectors"].shape == (4, 6, 3) and inputs["vectors"].dtype == np.float32
@@ -44,8 +45,8 @@ def _epoch_order(batches):
 def test_training_order_is_seeded_and_changes_every_epoch():
     split = _split(rows=40)
     first, twin = (
-        Batches(split, TABLE, 8, shuffle=True, seed=3),
-        Batches(split, TABLE, 8, shuffle=True, seed=3),
+        Batches(split, LOOKUP, 8, shuffle=True, seed=3),
+        Batches(split, LOOKUP, 8, shuffle=True, seed=3),
     )
     assert first.order.tolist() == twin.order.tolist()
     assert sorted(first.order.tolist()) == list(range(40))
@@ -54,12 +55,21 @@ def test_training_order_is_seeded_and_changes_every_epoch():
     assert first.order.tolist() != epoch0.tolist()
     twin.on_epoch_end()
     assert first.order.tolist() == twin.order.tolist()
-    assert Batches(split, TABLE, 8, shuffle=True, seed=4).order.tolist() != epoch0.tolist()
+    assert Batches(split, LOOKUP, 8, shuffle=True, seed=4).order.tolist() != epoch0.tolist()
 
 
 def test_evaluation_order_is_fixed():
-    batches = Batches(_split(rows=9), TABLE, 4)
+    batches = Batches(_split(rows=9), LOOKUP, 4)
     before = [batches[i][1].tolist() for i in range(len(batches))]
     batches.on_epoch_end()
     assert [batches[i][1].tolist() for i in range(len(batches))] == before
     assert batches.order.tolist() == list(range(9))
+
+
+def test_stem_classes_come_with_the_lookup_only_for_a_model_that_takes_them():
+    split = _split()
+    with_stems, _ = Batches(split, LOOKUP, 4, stems=True)[0]
+    np.testing.assert_array_equal(with_stems["stems"], LOOKUP.stems[split.ids[:4]])
+    assert with_stems["stems"].dtype == np.int32
+    without, _ = Batches(split, LOOKUP, 4)[0]
+    assert set(without) == {"vectors", "lengths"}

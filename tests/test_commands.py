@@ -154,7 +154,7 @@ def test_predict_in_a_new_process_equals_fit_time_predictions(run, tmp_path):
     test = inputs.prepared.splits["test"]
     from kboolq.evaluation import predict_split
 
-    expected = predict_split(load_model(run_dir), test, inputs.prepared.table, 64)
+    expected = predict_split(load_model(run_dir), test, inputs.prepared.lookup, 64)
     result = _command(
         "kboolq.predict",
         str(run_dir),

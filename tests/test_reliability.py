@@ -35,7 +35,7 @@ def test_preprocessing_never_crashes_and_shapes_stay_valid(question, passage):
     assert all(isinstance(t, str) and t and t.isascii() for t in tokens)
     try:
         e = encode({"x": [Row(question + " the", passage + " moon", 1, "fuzz")]}, GLOVE, LAYOUT)
-        table, splits = e.table, e.splits
+        table, splits = e.lookup.vectors, e.splits
     except UserError as exc:  # only text whose words all vanish may fail, and it says so
         assert "has no word in the GloVe vocabulary" in str(exc)
         return

@@ -49,7 +49,7 @@ class ConfigHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         config = self.config(hp)
         keras.utils.set_random_seed(config.seed)
-        return build_model(config, self.prepared.layout, self.prepared.table.shape[1])
+        return build_model(config, self.prepared.layout, self.prepared.lookup.dim)
 
 
 class StopWhenLost(keras.callbacks.Callback):
@@ -137,7 +137,7 @@ def trial_check(hypermodel: ConfigHyperModel):
     """The chief's check of a trial's files before they count: config.json holds the trial's
     own grid point and the grid's layout and vectors, and model.keras loads and takes them.
     Returns accept(trial, directory) -> None, or the one-line reason the trial fails."""
-    layout, dim = hypermodel.prepared.layout, hypermodel.prepared.table.shape[1]
+    layout, dim = hypermodel.prepared.layout, hypermodel.prepared.lookup.dim
 
     def accept(trial, directory: Path) -> str | None:
         try:
@@ -321,9 +321,7 @@ def finish(
     save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
     best_dir = grid_dir / "best"
     publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
-    reports = evaluate_splits(
-        load_model(best_dir), prepared.splits, prepared.table, base.batch_size, prepared.stems
-    )
+    reports = evaluate_splits(load_model(best_dir), prepared, base.batch_size)
     write_json(best_dir / "metrics.json", reports)
     print(_format_rows(rows))
     print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")

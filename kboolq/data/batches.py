@@ -11,7 +11,7 @@ import math
 import keras
 import numpy as np
 
-from kboolq.data.layout import Split
+from kboolq.data.layout import Lookup, Split
 
 STEMS = "stems"  # the input of models that compare stems (--exact-match stem)
 
@@ -23,7 +23,8 @@ def takes_stems(model: keras.Model) -> bool:
 
 class Batches(keras.utils.PyDataset):
     """Yields ({"vectors": (B, T, D) float32, "lengths": (B, 2) int32}, labels (B,) float32),
-    and "stems": (B, T) int32 (each position's stem class) when `stems` is given.
+    and "stems": (B, T) int32 (each position's stem class) for a model that takes them
+    (`stems`: takes_stems of the model the batches are for).
 
     `lengths` holds each row's real question and passage lengths, from which the model builds
     its padding mask. Training order is reshuffled every epoch from (seed, epoch); without
@@ -33,16 +34,16 @@ class Batches(keras.utils.PyDataset):
     def __init__(
         self,
         split: Split,
-        table: np.ndarray,
+        lookup: Lookup,
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
-        stems: np.ndarray | None = None,
+        stems: bool = False,
     ) -> None:
         super().__init__()
         self.split = split
-        self.table = np.ascontiguousarray(table, dtype=np.float32)
-        self.stems = None if stems is None else np.asarray(stems, dtype=np.int32)
+        self.table = np.ascontiguousarray(lookup.vectors, dtype=np.float32)
+        self.stems = np.asarray(lookup.stems, dtype=np.int32) if stems else None
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed

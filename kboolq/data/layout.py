@@ -10,6 +10,7 @@ table row also has a stem class (equal for words with the same stem), for --exac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import zipfile
@@ -31,6 +32,7 @@ SEPARATOR_LENGTH = 8
 PASSAGE_PERCENTILE = 99.0
 QUESTION_PERCENTILE = 99.9
 OOV_TOP = 20
+CACHE_FORMAT = 2  # bump whenever what a cache entry holds changes: it is part of the fingerprint
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Layout:
 
 @dataclass(frozen=True)
 class Split:
-    ids: np.ndarray  # (rows, layout.steps) int32 into Prepared.table; 0 is the zero vector
+    ids: np.ndarray  # (rows, layout.steps) int32 into Prepared.lookup; 0 is the zero vector
     q_len: np.ndarray  # (rows,) int32 real question words
     p_len: np.ndarray  # (rows,) int32 real passage positions (after truncation)
     labels: np.ndarray  # (rows,) int8
@@ -60,28 +62,38 @@ class Split:
 
 
 @dataclass(frozen=True)
-class Prepared:
-    layout: Layout
-    table: np.ndarray  # (table rows, dim) float32
-    stems: np.ndarray  # (table rows,) int32 stem class; 0 for the zero row
-    splits: dict[str, Split]
-    token_count: int
-    oov_count: int
-    oov_top: list[tuple[str, int]]
-    fingerprint: str
+class Lookup:
+    """What a split's ids index, one row per id: the word's vector and its stem class. Row 0 is
+    the zero vector (padding and separator), stem class 0."""
+
+    vectors: np.ndarray  # (rows, dim) float32
+    stems: np.ndarray  # (rows,) int32
+
+    @classmethod
+    def of(cls, vectors: np.ndarray) -> Lookup:
+        """Vectors alone, every stem class 0 (for models that never compare stems)."""
+        return cls(vectors, np.zeros(len(vectors), np.int32))
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.vectors)
 
 
 @dataclass(frozen=True)
-class Encoded:
-    """Named groups of rows in one layout, over one compact vector table."""
+class Prepared:
+    """Named splits in one layout over one lookup table, and what encoding them counted."""
 
     layout: Layout
-    table: np.ndarray  # (table rows, dim) float32; row 0 is the zero vector
-    stems: np.ndarray  # (table rows,) int32 stem class; 0 for the zero row
+    lookup: Lookup
     splits: dict[str, Split]
-    oov: Counter  # out-of-vocabulary word counts
     token_count: int
-    questions_cut: dict[str, int]  # per group: questions longer than q_max, cut to it
+    oov_count: int  # out-of-vocabulary tokens
+    oov_top: list[tuple[str, int]]  # the most frequent ones, with their counts
+    questions_cut: dict[str, int]  # per split: questions longer than q_max, cut to it
+    fingerprint: str | None = None  # the cache key (prepare); None for rows encoded on the fly
 
 
 @dataclass
@@ -166,8 +178,9 @@ def encode(
     percentile: float = PASSAGE_PERCENTILE,
     accents: str = DEFAULT_ACCENTS,
     question_percentile: float = QUESTION_PERCENTILE,
-) -> Encoded:
-    """Encode named groups of rows into one compact table; without `layout`, train sets it."""
+) -> Prepared:
+    """Encode named groups of rows over one compact lookup table; without `layout`, train sets
+    it."""
     oov: Counter = Counter()
     tokenized = {name: _glove_ids(rows, glove, oov, accents) for name, rows in row_groups.items()}
     if layout is None:
@@ -200,7 +213,15 @@ def encode(
     token_count = sum(
         sum(group.question_tokens) + sum(group.passage_tokens) for group in tokenized.values()
     )
-    return Encoded(layout, table, stems, splits, oov, token_count, cut)
+    return Prepared(
+        layout,
+        Lookup(table, stems),
+        splits,
+        token_count,
+        sum(oov.values()),
+        oov.most_common(OOV_TOP),
+        cut,
+    )
 
 
 def stem_classes(words: Sequence[str], tails: int) -> np.ndarray:
@@ -221,6 +242,7 @@ def fingerprint(
     question_percentile: float = QUESTION_PERCENTILE,
 ) -> str:
     settings = {
+        "cache": CACHE_FORMAT,
         "tokenizer": TOKENIZER_VERSION,
         "separator": SEPARATOR_LENGTH,
         "percentile": percentile,
@@ -231,7 +253,7 @@ def fingerprint(
 
 
 def _save(path: Path, prepared: Prepared) -> None:
-    arrays = {"table": prepared.table, "stems": prepared.stems}
+    arrays = {"table": prepared.lookup.vectors, "stems": prepared.lookup.stems}
     for name, split in prepared.splits.items():
         for key, value in asdict(split).items():
             arrays[f"{name}.{key}"] = value
@@ -241,6 +263,7 @@ def _save(path: Path, prepared: Prepared) -> None:
         "token_count": prepared.token_count,
         "oov_count": prepared.oov_count,
         "oov_top": prepared.oov_top,
+        "questions_cut": prepared.questions_cut,
         "fingerprint": prepared.fingerprint,
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -251,12 +274,6 @@ def _save(path: Path, prepared: Prepared) -> None:
 def _load(path: Path) -> Prepared | None:
     try:
         with np.load(path) as archive:
-            if "stems" not in archive.files:
-                print(
-                    f"kboolq: the cache entry {path} predates stem classes; rebuilding it",
-                    file=sys.stderr,
-                )
-                return None
             meta = json.loads(archive["meta"].tobytes())
             splits = {
                 name: Split(
@@ -267,12 +284,12 @@ def _load(path: Path) -> Prepared | None:
             table, stems = archive["table"], archive["stems"]
         prepared = Prepared(
             Layout(**meta["layout"]),
-            table,
-            stems,
+            Lookup(table, stems),
             splits,
             meta["token_count"],
             meta["oov_count"],
             [tuple(pair) for pair in meta["oov_top"]],
+            meta["questions_cut"],
             meta["fingerprint"],
         )
         sound = (
@@ -311,37 +328,27 @@ def prepare(
         cached = _load(path)
         if cached is not None and cached.fingerprint == key:
             return cached, True
-    e = encode(
+    prepared = encode(
         boolq.splits,
         glove,
         percentile=percentile,
         accents=accents,
         question_percentile=question_percentile,
     )
-    cut = {name: n for name, n in e.questions_cut.items() if n}
+    prepared = dataclasses.replace(prepared, fingerprint=key)
+    cut = {name: n for name, n in prepared.questions_cut.items() if n}
     if cut:
         print(
-            f"kboolq: questions longer than {e.layout.q_max} words (the "
+            f"kboolq: questions longer than {prepared.layout.q_max} words (the "
             f"{question_percentile:g}th percentile of train questions) are cut to it: "
             + ", ".join(f"{n} {name} row{'s' * (n != 1)}" for name, n in cut.items()),
             file=sys.stderr,
         )
-    if not np.isfinite(e.table).all():
+    if not np.isfinite(prepared.lookup.vectors).all():
         raise UserError(
             f"the vectors from {glove.source} hold NaN or infinite values; "
             "check the file, or delete the cache directory to convert it again"
         )
-    oov = e.oov
-    prepared = Prepared(
-        e.layout,
-        e.table,
-        e.stems,
-        e.splits,
-        e.token_count,
-        sum(oov.values()),
-        oov.most_common(OOV_TOP),
-        key,
-    )
     _save(path, prepared)
     return prepared, False
 
@@ -351,7 +358,7 @@ def report(prepared: Prepared) -> str:
     lines = ["rows: " + ", ".join(f"{n} {len(s)}" for n, s in prepared.splits.items())]
     lines.append(
         f"layout: q_max {layout.q_max} + separator {layout.separator} + p_max {layout.p_max}"
-        f" = T {layout.steps}; table {prepared.table.shape[0]} x {prepared.table.shape[1]}"
+        f" = T {layout.steps}; table {len(prepared.lookup)} x {prepared.lookup.dim}"
     )
     share = prepared.oov_count / max(prepared.token_count, 1)
     lines.append(
