@@ -5,7 +5,7 @@ import time
 import pytest
 from conftest import FIXTURE_BOOLQ
 
-from kboolq.data.boolq import load_boolq, load_hub, load_local, load_tfds
+from kboolq.data.boolq import DATA_SOURCES, HubBoolQ, LocalBoolQ, TfdsBoolQ, load_boolq
 from kboolq.errors import UserError
 
 
@@ -24,7 +24,7 @@ def _rows(n, start=0):
 def test_holdout_split_sizes_and_order_on_2000_rows(tmp_path):
     _write(tmp_path / "train.jsonl", _rows(2000))
     _write(tmp_path / "validation.jsonl", _rows(300, start=5000))
-    boolq = load_local(tmp_path)
+    boolq = load_boolq(str(tmp_path))
     assert {k: len(v) for k, v in boolq.splits.items()} == {
         "train": 1000,
         "valid": 1000,
@@ -50,18 +50,18 @@ def test_gzip_parquet_and_superglue_labels_are_read(tmp_path):
     with gzip.open(tmp_path / "train.jsonl.gz", "wt") as handle:
         handle.write("\n".join(json.dumps(r) for r in rows))
     pq.write_table(pa.Table.from_pylist(_rows(5)), tmp_path / "validation.parquet")
-    boolq = load_local(tmp_path, valid_size=2)
+    boolq = load_boolq(str(tmp_path), 2)
     assert [r.label for r in boolq.splits["train"]] == [0, 1] * 5
     assert len(boolq.splits["test"]) == 5 and boolq.splits["test"][0].label == 1
 
 
 def test_fingerprint_follows_file_content(tmp_path):
     path = _write(tmp_path / "train.jsonl", _rows(20))
-    first = load_local(tmp_path, valid_size=5).fingerprint
-    assert load_local(tmp_path, valid_size=5).fingerprint == first
-    assert load_local(tmp_path, valid_size=6).fingerprint != first
+    first = load_boolq(str(tmp_path), 5).fingerprint
+    assert load_boolq(str(tmp_path), 5).fingerprint == first
+    assert load_boolq(str(tmp_path), 6).fingerprint != first
     _write(path, _rows(21))
-    assert load_local(tmp_path, valid_size=5).fingerprint != first
+    assert load_boolq(str(tmp_path), 5).fingerprint != first
 
 
 GOOD = {"question": "q", "passage": "p", "answer": True}
@@ -91,27 +91,27 @@ GOOD = {"question": "q", "passage": "p", "answer": True}
 def test_bad_rows_name_file_line_and_field(tmp_path, line, message):
     _write(tmp_path / "train.jsonl", [GOOD, GOOD, line, GOOD])
     with pytest.raises(UserError, match=message):
-        load_local(tmp_path, valid_size=1)
+        load_boolq(str(tmp_path), 1)
 
 
 def test_missing_directory_and_files(tmp_path):
     with pytest.raises(UserError, match="no such directory"):
         load_boolq(str(tmp_path / "nope"))
     with pytest.raises(UserError, match=r"no train.jsonl or train.jsonl.gz or train.parquet"):
-        load_local(tmp_path)
+        load_boolq(str(tmp_path))
 
 
 def test_too_few_rows_for_the_validation_split(tmp_path):
     _write(tmp_path / "train.jsonl", _rows(10))
     with pytest.raises(UserError, match="has 10 rows, not more than --valid-size 1000"):
-        load_local(tmp_path)
+        load_boolq(str(tmp_path))
 
 
 def test_truncated_gzip_is_a_clear_error(tmp_path):
     data = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in _rows(50)))
     (tmp_path / "train.jsonl.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="train.jsonl.gz: cannot read"):
-        load_local(tmp_path, valid_size=5)
+        load_boolq(str(tmp_path), 5)
 
 
 def test_hub_without_network_fails_fast_naming_the_local_alternative(monkeypatch):
@@ -120,7 +120,7 @@ def test_hub_without_network_fails_fast_naming_the_local_alternative(monkeypatch
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     start = time.monotonic()
     with pytest.raises(UserError, match=r"cannot reach kboolq-offline.invalid(.|\n)*--data DIR"):
-        load_hub()
+        HubBoolQ("hub").load()
     assert time.monotonic() - start < 30
 
 
@@ -130,9 +130,20 @@ def test_tfds_without_tensorflow_says_what_to_install():
     if importlib.util.find_spec("tensorflow") is not None:
         pytest.skip("tensorflow is installed here")
     with pytest.raises(UserError, match=r"pip install 'kboolq\[tfds\]'"):
-        load_tfds()
+        TfdsBoolQ("tfds").load()
 
 
 def test_fixture_directory_loads():
-    boolq = load_local(FIXTURE_BOOLQ, valid_size=40)
+    boolq = load_boolq(str(FIXTURE_BOOLQ), 40)
     assert {k: len(v) for k, v in boolq.splits.items()} == {"train": 120, "valid": 40, "test": 48}
+
+
+def test_the_data_registry_names_each_source_and_a_path_is_a_directory(tmp_path):
+    assert {"hub": HubBoolQ, "tfds": TfdsBoolQ} == DATA_SOURCES
+    _write(tmp_path / "train.jsonl", _rows(12))
+    source = LocalBoolQ(str(tmp_path))
+    assert source.problem() is None and len(source.load(2).splits["valid"]) == 2
+    assert (
+        LocalBoolQ(str(tmp_path / "nope")).problem()
+        == f"--data {tmp_path / 'nope'}: no such directory"
+    )

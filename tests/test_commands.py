@@ -12,7 +12,7 @@ import torch
 from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
 from kboolq import carve, ensemble, evaluate, fit, predict, preprocess
-from kboolq.data.boolq import load_local, read_rows
+from kboolq.data.boolq import load_boolq, read_rows
 from kboolq.errors import UserError
 from kboolq.training import class_weights
 
@@ -232,7 +232,7 @@ def test_carve_holds_out_rows_before_the_valid_split(tmp_path, capsys):
     assert carve.main([str(FIXTURE_BOOLQ), str(out), "--size", "30", "--valid-size", "40"]) == 0
     assert "train 90 + valid 40 rows" in capsys.readouterr().out
     original = read_rows(FIXTURE_BOOLQ / "train.jsonl")  # 160 rows
-    carved = load_local(out, valid_size=40).splits
+    carved = load_boolq(str(out), 40).splits
     key = [(r.question, r.passage, r.label) for r in original]
     assert [(r.question, r.passage, r.label) for r in carved["train"]] == key[:90]
     assert [(r.question, r.passage, r.label) for r in carved["test"]] == key[90:120]
@@ -248,7 +248,7 @@ def test_carve_folds_are_disjoint_blocks_with_one_pseudo_test_split(tmp_path, ca
         argv = [str(FIXTURE_BOOLQ), str(out), "--size", "30", "--valid-size", "40"]
         assert carve.main([*argv, "--folds", "3", "--fold", str(fold)]) == 0
         assert f"valid = fold {fold} of 3" in capsys.readouterr().out
-        splits = load_local(out, valid_size=40).splits
+        splits = load_boolq(str(out), 40).splits
         valid = [(r.question, r.passage, r.label) for r in splits["valid"]]
         train = [(r.question, r.passage, r.label) for r in splits["train"]]
         assert valid == rest[130 - 40 * (fold + 1) : 130 - 40 * fold]

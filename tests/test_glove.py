@@ -80,3 +80,18 @@ def test_kumo50_package():
     glove = load_glove("kumo50", None)
     assert glove.vectors.shape == (400000, 50)
     assert glove.words[glove.index["iran"]] == "iran"
+
+
+def test_the_vector_registry_gives_each_spec_its_source(cache_dir):
+    from kboolq.data.glove import VECTOR_SOURCES, GloveFile, HubGlove, Kumo50, vector_source
+
+    assert (Kumo50, HubGlove, GloveFile) == VECTOR_SOURCES
+    assert [type(vector_source(spec, cache_dir)) for spec in ("kumo50", "hub:300", "a.txt")] == [
+        Kumo50,
+        HubGlove,
+        GloveFile,
+    ]
+    assert vector_source("hub:64", cache_dir).problem() == (
+        "--glove hub:64: glove.6B has 50, 100, 200, 300 dims"
+    )
+    assert vector_source("g.zip#x.txt", cache_dir).problem() == "--glove g.zip#x.txt: no such file"

