@@ -9,12 +9,14 @@ the choice of members, like every other choice, is made on validation data only.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from kboolq.api import open_run
+from kboolq.card import write_card
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             model = save_ensemble(work, models, runs, out)
             reports = evaluate_splits(model, encoded, info.config.batch_size)
             write_json(work / "metrics.json", reports)
+            words = ["python", "-m", "kboolq.ensemble", *map(str, runs), "--out", str(args.out)]
+            write_card(work, out.name, info, model, reports, shlex.join(words), encoded)
         print(format_table(reports))
         print(f"ensemble of {len(runs)} runs written to {args.out}")
         return 0

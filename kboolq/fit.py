@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import shlex
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import keras
 
 from kboolq import tracking
+from kboolq.card import fit_command, write_card
 from kboolq.cli import (
     add_source_arguments,
     add_threads_argument,
@@ -235,6 +237,9 @@ def _train_into(
     seconds = time.perf_counter() - started
     reports = evaluate_splits(model, prepared, config.batch_size)
     write_json(work / "metrics.json", reports)
+    extra = ["--seeds", str(args.seeds), "--alternate", args.alternate] if args.seeds > 1 else []
+    made_by = fit_command(info, shlex.join([*extra, "--out", str(run_dir)]))
+    write_card(work, run_dir.name, info, model, reports, made_by, prepared, seconds)
     if args.seeds > 1:
         members_spread = spread(member_reports)
         write_json(
@@ -289,6 +294,8 @@ def train_members(
         model, _ = train_model(config, prepared, member_dir, extra, verbose=verbosity(args))
         report = evaluate_splits(model, prepared, config.batch_size)
         write_json(member_dir / "metrics.json", report)
+        made_by = f"{fit_command(member)}  # member of {run_dir.name} (fit --seeds)"
+        write_card(member_dir, member_dir.name, member, model, report, made_by, prepared)
         models.append(model)
         reports.append(report)
     members = [run_dir / "members" / f"seed_{config.seed}" for config in configs]

@@ -34,7 +34,7 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 RUN_FILES = (
     MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json", "members.json",
-    "seeds.json", "learning_curves.png",
+    "seeds.json", "learning_curves.png", "README.md",
 )  # fmt: skip
 PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr)\.png")  # evaluate's plots
 RUN_DIRS = ("members",)  # a seed ensemble's member runs

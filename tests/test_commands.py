@@ -74,6 +74,7 @@ def test_fit_writes_every_run_file(run):
         "history.csv",
         "metrics.json",
         "learning_curves.png",
+        "README.md",
     }
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics) == {"valid", "test"}

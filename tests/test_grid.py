@@ -52,6 +52,9 @@ def test_2x2_grid_writes_summary_and_best_run(tmp_path, capsys):
     metrics = json.loads((best / "metrics.json").read_text())
     assert set(metrics) == {"valid", "test"}
     assert metrics["valid"]["balanced_accuracy"] == pytest.approx(scores[0], abs=1e-5)
+    card = (best / "README.md").read_text()  # the model card names the trial and its flags
+    assert f"# the grid's best trial, {rows[0]['trial']}" in card
+    assert f"--hidden {config['hidden_size']} " in card
     printed = capsys.readouterr().out
     assert "best trial" in printed
     assert "grid: trial 1 of 4 done" in printed and "left (3 trials x" in printed

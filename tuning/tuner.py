@@ -18,6 +18,7 @@ import keras
 import keras_tuner as kt
 
 from kboolq import tracking
+from kboolq.card import fit_command, write_card
 from kboolq.config import Config
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
@@ -321,8 +322,12 @@ def finish(
     save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
     best_dir = grid_dir / "best"
     publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
-    reports = evaluate_splits(load_model(best_dir), prepared, base.batch_size)
+    model = load_model(best_dir)
+    reports = evaluate_splits(model, prepared, base.batch_size)
     write_json(best_dir / "metrics.json", reports)
+    info = read_info(best_dir)
+    made_by = f"{fit_command(info)}  # the grid's best trial, {best[0].trial_id}"
+    write_card(best_dir, "best", info, model, reports, made_by, prepared)
     print(_format_rows(rows))
     print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
     print(format_table(reports))

