@@ -181,6 +181,10 @@ def export_onnx(run: OpenRun, work: Path) -> list[str]:
         run.info.data.accents,
     )
     args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
+    # weights the tracer does not reach as the module's parameters (an ensemble's members)
+    # become constants of the graph, which it accepts only without gradients
+    for variable in run.model.weights:
+        variable.value.requires_grad_(False)
     axes = {"question": {0: "batch", 1: "question_ids"}, "passage": {0: "batch", 1: "passage_ids"}}
     with exporting(), torch.no_grad(), warnings.catch_warnings():
         # torch warns about GRUs of variable length in general; ours start from zeros of the
