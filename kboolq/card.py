@@ -35,6 +35,9 @@ def fit_command(info: RunInfo, extra: str = "") -> str:
         words += [f.metadata["flag"], str(getattr(data, f.name))]
     for f in fields(Config):
         words += [f.metadata["flag"], str(getattr(info.config, f.name))]
+    if info.distillation is not None:
+        words += ["--distill", info.distillation.teacher]
+        words += ["--distill-weight", str(info.distillation.weight)]
     return shlex.join(words) + (f" {extra}" if extra else "")
 
 

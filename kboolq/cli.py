@@ -23,7 +23,7 @@ from kboolq.data.glove import source_problem as glove_source_problem
 from kboolq.data.layout import Prepared, prepare
 from kboolq.errors import Interrupted, UserError
 from kboolq.files import default_cache_dir
-from kboolq.rundir import RunInfo, Vectors
+from kboolq.rundir import Distillation, RunInfo, Vectors
 from kboolq.threads import default_threads
 
 
@@ -87,6 +87,7 @@ class Inputs:
     prepared: Prepared
     seconds: float
     from_cache: bool
+    distillation: Distillation | None = None  # fit --distill: train labels mixed with a teacher
 
 
 OFFLINE_HELP = (
@@ -143,6 +144,7 @@ def run_info(config: Config, inputs: Inputs) -> RunInfo:
         inputs.prepared.layout,
         Vectors(glove.source, glove.dim, glove.fingerprint),
         inputs.prepared.fingerprint,
+        inputs.distillation,
     )
 
 

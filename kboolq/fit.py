@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from kboolq import tracking
+from kboolq.api import open_run
 from kboolq.card import fit_command, write_card
 from kboolq.cli import (
+    Inputs,
     add_source_arguments,
     add_threads_argument,
     add_verbose_argument,
@@ -48,6 +51,7 @@ from kboolq.files import write_json
 from kboolq.outputs import claim_output, lock_output
 from kboolq.rundir import (
     MODEL_FILE,
+    Distillation,
     RunInfo,
     clear_run,
     is_kboolq_entry,
@@ -104,6 +108,23 @@ def parser() -> argparse.ArgumentParser:
         "on valid among the ensembles measured (docs/results.md) "
         "(default: '%(default)s')",
     )
+    p.add_argument(
+        "--distill",
+        type=Path,
+        metavar="TEACHER_DIR",
+        help="train on the answers of a trained run or ensemble (the teacher, made from the "
+        "same data and --valid-size) mixed with the labels: each train row's target is "
+        "(1 - W) * answer + W * the teacher's P(yes). Only train rows get the teacher's "
+        "answers; valid (early stopping) and test keep the labels alone (default: off)",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="with --distill: the teacher's share W of each train target, from 0 to 1 "
+        "(default: %(default)s)",
+    )
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
     add_verbose_argument(p)
     add_source_arguments(p)
@@ -123,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
     settings = data_settings(args)
+    if not 0.0 <= args.distill_weight <= 1.0:
+        raise UserError(f"--distill-weight must be from 0 to 1, got {args.distill_weight}")
+    if args.distill is not None:
+        read_info(args.distill)  # a mistyped teacher is reported before anything is touched
     out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
     with lock_output(out):
         recover(out)
@@ -166,6 +191,8 @@ def fit(
     remove_leftovers(run_dir)  # kboolq's own, and only once the output is claimed
     inputs = load_inputs(settings, cache_dir(args))
     warn_about_data(inputs, config.batch_size)
+    if args.distill is not None:
+        inputs = distilled(inputs, args.distill, args.distill_weight, cache_dir(args))
     staging = replacing and not unfinished
     if unfinished:
         print(f"{run_dir} holds a run that did not finish; starting it over")
@@ -300,6 +327,29 @@ def train_members(
         reports.append(report)
     members = [run_dir / "members" / f"seed_{config.seed}" for config in configs]
     return save_ensemble(work, models, members, run_dir), reports
+
+
+def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> Inputs:
+    """`inputs` with each train row's label mixed with the teacher's P(yes) for it. The
+    teacher must have been made from the same data and --valid-size, so that it never trained
+    on the student's valid or test rows; they keep the labels alone."""
+    teacher = open_run(teacher_dir, cache)
+    data = teacher.info.data
+    if (data.data, data.valid_size) != (inputs.boolq.source, inputs.settings.valid_size):
+        raise UserError(
+            f"--distill {teacher_dir}: made from {data.data} with --valid-size "
+            f"{data.valid_size}, not {inputs.boolq.source} with --valid-size "
+            f"{inputs.settings.valid_size}: its answers could carry the student's valid rows"
+        )
+    rows = inputs.boolq.splits["train"]
+    print(f"distilling from {teacher_dir}: its P(yes) for the {len(rows)} train rows", flush=True)
+    answers = teacher.predict(rows)
+    train = inputs.prepared.splits["train"]
+    soft = ((1.0 - weight) * train.labels + weight * answers).astype(np.float32)
+    splits = {**inputs.prepared.splits, "train": dataclasses.replace(train, labels=soft)}
+    prepared = dataclasses.replace(inputs.prepared, splits=splits)
+    distillation = Distillation(str(Path(teacher_dir).resolve()), weight)
+    return dataclasses.replace(inputs, prepared=prepared, distillation=distillation)
 
 
 def _finished(member_dir: Path, info: RunInfo) -> bool:

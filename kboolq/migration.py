@@ -39,7 +39,7 @@ def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
         return raw
     if found != 1:
         raise UserError(f"{path}: run format {found!r}, this kboolq reads formats 1 to {FORMAT}")
-    migrated = {**raw, "format": FORMAT}
+    migrated = {"distillation": None, **raw, "format": FORMAT}  # format 1 had no fit --distill
     for section, before in (("hyperparameters", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)):
         if isinstance(raw.get(section), dict):  # else read_info names the missing section
             migrated[section] = {**before, **raw[section]}

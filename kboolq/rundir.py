@@ -48,12 +48,21 @@ class Vectors:
 
 
 @dataclass(frozen=True)
+class Distillation:
+    """fit --distill: the train rows' labels were mixed with a teacher run's P(yes)."""
+
+    teacher: str  # the teacher run directory, absolute
+    weight: float  # label = (1 - weight) * answer + weight * teacher's P(yes)
+
+
+@dataclass(frozen=True)
 class RunInfo:
     config: Config
     data: DataSettings  # data = the resolved source: hub, tfds or an absolute directory
     layout: Layout
     vectors: Vectors
     preprocess_fingerprint: str | None = None
+    distillation: Distillation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +79,7 @@ class RunInfo:
                 "accents": self.data.accents,
                 "preprocess_fingerprint": self.preprocess_fingerprint,
             },
+            "distillation": None if self.distillation is None else asdict(self.distillation),
         }
 
 
@@ -106,7 +116,7 @@ def _section(raw: dict, path: Path, name: str) -> dict:
 def _key(section: dict, path: Path, where: str, key: str) -> Any:
     if key in section:
         return section[key]
-    raise UserError(f"{path}: key '{where}.{key}' is missing")
+    raise UserError(f"{path}: key '{f'{where}.' if where else ''}{key}' is missing")
 
 
 def read_info(run_dir: Path) -> RunInfo:
@@ -147,7 +157,13 @@ def read_info(run_dir: Path) -> RunInfo:
         if str(exc).startswith(str(path)):
             raise
         raise UserError(f"{path}: {_keys_for_flags(str(exc))}") from None
-    return RunInfo(config, settings, layout, vectors, data.get("preprocess_fingerprint"))
+    distilled = _key(raw, path, "", "distillation")
+    try:
+        distillation = None if distilled is None else Distillation(**distilled)
+    except TypeError as exc:
+        raise UserError(f"{path}: key 'distillation' is not a teacher and weight ({exc})") from None
+    fingerprint = data.get("preprocess_fingerprint")
+    return RunInfo(config, settings, layout, vectors, fingerprint, distillation)
 
 
 def _keys_for_flags(message: str) -> str:

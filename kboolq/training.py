@@ -177,7 +177,7 @@ def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
     """Keras class_weight for `mode` ('none' or 'balanced': n / (2 n_class)) from train labels."""
     if mode == "none":
         return None
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=2)
+    counts = np.bincount(np.rint(labels).astype(np.int64), minlength=2)  # soft labels too
     if counts.min() == 0:
         raise UserError("--class-weight balanced needs both answers among the training rows")
     return {label: float(counts.sum() / (2 * count)) for label, count in enumerate(counts)}

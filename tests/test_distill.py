@@ -1,0 +1,76 @@
+"""fit --distill TEACHER_DIR: train rows' targets mix the labels with a teacher's P(yes)."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import FIXTURE_BOOLQ, fixture_args
+
+from kboolq import fit
+from kboolq.api import load_run
+from kboolq.cli import data_settings, load_inputs
+from kboolq.data.boolq import read_rows
+from kboolq.errors import UserError
+from kboolq.rundir import read_info
+
+COMMON = ("--hidden", "4", "--epochs", "2", "--min-epochs", "0")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teacher")
+    assert fit.main(fixture_args(root / "teacher", root / "cache", *COMMON, "--seed", "3")) == 0
+    return root / "teacher", root / "cache"
+
+
+def test_only_train_targets_mix_in_the_teachers_answers(teacher, tmp_path):
+    teacher_dir, cache = teacher
+    args = fit.parser().parse_args(fixture_args(tmp_path / "s", cache, *COMMON))
+    inputs = load_inputs(data_settings(args), cache)
+    student = fit.distilled(inputs, teacher_dir, 0.25, cache)
+    answers = load_run(teacher_dir, cache).predict(inputs.boolq.splits["train"])
+    hard = inputs.prepared.splits["train"].labels
+    soft = student.prepared.splits["train"].labels
+    np.testing.assert_allclose(soft, 0.75 * hard + 0.25 * answers, atol=1e-6)
+    for name in ("valid", "test"):  # the teacher's answers never reach them
+        assert student.prepared.splits[name] is inputs.prepared.splits[name]
+    assert student.distillation.weight == 0.25
+    assert student.distillation.teacher == str(teacher_dir.resolve())
+
+
+def test_a_distilled_run_records_its_teacher_and_weight_zero_is_the_plain_fit(teacher, tmp_path):
+    teacher_dir, cache = teacher
+    plain, zero, half = tmp_path / "plain", tmp_path / "zero", tmp_path / "half"
+    assert fit.main(fixture_args(plain, cache, *COMMON)) == 0
+    distill = ("--distill", str(teacher_dir), "--distill-weight")
+    assert fit.main(fixture_args(zero, cache, *COMMON, *distill, "0")) == 0
+    assert fit.main(fixture_args(half, cache, *COMMON, *distill, "0.5")) == 0
+    raw = json.loads((half / "config.json").read_text())
+    assert raw["distillation"] == {"teacher": str(teacher_dir.resolve()), "weight": 0.5}
+    assert read_info(plain).distillation is None
+    assert (
+        f"--distill {teacher_dir.resolve()} --distill-weight 0.5"
+        in (half / "README.md").read_text()
+    )
+    rows = read_rows(FIXTURE_BOOLQ / "validation.jsonl")
+    same = load_run(zero, cache).predict(rows)
+    np.testing.assert_allclose(same, load_run(plain, cache).predict(rows), atol=1e-6)
+    assert not np.allclose(load_run(half, cache).predict(rows), same, atol=1e-4)
+
+
+def test_a_teacher_made_from_another_split_is_refused_before_training(teacher, tmp_path):
+    teacher_dir, cache = teacher
+    out = tmp_path / "student"
+    args = fixture_args(out, cache, *COMMON, "--distill", str(teacher_dir))
+    args[args.index("--valid-size") + 1] = "30"
+    with pytest.raises(UserError) as error:
+        fit.main(args)
+    source = read_info(teacher_dir).data.data
+    assert str(error.value) == (
+        f"--distill {teacher_dir}: made from {source} with --valid-size 40, not {source} with "
+        "--valid-size 30: its answers could carry the student's valid rows"
+    )
+    assert not out.exists() or not any(out.iterdir())
+    with pytest.raises(UserError, match="--distill-weight must be from 0 to 1, got 1.5"):
+        fit.main(fixture_args(out, cache, *COMMON, "--distill", str(teacher_dir),
+                              "--distill-weight", "1.5"))  # fmt: skip
