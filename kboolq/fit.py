@@ -34,9 +34,11 @@ from kboolq.cli import (
 from kboolq.config import (
     Config,
     DataSettings,
+    add_arguments,
     add_config_arguments,
     config_from_args,
     config_with_flags,
+    flag_of,
 )
 from kboolq.data.layout import Prepared
 from kboolq.errors import Interrupted, UserError
@@ -51,9 +53,11 @@ from kboolq.files import write_json
 from kboolq.outputs import claim_output, lock_output
 from kboolq.rundir import (
     MODEL_FILE,
+    REFIT_FILE,
     Distillation,
     RunInfo,
     clear_run,
+    ensemble_members,
     is_kboolq_entry,
     is_run,
     load_model,
@@ -63,7 +67,7 @@ from kboolq.rundir import (
 )
 from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
-from kboolq.training import train_model
+from kboolq.training import refit_model, refit_schedule, train_model, with_valid_in_train
 
 MAX_SEEDS = 25  # members of one seed ensemble; more is a mistake, not a plan
 # The other model of the default seed ensemble: chosen on valid (README Results, seed means)
@@ -125,6 +129,16 @@ def parser() -> argparse.ArgumentParser:
         help="with --distill: the teacher's share W of each train target, from 0 to 1 "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--refit",
+        type=Path,
+        metavar="RUN_DIR",
+        help="train RUN_DIR's settings again on every labelled row but the test split (train + "
+        "valid), for the epochs its early stopping chose and with the learning rate it had in "
+        "each; an ensemble's members are each refit and averaged. Takes RUN_DIR's own "
+        "hyperparameters and data (no other settings flags); the new run reports the test "
+        "split only, as valid is now trained on (default: off)",
+    )
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
     add_verbose_argument(p)
     add_source_arguments(p)
@@ -136,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
+    if args.refit is not None:
+        return refit(args, given_settings(sys.argv[1:] if argv is None else argv))
     config = config_from_args(args)
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise UserError(
@@ -152,6 +168,69 @@ def main(argv: list[str] | None = None) -> int:
     with lock_output(out):
         recover(out)
         return fit(args, config, members, settings, out)
+
+
+def given_settings(argv: list[str]) -> list[str]:
+    """The hyperparameter and data flags given on the command line (not their defaults)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_arguments(probe, Config, "", only_given=True)
+    add_arguments(probe, DataSettings, "", only_given=True)
+    known, _ = probe.parse_known_args(argv)
+    return [flag_of(name, Config if name in Config.__dataclass_fields__ else DataSettings)
+            for name in vars(known)]  # fmt: skip
+
+
+def refit(args: argparse.Namespace, given: list[str]) -> int:
+    """fit --refit RUN_DIR: RUN_DIR (or each member of it) trained again on train + valid for
+    the epochs and learning rates it chose, into --out, staged like any fit."""
+    if given or args.seeds != 1 or args.distill is not None:
+        extra = [*given, *(["--seeds"] if args.seeds != 1 else [])]
+        extra += ["--distill"] if args.distill is not None else []
+        raise UserError(f"--refit takes {args.refit}'s own settings: drop {', '.join(extra)}")
+    source = Path(args.refit)
+    info = read_info(source)
+    members = ensemble_members(source)
+    plans = [(member, read_info(member), refit_schedule(member, read_info(member).config))
+             for member in members or [source]]  # fmt: skip
+    out = write_target(args.out)
+    with lock_output(out):
+        recover(out)
+        claim_output(out, "run", is_run, args.overwrite, protect=[source])
+        remove_leftovers(out)
+        inputs = load_inputs(info.data, cache_dir(args))
+        prepared = with_valid_in_train(inputs.prepared)
+        rows = len(prepared.splits["train"])
+        print(f"refitting {source} on {rows} rows (train + valid)", flush=True)
+        started = time.perf_counter()
+        with staged(out, is_kboolq_entry) as work:
+            write_info(work, info)
+            models, member_dirs = [], []
+            for index, (member, member_info, rates) in enumerate(plans):
+                where = work if not members else work / "members" / f"{index}_{member.name}"
+                where.mkdir(parents=True, exist_ok=True)
+                print(f"{member}: {len(rates)} epochs", flush=True)
+                model = refit_model(
+                    member_info.config, prepared, where, rates, verbose=verbosity(args)
+                )
+                write_json(where / REFIT_FILE, {"from": str(member.resolve()), "epochs": len(rates),
+                                                "learning_rates": rates})  # fmt: skip
+                if members:
+                    write_info(where, member_info)
+                    write_json(where / "metrics.json", evaluate_splits(
+                        model, prepared, member_info.config.batch_size))  # fmt: skip
+                models.append(model)
+                member_dirs.append(out / where.relative_to(work))
+            if members:
+                model = save_ensemble(work, models, member_dirs, out)
+            reports = evaluate_splits(model, prepared, info.config.batch_size)
+            write_json(work / "metrics.json", reports)
+            seconds = time.perf_counter() - started
+            made_by = shlex.join(["python", "-m", "kboolq.fit", "--refit", str(source),
+                                  "--out", str(args.out)])  # fmt: skip
+            write_card(work, out.name, info, model, reports, made_by, prepared, seconds)
+    print(format_table(reports))
+    print(f"refit of {source} trained {seconds:.0f} s; written to {out}")
+    return 0
 
 
 def alternate_config(config: Config, flags: str) -> Config | None:

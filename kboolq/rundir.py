@@ -32,9 +32,10 @@ from kboolq.staging import is_temporary
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
+REFIT_FILE = "refit.json"  # fit --refit: the run it refit, its epochs and learning rates
 RUN_FILES = (
     MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json", "members.json",
-    "seeds.json", "learning_curves.png", "README.md",
+    "seeds.json", "learning_curves.png", "README.md", REFIT_FILE,
 )  # fmt: skip
 PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr)\.png")  # evaluate's plots
 RUN_DIRS = ("members",)  # a seed ensemble's member runs
@@ -104,6 +105,18 @@ def save_ensemble(
     write_json(Path(work) / "members.json", {"members": listed})
     save_model(average(models), work)
     return load_model(work)
+
+
+def ensemble_members(run_dir: Path) -> list[Path]:
+    """An ensemble's member runs (members.json, paths relative to RUN_DIR); [] for one model."""
+    path = Path(run_dir) / "members.json"
+    if not path.exists():
+        return []
+    try:
+        listed = json.loads(path.read_text())["members"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: unreadable ({exc})") from None
+    return [(Path(run_dir) / member).resolve() for member in listed]
 
 
 def _section(raw: dict, path: Path, name: str) -> dict:

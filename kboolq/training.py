@@ -8,12 +8,14 @@ from __future__ import annotations
 import csv
 import ctypes
 import ctypes.util
+import dataclasses
 import gc
 import io
 import math
 import signal
 import threading
 from collections.abc import Sequence
+from dataclasses import astuple
 from pathlib import Path
 
 import keras
@@ -21,12 +23,12 @@ import numpy as np
 
 from kboolq.config import Config
 from kboolq.data.batches import Batches, takes_stems
-from kboolq.data.layout import Prepared
+from kboolq.data.layout import Prepared, Split
 from kboolq.errors import Interrupted, UserError
 from kboolq.evaluation import training_metrics
 from kboolq.files import write_text
 from kboolq.models.architectures import build_model
-from kboolq.plots import save_learning_curves
+from kboolq.plots import read_history, save_learning_curves
 from kboolq.rundir import load_model, save_model
 
 MONITOR = "val_balanced_accuracy"
@@ -249,3 +251,74 @@ def train_model(
         raise Interrupted(signum=interrupt.signum)
     save_learning_curves(history.rows, Path(run_dir) / "learning_curves.png", checkpoint.best_epoch)
     return load_model(run_dir), checkpoint
+
+
+def refit_model(
+    config: Config,
+    prepared: Prepared,
+    run_dir: Path,
+    learning_rates: Sequence[float],
+    verbose: int | str = 1,
+) -> keras.Model:
+    """Train `config` on prepared's "train" split for one epoch per learning rate, with that
+    rate (no validation, no early stopping: the epochs and rates an earlier run chose), and
+    save the last epoch's model (its weight average with --ema, as a checkpoint saves it) as
+    run_dir/model.keras, with history.csv."""
+    keras.utils.set_random_seed(config.seed)
+    model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
+    train = Batches(
+        prepared.splits["train"],
+        prepared.lookup,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        stems=takes_stems(model),
+    )
+    rates = [float(rate) for rate in learning_rates]
+    callbacks = [
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []),
+        keras.callbacks.LearningRateScheduler(lambda epoch, rate: rates[epoch]),
+        HistoryWriter(Path(run_dir) / "history.csv"),
+        ReleaseMemory(),
+        interrupt := StopOnInterrupt(),
+        *([EpochProgbar()] if verbose else []),
+    ]
+    model.fit(
+        train,
+        epochs=len(rates),
+        callbacks=callbacks,
+        verbose=verbose,
+        class_weight=class_weights(prepared.splits["train"].labels, config.class_weight),
+    )
+    if interrupt.interrupted:
+        raise Interrupted(signum=interrupt.signum)
+    save_model(model, run_dir)
+    return load_model(run_dir)
+
+
+def refit_schedule(run_dir: Path, config: Config) -> list[float]:
+    """The learning rate of each epoch up to the one a finished run kept (the first with its
+    best valid balanced accuracy, as its checkpoint chose), from its history.csv."""
+    path = Path(run_dir) / "history.csv"
+    try:
+        rows = read_history(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({exc}); --refit needs a finished run") from None
+    scores = [row.get(MONITOR, math.nan) for row in rows]
+    if not rows or all(math.isnan(score) for score in scores):
+        raise UserError(f"{path}: no epoch with a valid {MONITOR}; --refit needs a finished run")
+    best = int(np.nanargmax(scores)) + 1
+    return [row.get("learning_rate", config.learning_rate) for row in rows[:best]]
+
+
+def with_valid_in_train(prepared: Prepared) -> Prepared:
+    """Every labelled row but the test split's in "train" (train, then valid), for a refit."""
+    train, valid = prepared.splits["train"], prepared.splits["valid"]
+    merged = Split(
+        *(np.concatenate([a, b]) for a, b in zip(astuple(train), astuple(valid), strict=True))
+    )
+    splits = {
+        "train": merged,
+        **{n: s for n, s in prepared.splits.items() if n not in ("train", "valid")},
+    }
+    return dataclasses.replace(prepared, splits=splits)
