@@ -64,14 +64,15 @@ class TokenIds(torch.nn.Module):
         q_len = torch.clamp(lengths[:, 0], max=q_max)
         p_all = lengths[:, 1]
         q_ids = torch.nn.functional.pad(question, (0, q_max))[:, :q_max]
-        q_ids = q_ids * (torch.arange(q_max) < q_len.unsqueeze(1))
+        device = question.device
+        q_ids = q_ids * (torch.arange(q_max, device=device) < q_len.unsqueeze(1))
         passage = torch.nn.functional.pad(passage, (0, p_max))
-        positions = torch.arange(passage.shape[1]).unsqueeze(0)
+        positions = torch.arange(passage.shape[1], device=device).unsqueeze(0)
         head = passage[:, : p_max - 1] * (positions[:, : p_max - 1] < p_all.unsqueeze(1))
         in_tail = (positions >= p_max - 1) & (positions < p_all.unsqueeze(1))  # (B, L)
         weights = in_tail.to(torch.float32).unsqueeze(-1)
         tail = (self.table[passage] * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        separator = torch.zeros((batch, self.layout.separator, self.table.shape[1]))
+        separator = self.table.new_zeros((batch, self.layout.separator, self.table.shape[1]))
         vectors = torch.cat(
             [self.table[q_ids], separator, self.table[head], tail.unsqueeze(1)], dim=1
         )
@@ -83,7 +84,7 @@ class TokenIds(torch.nn.Module):
         if self.takes_stems:
             last = self.stems[passage[:, p_max - 1]] * (p_all == p_max).to(torch.int32)
             last = torch.where(p_all > p_max, torch.full_like(last, TAIL_STEM), last)
-            zeros = torch.zeros((batch, self.layout.separator), dtype=torch.int32)
+            zeros = self.stems.new_zeros((batch, self.layout.separator))
             inputs[STEMS] = torch.cat(
                 [self.stems[q_ids], zeros, self.stems[head], last.unsqueeze(1)], dim=1
             )
@@ -180,7 +181,9 @@ def export_onnx(run: OpenRun, work: Path) -> list[str]:
         glove.index,
         run.info.data.accents,
     )
-    args = tuple(torch.from_numpy(example[name]) for name in INPUTS)
+    device = run.model.weights[0].value.device if run.model.weights else torch.device("cpu")
+    module = module.to(device)  # where Keras put the weights (a GPU, when there is one)
+    args = tuple(torch.from_numpy(example[name]).to(device) for name in INPUTS)
     # weights the tracer does not reach as the module's parameters (an ensemble's members)
     # become constants of the graph, which it accepts only without gradients
     for variable in run.model.weights:
