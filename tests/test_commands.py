@@ -211,8 +211,11 @@ def test_fit_is_tensorflow_free(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "module",
-    ["kboolq.fit", "kboolq.evaluate", "kboolq.predict", "kboolq.preprocess", "kboolq.ensemble"],
-)
+    [
+        "kboolq.fit", "kboolq.evaluate", "kboolq.predict", "kboolq.preprocess", "kboolq.ensemble",
+        "kboolq.export", "kboolq.serve",
+    ],
+)  # fmt: skip
 def test_help_explains_every_command(module):
     result = _command(module, "--help")
     assert result.returncode == 0
