@@ -163,11 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.distill_weight <= 1.0:
         raise UserError(f"--distill-weight must be from 0 to 1, got {args.distill_weight}")
     if args.distill is not None:
-        read_info(args.distill)  # a mistyped teacher is reported before anything is touched
+        read_run_flag("--distill", args.distill)  # reported before anything is touched
     out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
     with lock_output(out):
         recover(out)
         return fit(args, config, members, settings, out)
+
+
+def read_run_flag(flag: str, run_dir: Path) -> RunInfo:
+    """read_info for a run named by a flag; its errors name the flag."""
+    try:
+        return read_info(run_dir)
+    except UserError as exc:
+        raise UserError(f"{flag} {exc}") from None
 
 
 def given_settings(argv: list[str]) -> list[str]:
@@ -188,7 +196,7 @@ def refit(args: argparse.Namespace, given: list[str]) -> int:
         extra += ["--distill"] if args.distill is not None else []
         raise UserError(f"--refit takes {args.refit}'s own settings: drop {', '.join(extra)}")
     source = Path(args.refit)
-    info = read_info(source)
+    info = read_run_flag("--refit", source)
     members = ensemble_members(source)
     plans = [(member, read_info(member), refit_schedule(member, read_info(member).config))
              for member in members or [source]]  # fmt: skip
