@@ -163,7 +163,10 @@ class Answerer:
         except ValueError as exc:
             return 400, {"error": str(exc)}
         answerable = [row for row in rows if row is not None]
-        scores = iter(await self.score(answerable) if answerable else [])
+        try:
+            scores = iter(await self.score(answerable) if answerable else [])
+        except UserError as exc:  # a model that answers NaN: damaged weights or vectors
+            return 500, {"error": str(exc)}
         answers = []
         for row, error in zip(rows, errors, strict=True):
             if row is None:
@@ -285,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.batch_wait <= 1000:
         raise UserError("--batch-wait must be from 0 to 1000 ms")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UserError(f"--threshold must be from 0 to 1, got {args.threshold}")
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be from 1 to 65535, got {args.port}")
     try:

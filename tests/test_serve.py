@@ -184,3 +184,20 @@ def test_a_server_process_answers_real_rows_over_a_socket(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_a_model_that_fails_answers_500_with_the_reason(trained, monkeypatch):
+    from kboolq.errors import UserError
+
+    run, client = _client(trained)
+
+    def damaged(rows):
+        raise UserError("the model gave no valid P(yes) (NaN or infinite) for 1 of 1 rows")
+
+    monkeypatch.setattr(run, "predict", damaged)
+    with client:
+        answer = client.post("/predict", json=_rows(1)[0])
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "the model gave no valid P(yes) (NaN or infinite) for 1 of 1 rows"
+    }
