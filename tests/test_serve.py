@@ -191,10 +191,10 @@ def test_a_model_that_fails_answers_500_with_the_reason(trained, monkeypatch):
 
     run, client = _client(trained)
 
-    def damaged(rows):
+    def damaged(self, rows):
         raise UserError("the model gave no valid P(yes) (NaN or infinite) for 1 of 1 rows")
 
-    monkeypatch.setattr(run, "predict", damaged)
+    monkeypatch.setattr(type(run), "predict", damaged)
     with client:
         answer = client.post("/predict", json=_rows(1)[0])
     assert answer.status_code == 500
