@@ -95,3 +95,32 @@ def test_the_vector_registry_gives_each_spec_its_source(cache_dir):
         "--glove hub:64: glove.6B has 50, 100, 200, 300 dims"
     )
     assert vector_source("g.zip#x.txt", cache_dir).problem() == "--glove g.zip#x.txt: no such file"
+
+
+def test_a_conversion_waits_for_anothers_and_reads_its_result(cache_dir, monkeypatch, capsys):
+    """The chief and workers of a grid start together and want the same vectors: one
+    converts, the others wait for it and read its cache (a race once deleted a fresh cache)."""
+    import threading
+    from pathlib import Path
+
+    glove_module = embeddings
+
+    source = glove_module.vector_source(str(FIXTURE_GLOVE), cache_dir)
+    stat = FIXTURE_GLOVE.stat()
+    key = glove_module.sha256_json(
+        [str(FIXTURE_GLOVE.resolve()), "", stat.st_size, stat.st_mtime_ns]
+    )[:24]
+    directory = Path(cache_dir) / "glove" / key
+    results = []
+    with glove_module._converting(directory):  # another process converting: hold its lock
+        waiter = threading.Thread(target=lambda: results.append(source.load()))
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not results  # it waits instead of converting beside us
+        opener = lambda: open(FIXTURE_GLOVE, encoding="utf-8")  # noqa: E731, SIM115
+        glove_module._write_cache(opener, "g", directory, str(FIXTURE_GLOVE), "fp-of-the-other")
+        writes = []
+        monkeypatch.setattr(glove_module, "_write_cache", lambda *a: writes.append(a))
+    waiter.join(timeout=30)
+    assert writes == [] and results[0].fingerprint == "fp-of-the-other"  # read, not redone
+    assert "damaged" not in capsys.readouterr().err

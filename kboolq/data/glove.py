@@ -6,7 +6,9 @@ every later run: parsing the 1 GB glove.6B.300d.txt each run cost the notebook m
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import importlib.metadata
 import importlib.util
 import io
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,9 +115,35 @@ def _parse_text(handle, name: str) -> tuple[list[str], np.ndarray]:
     return frame.iloc[:, 0].astype(str).tolist(), vectors
 
 
-def _convert(open_text, name: str, directory: Path, source: str, fingerprint: str) -> Glove:
-    """Parse once into `directory`, written atomically as a whole (temporary dir + rename)."""
+@contextlib.contextmanager
+def _converting(directory: Path) -> Iterator[None]:
+    """One process at a time converts into `directory` (an exclusive lock on a file beside it,
+    waited for): a grid's chief and workers started together all want the same vectors."""
     directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _convert(open_text, name: str, directory: Path, source: str, fingerprint: str) -> Glove:
+    """Parse once into `directory`, written atomically as a whole (temporary dir + rename),
+    under a lock; a process that waited for another's conversion reads its result."""
+    with _converting(directory):
+        if (directory / "meta.json").exists():
+            done = _read_cache(directory, source)
+            if done is not None:
+                return done
+        _write_cache(open_text, name, directory, source, fingerprint)
+        cached = _read_cache(directory, source)
+    if cached is None:
+        raise UserError(f"{directory}: the converted vectors cannot be read back")
+    return cached
+
+
+def _write_cache(open_text, name: str, directory: Path, source: str, fingerprint: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".glove-", dir=directory.parent))
     try:
         try:
@@ -135,9 +164,6 @@ def _convert(open_text, name: str, directory: Path, source: str, fingerprint: st
         os.replace(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cached = _read_cache(directory, source)
-    assert cached is not None
-    return cached
 
 
 def _zip_member(archive: Path, member: str | None) -> str:
