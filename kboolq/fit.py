@@ -198,8 +198,8 @@ def refit(args: argparse.Namespace, given: list[str]) -> int:
     source = Path(args.refit)
     info = read_run_flag("--refit", source)
     members = ensemble_members(source)
-    plans = [(member, read_info(member), refit_schedule(member, read_info(member).config))
-             for member in members or [source]]  # fmt: skip
+    infos = {member: read_info(member) for member in members or [source]}
+    plans = [(member, i, refit_schedule(member, i.config)) for member, i in infos.items()]
     out = write_target(args.out)
     with lock_output(out):
         recover(out)
