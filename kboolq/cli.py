@@ -112,8 +112,9 @@ def check_sources(settings: DataSettings, cache: Path) -> None:
         raise UserError("\n".join([*problems, OFFLINE_HELP]))
 
 
-def load_inputs(settings: DataSettings, cache: Path) -> Inputs:
-    """Data, vectors and the preprocessed splits that `settings` name."""
+def load_inputs(settings: DataSettings, cache: Path, word_chars: int = 0) -> Inputs:
+    """Data, vectors and the preprocessed splits that `settings` name, with `word_chars`
+    characters per word (layout.WORD_CHARS when a model reads --chars; 0: none)."""
     check_sources(settings, cache)
     start = time.perf_counter()
     boolq = load_boolq(settings.data, settings.valid_size)
@@ -125,6 +126,7 @@ def load_inputs(settings: DataSettings, cache: Path) -> Inputs:
         settings.passage_percentile,
         settings.accents,
         question_percentile=settings.question_percentile,
+        word_chars=word_chars,
     )
     return Inputs(settings, boolq, glove, prepared, time.perf_counter() - start, from_cache)
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from kboolq.data.boolq import DEFAULT_VALID_SIZE
 from kboolq.data.glove import DEFAULT_GLOVE
-from kboolq.data.layout import PASSAGE_PERCENTILE, QUESTION_PERCENTILE
+from kboolq.data.layout import PASSAGE_PERCENTILE, QUESTION_PERCENTILE, WORD_CHARS
 from kboolq.data.tokens import ACCENTS, DEFAULT_ACCENTS
 from kboolq.errors import UserError
 from kboolq.models.architectures import ALIASES, ARCHITECTURES
@@ -60,6 +60,14 @@ class Config:
         "never separates the parts and question_only never sees the passage, so they ignore it. "
         "Runs saved before this setting existed used 'off'",
         choices=EXACT_MATCH,
+    )  # fmt: skip
+    chars: int = _option(
+        0, "--chars",
+        "size of a character CNN vector joined to each word's GloVe vector (0: off; the "
+        "paper's model uses one, 50 is a common size). Unknown words then keep their place "
+        "in the layout and get a vector from their first 16 characters; exact match also "
+        "compares characters. For bigru, attention, esim, biattention and question_only; "
+        "runs saved before this setting existed used 0",
     )  # fmt: skip
     min_epochs: int = _option(
         8, "--min-epochs", "epochs trained before early stopping may end the run"
@@ -104,6 +112,11 @@ class Config:
             problems.append(
                 f"--exact-match {self.exact_match!r}: choose from {', '.join(EXACT_MATCH)}"
             )
+        if self.chars and not ARCHITECTURES[self.arch].chars:
+            readers = ", ".join(name for name, a in ARCHITECTURES.items() if a.chars)
+            problems.append(
+                f"--chars: --arch {self.arch} reads no characters (these do: {readers})"
+            )
         if self.class_weight not in CLASS_WEIGHTS:
             problems.append(
                 f"--class-weight {self.class_weight!r}: choose from {', '.join(CLASS_WEIGHTS)}"
@@ -115,6 +128,7 @@ class Config:
             ("patience", 0),
             ("min_epochs", 0),
             ("lr_plateau", 0),
+            ("chars", 0),
         ):
             if getattr(self, name) < low:
                 problems.append(
@@ -207,6 +221,12 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def word_chars(configs: list[Config]) -> int:
+    """Characters per word that data shared by `configs` must carry: WORD_CHARS when one of
+    them reads characters (--chars), else 0 (and unknown words are dropped, as before)."""
+    return WORD_CHARS if any(config.chars for config in configs) else 0
 
 
 def flag_of(name: str, cls: type = Config) -> str:

@@ -248,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         raise UserError("--format onnx needs pip install 'kboolq[export]'") from None
     run = open_run(args.run_dir, cache_dir(args))
+    if run.info.layout.word_chars:  # the graph takes GloVe ids; unknown words have none
+        raise UserError(
+            f"{args.run_dir} reads characters (--chars): its unknown words need character ids, "
+            "which the ONNX export's inputs do not carry yet; serve it with kboolq.serve"
+        )
     out = write_target(args.out)
     with lock_output(out):
         recover(out)

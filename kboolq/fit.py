@@ -39,6 +39,7 @@ from kboolq.config import (
     config_from_args,
     config_with_flags,
     flag_of,
+    word_chars,
 )
 from kboolq.data.layout import Prepared
 from kboolq.errors import Interrupted, UserError
@@ -205,7 +206,7 @@ def refit(args: argparse.Namespace, given: list[str]) -> int:
         recover(out)
         claim_output(out, "run", is_run, args.overwrite, protect=[source])
         remove_leftovers(out)
-        inputs = load_inputs(info.data, cache_dir(args))
+        inputs = load_inputs(info.data, cache_dir(args), info.layout.word_chars)
         prepared = with_valid_in_train(inputs.prepared)
         rows = len(prepared.splits["train"])
         print(f"refitting {source} on {rows} rows (train + valid)", flush=True)
@@ -276,7 +277,7 @@ def fit(
     unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
     replacing = claim_output(run_dir, "run", is_run, args.overwrite or unfinished)
     remove_leftovers(run_dir)  # kboolq's own, and only once the output is claimed
-    inputs = load_inputs(settings, cache_dir(args))
+    inputs = load_inputs(settings, cache_dir(args), word_chars(members))
     warn_about_data(inputs, config.batch_size)
     if args.distill is not None:
         inputs = distilled(inputs, args.distill, args.distill_weight, cache_dir(args))

@@ -13,7 +13,7 @@ from typing import Any
 
 from kboolq.errors import UserError
 
-FORMAT = 2
+FORMAT = 3
 
 # Format 1 (kboolq 0.1) wrote a setting only once it existed: a format-1 file without one was
 # made with these values.
@@ -24,6 +24,9 @@ FORMAT_1_HYPERPARAMETERS = {
     "ema": 0.0,
     "exact_match": "off",
 }
+# Format 2 (kboolq 0.2) had every setting above, but no character CNN.
+FORMAT_2_HYPERPARAMETERS = {"chars": 0}
+FORMAT_2_LAYOUT = {"word_chars": 0}
 FORMAT_1_DATA = {
     "passage_percentile": 99.0,  # the notebook's cut
     "question_percentile": 100.0,  # questions were never cut
@@ -37,22 +40,29 @@ def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
     found = raw.get("format") if isinstance(raw, dict) else None
     if found == FORMAT:
         return raw
-    if found != 1:
+    if found not in (1, 2):
         raise UserError(f"{path}: run format {found!r}, this kboolq reads formats 1 to {FORMAT}")
+    fills = [("hyperparameters", FORMAT_2_HYPERPARAMETERS), ("layout", FORMAT_2_LAYOUT)]
+    if found == 1:
+        fills += [("hyperparameters", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)]
     migrated = {"distillation": None, **raw, "format": FORMAT}  # format 1 had no fit --distill
-    for section, before in (("hyperparameters", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)):
-        if isinstance(raw.get(section), dict):  # else read_info names the missing section
-            migrated[section] = {**before, **raw[section]}
+    for section, before in fills:
+        if isinstance(migrated.get(section), dict):  # else read_info names the missing section
+            migrated[section] = {**before, **migrated[section]}
     return migrated
 
 
 def migrate_grid_record(raw: Any) -> dict[str, Any]:
     """A grid's grid.json as read -> today's record. Records without a "format" key were written
-    with format-1 runs: their fixed settings and data settings are filled the same way."""
+    with format-1 runs: their fixed settings and data settings are filled the same way; format-2
+    records lack only the settings added since."""
     if not isinstance(raw, dict) or raw.get("format") == FORMAT:
         return raw
+    fills = [("fixed", FORMAT_2_HYPERPARAMETERS)]
+    if raw.get("format") is None:
+        fills += [("fixed", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)]
     migrated = {**raw, "format": FORMAT}
-    for section, before in (("fixed", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)):
-        if isinstance(raw.get(section), dict):
-            migrated[section] = {**before, **raw[section]}
+    for section, before in fills:
+        if isinstance(migrated.get(section), dict):
+            migrated[section] = {**before, **migrated[section]}
     return migrated

@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     run = open_run(args.run_dir, cache_dir(args))
     for entry in entries:
         if entry.row is not None:
-            entry.error = vocabulary_problem(entry.row, run.glove, run.info.data.accents)
+            entry.error = vocabulary_problem(
+                entry.row, run.glove, run.info.data.accents, run.info.layout.word_chars
+            )
     answerable = [entry for entry in entries if entry.error is None]
     if answerable:
         encoded = run.encode({"rows": [entry.row for entry in answerable]})

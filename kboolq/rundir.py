@@ -21,7 +21,7 @@ import keras
 
 import kboolq
 from kboolq.config import Config, DataSettings
-from kboolq.data.batches import STEMS
+from kboolq.data.batches import CHARS, STEMS, WORDS
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
 from kboolq.files import atomic_path, write_json
@@ -202,7 +202,7 @@ def load_model(run_dir: Path) -> keras.Model:
             f"{path}: not a readable kboolq model ({type(exc).__name__}: {exc})"
         ) from None
     names = sorted(getattr(tensor, "name", "") for tensor in model.inputs)
-    known = names in (["lengths", "vectors"], sorted(["lengths", "vectors", STEMS]))
+    known = {"lengths", "vectors"} <= set(names) <= {"lengths", "vectors", STEMS, CHARS, WORDS}
     if not known or tuple(model.outputs[0].shape) != (None, 1):
         raise UserError(f"{path}: a Keras model, but not a kboolq one (inputs {names})")
     return model
@@ -224,6 +224,12 @@ def check_fits(model: keras.Model, info: RunInfo, run_dir: Path) -> None:
         raise UserError(
             f"{config}: key 'embeddings.dim' is {info.vectors.dim}, but {MODEL_FILE} takes "
             f"{dim}-d vectors"
+        )
+    chars = next((tensor for tensor in model.inputs if tensor.name == CHARS), None)
+    if chars is not None and chars.shape[-1] != info.layout.word_chars:
+        raise UserError(
+            f"{config}: key 'layout.word_chars' is {info.layout.word_chars}, but {MODEL_FILE} "
+            f"reads {chars.shape[-1]} characters a word"
         )
 
 

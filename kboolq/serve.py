@@ -143,7 +143,9 @@ class Answerer:
                     )
             try:
                 row = parse_row(record, where, labelled=False)
-                problem = vocabulary_problem(row, self.run.glove, self.run.info.data.accents)
+                problem = vocabulary_problem(
+                    row, self.run.glove, self.run.info.data.accents, self.run.info.layout.word_chars
+                )
                 if problem is not None:
                     raise UserError(f"{where}: {problem}")
             except UserError as exc:

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from kboolq.config import Config
-from kboolq.data.batches import Batches, takes_stems
+from kboolq.data.batches import Batches, takes_chars, takes_stems
 from kboolq.data.layout import Prepared, Split
 from kboolq.errors import Interrupted, UserError
 from kboolq.evaluation import training_metrics
@@ -199,7 +199,7 @@ def train_model(
     """
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
-    lookup, stems = prepared.lookup, takes_stems(model)
+    lookup, stems, chars = prepared.lookup, takes_stems(model), takes_chars(model)
     train = Batches(
         prepared.splits["train"],
         lookup,
@@ -207,8 +207,9 @@ def train_model(
         shuffle=True,
         seed=config.seed,
         stems=stems,
+        chars=chars,
     )
-    valid = Batches(prepared.splits["valid"], lookup, config.batch_size, stems=stems)
+    valid = Batches(prepared.splits["valid"], lookup, config.batch_size, stems=stems, chars=chars)
     checkpoint = BestCheckpoint(run_dir)
     history = HistoryWriter(Path(run_dir) / "history.csv")
     # With --ema the averaged weights are swapped in before validation and at each epoch's end,
@@ -273,6 +274,7 @@ def refit_model(
         shuffle=True,
         seed=config.seed,
         stems=takes_stems(model),
+        chars=takes_chars(model),
     )
     rates = [float(rate) for rate in learning_rates]
     callbacks = [

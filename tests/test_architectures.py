@@ -4,7 +4,7 @@ import pytest
 
 from kboolq import fit
 from kboolq.config import Config
-from kboolq.data.batches import takes_stems
+from kboolq.data.batches import takes_chars, takes_stems
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
 from kboolq.models.architectures import ARCHITECTURES, build_model
@@ -20,18 +20,28 @@ from kboolq.models.layers import (
 
 pytestmark = pytest.mark.backend
 
-LAYOUT = Layout(q_max=3, p_max=5, separator=2)
+LAYOUT = Layout(q_max=3, p_max=5, separator=2, word_chars=2)  # only --chars models read chars
 DIM = 4
 
 
-# every registered architecture, and each one that reads --exact-match with both channels
+# every registered architecture, each one that reads --exact-match with both channels, and
+# each one that reads --chars (with exact match, which then also compares characters)
 MATCHING = [name for name, architecture in ARCHITECTURES.items() if architecture.matches]
-ARCHS = [*ARCHITECTURES, *(f"{name}+{match}" for name in MATCHING for match in ("match", "stem"))]
+READING_CHARS = [name for name, architecture in ARCHITECTURES.items() if architecture.chars]
+ARCHS = [
+    *ARCHITECTURES,
+    *(f"{name}+{match}" for name in MATCHING for match in ("match", "stem")),
+    *(f"{name}+chars" for name in READING_CHARS),
+]
 
 
 def _model(**overrides):
     arch, _, match = overrides.pop("arch", "bigru").partition("+")
-    overrides.setdefault("exact_match", {"": "off", "match": "on", "stem": "stem"}[match])
+    if match == "chars":
+        overrides["chars"] = 3
+    overrides.setdefault(
+        "exact_match", {"": "off", "match": "on", "stem": "stem", "chars": "on"}[match]
+    )
     config = Config(hidden_size=8, arch=arch, **overrides)
     return build_model(config, LAYOUT, DIM)
 
@@ -56,6 +66,9 @@ def _predict(model, vectors, lengths, stems=None):
         stems = np.where(vectors[..., 0] > 0, 1, 2).astype("int32")
     if takes_stems(model):
         inputs["stems"] = stems
+    if takes_chars(model):  # six words, picked by the first feature (noise at padding too)
+        inputs["words"] = (np.floor(np.abs(vectors[..., 0]) * 3) % 6).astype("int32")
+        inputs["chars"] = np.array([[k + 1, k % 3 + 1] for k in range(6)], "int32")
     return keras.ops.convert_to_numpy(model(inputs)).ravel()
 
 

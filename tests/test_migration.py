@@ -19,9 +19,10 @@ def test_a_format_1_run_reads_with_the_values_it_was_made_with(tmp_path):
     raw = json.loads((OLD_RUN / "config.json").read_text())
     assert raw["format"] == 1 and "ema" not in raw["hyperparameters"]
     migrated = migration.migrate_run(raw, OLD_RUN / "config.json")
-    assert migrated["format"] == migration.FORMAT == 2
+    assert migrated["format"] == migration.FORMAT == 3
     hyper, data = migrated["hyperparameters"], migrated["data"]
     assert (hyper["ema"], hyper["lr_plateau"], hyper["exact_match"]) == (0.0, 0, "off")
+    assert (hyper["chars"], migrated["layout"]["word_chars"]) == (0, 0)
     assert (data["passage_percentile"], data["accents"]) == (99.0, "drop")
     assert hyper["hidden_size"] == raw["hyperparameters"]["hidden_size"]  # kept as written
     assert migration.migrate_run(migrated, OLD_RUN) == migrated  # today's format: unchanged
@@ -35,22 +36,39 @@ def test_a_key_written_in_format_1_wins_over_the_fill():
     assert migrated["hyperparameters"]["ema"] == 0.5 and migrated["data"]["accents"] == "fold"
 
 
-@pytest.mark.parametrize("raw", [{"format": 3}, {"format": "2"}, {}, [1], None])
+def test_a_format_2_run_reads_without_characters(trained, tmp_path):
+    run, _ = trained
+    raw = json.loads((run / "config.json").read_text())
+    assert raw["format"] == 3 and raw["hyperparameters"]["chars"] == 0
+    del raw["hyperparameters"]["chars"], raw["layout"]["word_chars"]
+    path = tmp_path / "config.json"
+    migrated = migration.migrate_run({**raw, "format": 2}, path)
+    assert migrated["hyperparameters"]["chars"] == 0 and migrated["layout"]["word_chars"] == 0
+    assert migrated == {**raw, "format": 3, "hyperparameters": {**raw["hyperparameters"],
+                        "chars": 0}, "layout": {**raw["layout"], "word_chars": 0}}  # fmt: skip
+    with pytest.raises(UserError) as error:  # today's format: every key, read strictly
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "config.json").write_text(json.dumps(raw))
+        read_info(tmp_path / "run")
+    assert str(error.value).endswith("missing hyperparameters: chars")
+
+
+@pytest.mark.parametrize("raw", [{"format": 4}, {"format": "2"}, {}, [1], None])
 def test_an_unknown_run_format_is_refused_naming_the_file(raw):
     with pytest.raises(UserError) as error:
         migration.migrate_run(raw, Path("run/config.json"))
     found = raw.get("format") if isinstance(raw, dict) else None
     assert str(error.value) == (
-        f"run/config.json: run format {found!r}, this kboolq reads formats 1 to 2"
+        f"run/config.json: run format {found!r}, this kboolq reads formats 1 to 3"
     )
 
 
 def test_a_grid_record_without_format_compares_with_the_values_it_was_made_with():
     today = {
-        "format": 2,
+        "format": 3,
         "data": {"source": "/d", "accents": "drop", "passage_percentile": 99.0},
         "embeddings": {"source": "kumo50"},
-        "fixed": {"hidden_size": 8, "ema": 0.0, "exact_match": "off"},
+        "fixed": {"hidden_size": 8, "ema": 0.0, "exact_match": "off", "chars": 0},
         "axes": {"lr": [0.001]},
     }
     old = {
@@ -63,11 +81,15 @@ def test_a_grid_record_without_format_compares_with_the_values_it_was_made_with(
     changed = {**today, "fixed": {**today["fixed"], "ema": 0.99}}
     assert record_changes(old, changed, same_axes=True) == ["fixed.ema: 0.0 -> 0.99"]
     assert record_changes(changed, today, same_axes=True) == ["fixed.ema: 0.99 -> 0.0"]
+    format_2 = {**today, "format": 2, "fixed": {"hidden_size": 8, "ema": 0.0, "exact_match": "off"}}
+    assert record_changes(format_2, today, same_axes=True) == []
+    with_chars = {**today, "fixed": {**today["fixed"], "chars": 50}}
+    assert record_changes(format_2, with_chars, same_axes=True) == ["fixed.chars: 0 -> 50"]
 
 
 def test_no_module_but_migration_knows_the_old_formats_values():
-    """The format-1 fill values appear in kboolq.migration only (one place)."""
-    pattern = re.compile(r"FORMAT_1_|BEFORE_SETTING|\"format\"\) != 1|format == 1")
+    """The older formats' fill values appear in kboolq.migration only (one place)."""
+    pattern = re.compile(r"FORMAT_[12]_|BEFORE_SETTING|\"format\"\) != 1|format == 1")
     knowing = sorted(
         str(path.relative_to(PACKAGES))
         for folder in ("kboolq", "tuning")

@@ -26,6 +26,7 @@ from kboolq.cli import (
     warn_about_data,
 )
 from kboolq.config import Config
+from kboolq.data.layout import WORD_CHARS
 from kboolq.errors import UserError
 from kboolq.files import write_json
 from kboolq.outputs import claim_output, lock_output
@@ -49,6 +50,11 @@ __all__ = ["DEFAULT_GRID", "main", "parser", "settings_from_args"]
 
 DEFAULT_LEASE = 120.0  # seconds a worker may stay silent before its trial is handed elsewhere
 DEFAULT_CHIEF_TIMEOUT = 600.0  # the chief loads the data before it serves: give it time
+
+
+def grid_chars(base: Config, grid: dict[str, list[Any]]) -> int:
+    """Characters per word the grid's shared data carries: some when any trial reads --chars."""
+    return WORD_CHARS if any([base.chars, *grid.get("chars", [])]) else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -184,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = data_settings(args)
     with lock_output(grid_dir):
         claim_output(grid_dir, "grid", is_grid, overwrite=True)  # its own grid: resumed
-        inputs = load_inputs(settings, cache_dir(args))  # once per grid, shared by every trial
+        # once per grid, shared by every trial (with characters when one reads --chars)
+        inputs = load_inputs(settings, cache_dir(args), grid_chars(base, grid))
         warn_about_data(inputs, base.batch_size)
         info = run_info(base, inputs)
         record = grid_record(info, grid)
@@ -239,7 +246,7 @@ def run_worker(
     secret, ca = worker_secret(grid_dir), read_ca(args.tls_ca)
     with lock_output(grid_dir / f".{role.tuner_id}"):  # a worker per id; beside the chief
         claim_output(grid_dir, "grid", is_grid, overwrite=True)
-        inputs = load_inputs(data_settings(args), cache_dir(args))
+        inputs = load_inputs(data_settings(args), cache_dir(args), grid_chars(base, grid))
         info = run_info(base, inputs)
         record = grid_record(info, grid)
         tuner = build_tuner(

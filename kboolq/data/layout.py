@@ -6,12 +6,17 @@ to p_max.
 Ids index a compact per-dataset table whose row 0 is the zero vector; passages longer than p_max
 keep p_max - 1 words plus one extra row holding the mean of the remaining words' vectors. Each
 table row also has a stem class (equal for words with the same stem), for --exact-match stem.
+
+With characters (layout.word_chars > 0, fit --chars) out-of-vocabulary words keep their
+positions, as rows with the zero vector, and every table row also holds its word's first
+word_chars character ids (CHARACTERS; 0 pads), so a character CNN can give them a vector.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import string
 import sys
 import zipfile
 import zlib
@@ -33,6 +38,12 @@ PASSAGE_PERCENTILE = 99.0
 QUESTION_PERCENTILE = 99.9
 OOV_TOP = 20
 CACHE_FORMAT = 2  # bump whenever what a cache entry holds changes: it is part of the fingerprint
+# Every character a token can hold (tokens are lower-case ASCII without whitespace): character
+# id i + 1 is CHARACTERS[i], 0 pads a word, and CHAR_VOCABULARY - 1 would stand for any other.
+CHARACTERS = string.ascii_lowercase + string.digits + string.punctuation
+CHAR_VOCABULARY = len(CHARACTERS) + 2
+WORD_CHARS = 16  # characters kept per word with characters on (a longer word: its first 16)
+_CHAR_IDS = {c: i + 1 for i, c in enumerate(CHARACTERS)}
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Layout:
     q_max: int
     p_max: int
     separator: int = SEPARATOR_LENGTH
+    word_chars: int = 0  # characters per word in the chars input; 0: none, OOV words dropped
 
     @property
     def steps(self) -> int:
@@ -64,10 +76,12 @@ class Split:
 @dataclass(frozen=True)
 class Lookup:
     """What a split's ids index, one row per id: the word's vector and its stem class. Row 0 is
-    the zero vector (padding and separator), stem class 0."""
+    the zero vector (padding and separator), stem class 0. With characters, each row's word's
+    character ids (zeros for row 0 and averaged tails)."""
 
     vectors: np.ndarray  # (rows, dim) float32
     stems: np.ndarray  # (rows,) int32
+    chars: np.ndarray | None = None  # (rows, layout.word_chars) int32, with characters only
 
     @classmethod
     def of(cls, vectors: np.ndarray) -> Lookup:
@@ -107,17 +121,35 @@ class _Tokenized:
 
 
 NO_WORD = "the {what} has no word in the GloVe vocabulary"
+NO_TOKEN = "the {what} has no word"
 
 
-def vocabulary_problem(row: Row, glove: Glove, accents: str = DEFAULT_ACCENTS) -> str | None:
-    """Why `row` cannot be encoded (a part without one known word), or None."""
+def vocabulary_problem(
+    row: Row, glove: Glove, accents: str = DEFAULT_ACCENTS, word_chars: int = 0
+) -> str | None:
+    """Why `row` cannot be encoded, or None: a part without one known word, or with characters
+    (`word_chars` > 0, where unknown words count) a part without any word."""
     for what, text in (("question", row.question), ("passage", row.passage)):
-        if not any(token in glove.index for token in tokenize(text, accents)):
+        tokens = tokenize(text, accents)
+        if word_chars and not tokens:
+            return NO_TOKEN.format(what=what)
+        if not word_chars and not any(token in glove.index for token in tokens):
             return NO_WORD.format(what=what)
     return None
 
 
-def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter, accents: str) -> _Tokenized:
+def char_ids(word: str, width: int) -> list[int]:
+    """The first `width` characters of `word` as ids (see CHARACTERS), zero-padded to `width`."""
+    ids = [_CHAR_IDS.get(c, CHAR_VOCABULARY - 1) for c in word[:width]]
+    return ids + [0] * (width - len(ids))
+
+
+def _glove_ids(
+    rows: Sequence[Row], glove: Glove, oov: Counter, accents: str, unknown: dict | None = None
+) -> _Tokenized:
+    """GloVe ids of each part's words; with `unknown` (a dict shared by all groups) an
+    out-of-vocabulary word keeps its place as id -2 - its index in `unknown`, else it is
+    dropped."""
     out = _Tokenized([], [], [], [])
     for row in rows:
         for what, text, ids_out, counts in (
@@ -125,10 +157,17 @@ def _glove_ids(rows: Sequence[Row], glove: Glove, oov: Counter, accents: str) ->
             ("passage", row.passage, out.passages, out.passage_tokens),
         ):
             tokens = tokenize(text, accents)
-            ids = [glove.index[t] for t in tokens if t in glove.index]
             oov.update(t for t in tokens if t not in glove.index)
+            if unknown is None:
+                ids = [glove.index[t] for t in tokens if t in glove.index]
+            else:
+                ids = [
+                    glove.index[t] if t in glove.index else -2 - unknown.setdefault(t, len(unknown))
+                    for t in tokens
+                ]
             if not ids:
-                raise UserError(f"{row.where}: {NO_WORD.format(what=what)}")
+                problem = NO_WORD if unknown is None else NO_TOKEN
+                raise UserError(f"{row.where}: {problem.format(what=what)}")
             ids_out.append(ids)
             counts.append(len(tokens))
     return out
@@ -138,6 +177,7 @@ def layout_from_train(
     train: _Tokenized,
     percentile: float = PASSAGE_PERCENTILE,
     question_percentile: float = QUESTION_PERCENTILE,
+    word_chars: int = 0,
 ) -> Layout:
     """q_max and p_max: percentiles of the train questions' and passages' token counts (99.9th
     and the notebook's 99th; 100 keeps every train question or passage whole), so that one
@@ -148,11 +188,12 @@ def layout_from_train(
     """
     q_max = int(np.ceil(np.percentile(train.question_tokens, question_percentile)))
     p_max = int(np.ceil(np.percentile(train.passage_tokens, percentile)))
-    return Layout(q_max=max(q_max, 1), p_max=max(p_max, 1))
+    return Layout(q_max=max(q_max, 1), p_max=max(p_max, 1), word_chars=word_chars)
 
 
 def _place(group: _Tokenized, layout: Layout, vocabulary: int, glove: Glove):
-    """Global-id matrix (-1 = zero vector, >= vocabulary = averaged tail) and the tail vectors."""
+    """Global-id matrix (-1 = zero vector, >= vocabulary = averaged tail, <= -2 = an unknown
+    word) and the tail vectors: the mean of the tail's known words (zero if it has none)."""
     rows = len(group.questions)
     ids = np.full((rows, layout.steps), -1, dtype=np.int64)
     q_len = np.zeros(rows, dtype=np.int32)
@@ -164,7 +205,11 @@ def _place(group: _Tokenized, layout: Layout, vocabulary: int, glove: Glove):
         if len(passage) > layout.p_max:
             tail = passage[layout.p_max - 1 :]
             passage = passage[: layout.p_max - 1] + [vocabulary + len(tails)]
-            tails.append(np.asarray(glove.vectors[np.sort(tail)], dtype=np.float64).mean(axis=0))
+            known = np.sort(np.array([t for t in tail if t >= 0], dtype=np.int64))
+            mean = np.zeros(glove.dim)  # a tail of unknown words only: no vector to average
+            if len(known):
+                mean = np.asarray(glove.vectors[known], dtype=np.float64).mean(axis=0)
+            tails.append(mean)
         start = layout.passage_start
         ids[i, start : start + len(passage)] = passage
         q_len[i], p_len[i] = len(question), len(passage)
@@ -178,13 +223,19 @@ def encode(
     percentile: float = PASSAGE_PERCENTILE,
     accents: str = DEFAULT_ACCENTS,
     question_percentile: float = QUESTION_PERCENTILE,
+    word_chars: int = 0,
 ) -> Prepared:
     """Encode named groups of rows over one compact lookup table; without `layout`, train sets
-    it."""
+    it (with `word_chars` characters per word)."""
     oov: Counter = Counter()
-    tokenized = {name: _glove_ids(rows, glove, oov, accents) for name, rows in row_groups.items()}
+    if layout is not None:
+        word_chars = layout.word_chars
+    unknown: dict | None = {} if word_chars else None
+    tokenized = {
+        name: _glove_ids(rows, glove, oov, accents, unknown) for name, rows in row_groups.items()
+    }
     if layout is None:
-        layout = layout_from_train(tokenized["train"], percentile, question_percentile)
+        layout = layout_from_train(tokenized["train"], percentile, question_percentile, word_chars)
     cut = {
         name: sum(len(ids) > layout.q_max for ids in group.questions)
         for name, group in tokenized.items()
@@ -196,14 +247,24 @@ def encode(
         ids[ids >= vocabulary] += len(tails)  # tail ids continue across groups
         tails.extend(group_tails)
         placed[name] = (ids, q_len, p_len)
+    first_unknown = vocabulary + len(tails)  # unknown words' rows come after the tails
+    for ids, _, _ in placed.values():
+        ids[ids <= -2] = first_unknown - 2 - ids[ids <= -2]
     all_ids = np.concatenate([ids.ravel() for ids, _, _ in placed.values()])
     used, inverse = np.unique(all_ids, return_inverse=True)  # used[0] == -1: every row has padding
     real = used[(used >= 0) & (used < vocabulary)]
-    table = np.zeros((len(used), glove.dim), dtype=np.float32)
+    every_unknown = list(unknown or {})  # some occur only in a cut question or a tail
+    unknown_words = [every_unknown[j] for j in used[used >= first_unknown] - first_unknown]
+    table = np.zeros((len(used), glove.dim), dtype=np.float32)  # unknown words: zero vectors
     table[1 : 1 + len(real)] = glove.vectors[real]
     if tails:
-        table[1 + len(real) :] = np.stack(tails)
-    stems = stem_classes([glove.words[i] for i in real], len(tails))
+        table[1 + len(real) : 1 + len(real) + len(tails)] = np.stack(tails)
+    words = [glove.words[i] for i in real]
+    stems = stem_classes(words, len(tails), unknown_words)
+    chars = None
+    if word_chars:
+        row_words = ["", *words, *[""] * len(tails), *unknown_words]
+        chars = np.array([char_ids(w, word_chars) for w in row_words], np.int32)
     splits, offset = {}, 0
     for name, (ids, q_len, p_len) in placed.items():
         local = inverse[offset : offset + ids.size].reshape(ids.shape).astype(np.int32)
@@ -215,7 +276,7 @@ def encode(
     )
     return Prepared(
         layout,
-        Lookup(table, stems),
+        Lookup(table, stems, chars),
         splits,
         token_count,
         sum(oov.values()),
@@ -224,14 +285,16 @@ def encode(
     )
 
 
-def stem_classes(words: Sequence[str], tails: int) -> np.ndarray:
+def stem_classes(words: Sequence[str], tails: int, unknown: Sequence[str] = ()) -> np.ndarray:
     """Stem class per table row: 0 for the zero row, then one per distinct stem of `words` (the
     table's word rows, in order), then a class of its own for each averaged tail row, which
-    stands for many words and so matches none."""
+    stands for many words and so matches none, then the classes of the `unknown` words' rows
+    (kept with characters), which share classes with `words` of the same stem."""
     classes: dict[str, int] = {}
     word_classes = [classes.setdefault(stem(word), len(classes) + 1) for word in words]
+    unknown_classes = [classes.setdefault(stem(word), len(classes) + 1) for word in unknown]
     tail_classes = range(len(classes) + 1, len(classes) + 1 + tails)
-    return np.array([0, *word_classes, *tail_classes], dtype=np.int32)
+    return np.array([0, *word_classes, *tail_classes, *unknown_classes], dtype=np.int32)
 
 
 def fingerprint(
@@ -240,6 +303,7 @@ def fingerprint(
     percentile: float = PASSAGE_PERCENTILE,
     accents: str = DEFAULT_ACCENTS,
     question_percentile: float = QUESTION_PERCENTILE,
+    word_chars: int = 0,
 ) -> str:
     settings = {
         "cache": CACHE_FORMAT,
@@ -249,11 +313,15 @@ def fingerprint(
         "question_percentile": question_percentile,
         "accents": accents,
     }
+    if word_chars:  # only then: entries made without characters keep their keys
+        settings |= {"word_chars": word_chars, "characters": CHARACTERS}
     return sha256_json({"data": boolq.fingerprint, "glove": glove.fingerprint, **settings})
 
 
 def _save(path: Path, prepared: Prepared) -> None:
     arrays = {"table": prepared.lookup.vectors, "stems": prepared.lookup.stems}
+    if prepared.lookup.chars is not None:
+        arrays["chars"] = prepared.lookup.chars
     for name, split in prepared.splits.items():
         for key, value in asdict(split).items():
             arrays[f"{name}.{key}"] = value
@@ -282,9 +350,11 @@ def _load(path: Path) -> Prepared | None:
                 for name in meta["splits"]
             }
             table, stems = archive["table"], archive["stems"]
+            chars = archive["chars"] if "chars" in archive.files else None
+        layout = Layout(**meta["layout"])
         prepared = Prepared(
-            Layout(**meta["layout"]),
-            Lookup(table, stems),
+            layout,
+            Lookup(table, stems, chars),
             splits,
             meta["token_count"],
             meta["oov_count"],
@@ -295,6 +365,8 @@ def _load(path: Path) -> Prepared | None:
         sound = (
             np.isfinite(table).all()
             and stems.shape == (len(table),)
+            and (chars is None) == (layout.word_chars == 0)
+            and (chars is None or chars.shape == (len(table), layout.word_chars))
             and all(
                 split.ids.shape == (len(split), prepared.layout.steps)
                 and split.ids.min(initial=0) >= 0
@@ -317,12 +389,14 @@ def prepare(
     percentile: float = PASSAGE_PERCENTILE,
     accents: str = DEFAULT_ACCENTS,
     question_percentile: float = QUESTION_PERCENTILE,
+    word_chars: int = 0,
 ) -> tuple[Prepared, bool]:
-    """Encode every split, or reuse the cached result when data, vectors and settings match.
+    """Encode every split (with `word_chars` characters per word), or reuse the cached result
+    when data, vectors and settings match.
 
     Returns the result and whether it came from the cache.
     """
-    key = fingerprint(boolq, glove, percentile, accents, question_percentile)
+    key = fingerprint(boolq, glove, percentile, accents, question_percentile, word_chars)
     path = Path(cache_dir) / "prepared" / f"{key}.npz"
     if path.exists():
         cached = _load(path)
@@ -334,6 +408,7 @@ def prepare(
         percentile=percentile,
         accents=accents,
         question_percentile=question_percentile,
+        word_chars=word_chars,
     )
     prepared = dataclasses.replace(prepared, fingerprint=key)
     cut = {name: n for name, n in prepared.questions_cut.items() if n}
@@ -359,6 +434,7 @@ def report(prepared: Prepared) -> str:
     lines.append(
         f"layout: q_max {layout.q_max} + separator {layout.separator} + p_max {layout.p_max}"
         f" = T {layout.steps}; table {len(prepared.lookup)} x {prepared.lookup.dim}"
+        + (f"; {layout.word_chars} characters a word" if layout.word_chars else "")
     )
     share = prepared.oov_count / max(prepared.token_count, 1)
     lines.append(

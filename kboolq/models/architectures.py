@@ -2,7 +2,9 @@
 
 Every builder maps the layout's inputs {"vectors": (B, T, D), "lengths": (B, 2)} to P(yes) of
 shape (B, 1); T = q_max + separator + p_max. With --exact-match stem the models that match words
-take one more input, "stems": (B, T), each position's stem class. Builders draw weights from the
+take one more input, "stems": (B, T), each position's stem class; with --chars two more,
+"chars": (U, layout.word_chars), the characters of the batch's U distinct words, and "words":
+(B, T), each position's row of "chars" (see kboolq.data.batches). Builders draw weights from the
 global Keras seed (set it first) and return an uncompiled model: kboolq.training compiles it.
 """
 
@@ -15,13 +17,14 @@ from typing import TYPE_CHECKING
 import keras
 from keras import layers
 
-from kboolq.data.batches import STEMS
-from kboolq.data.layout import Layout
+from kboolq.data.batches import CHARS, STEMS, WORDS
+from kboolq.data.layout import CHAR_VOCABULARY, Layout
 from kboolq.models.gru import FastGRU
 from kboolq.models.layers import (
     AttentionPooling,
     Bias,
     BiAttention,
+    CharCNN,
     Compact,
     ExactMatch,
     HighwayGate,
@@ -34,13 +37,19 @@ if TYPE_CHECKING:  # Config validates --arch against this registry, so it is imp
     from kboolq.config import Config
 
 
-def _inputs(layout: Layout, dim: int, stems: bool = False) -> dict:
+def _inputs(layout: Layout, dim: int, stems: bool = False, chars: bool = False) -> dict:
     inputs = {
         "vectors": keras.Input(shape=(layout.steps, dim), name="vectors"),  # (B, T, D)
         "lengths": keras.Input(shape=(2,), dtype="int32", name="lengths"),  # (B, 2): q, p
     }
     if stems:
         inputs[STEMS] = keras.Input(shape=(layout.steps,), dtype="int32", name=STEMS)  # (B, T)
+    if chars:
+        if not layout.word_chars:
+            raise ValueError("--chars needs data encoded with characters (layout.word_chars)")
+        # (U, W): not batch-sized, a row per distinct word of the batch
+        inputs[CHARS] = keras.Input(shape=(layout.word_chars,), dtype="int32", name=CHARS)
+        inputs[WORDS] = keras.Input(shape=(layout.steps,), dtype="int32", name=WORDS)  # (B, T)
     return inputs
 
 
@@ -80,8 +89,9 @@ def build_notebook(config: Config, layout: Layout, dim: int) -> keras.Model:
 
 
 def _matching_inputs(config: Config, layout: Layout, dim: int) -> dict:
-    """The inputs of a model that matches words: with the stems input for --exact-match stem."""
-    return _inputs(layout, dim, stems=config.exact_match == "stem")
+    """The inputs of a model that matches words: with the stems input for --exact-match stem,
+    the chars input for --chars."""
+    return _inputs(layout, dim, stems=config.exact_match == "stem", chars=config.chars > 0)
 
 
 def _parts(layout: Layout, sequence, lengths, suffix: str = ""):
@@ -97,12 +107,23 @@ def _matched_parts(config: Config, layout: Layout, inputs: dict, match: bool = T
     """Question (B, Q, F) and passage (B, P, F) word vectors after word dropout, with their masks
     (B, Q) and (B, P). With --exact-match on (and `match`) each word vector gets one more
     channel: does the word occur in the other part; with 'stem' a second one: does a word of the
-    same stem (both computed before word dropout, so a dropped word still says it matched)."""
+    same stem (both computed before word dropout, so a dropped word still says it matched).
+    With --chars each word vector is joined by its character CNN vector (B, T, --chars) first,
+    and exact match compares the words themselves (unknown words share the zero vector)."""
     vectors, lengths = inputs["vectors"], inputs["lengths"]
-    dropped = _word_dropout(config, layout, vectors)
+    words = vectors
+    if config.chars:
+        char_vectors = CharCNN(CHAR_VOCABULARY, config.chars, name="char_cnn")(
+            inputs[CHARS], inputs[WORDS]
+        )
+        words = layers.Concatenate(name="words_and_chars")([vectors, char_vectors])
+    dropped = _word_dropout(config, layout, words)
     question, q_mask, passage, p_mask = _parts(layout, dropped, lengths)
     matchers = []  # (layer, what it compares (B, T, F), name suffix of its parts)
-    if match and config.exact_match in ("on", "stem"):
+    if match and config.exact_match in ("on", "stem") and config.chars:
+        codes = layers.Reshape((layout.steps, 1), name="word_steps")(inputs[WORDS])  # (B, T, 1)
+        matchers.append((SameCode(name="exact_match"), codes, "_words"))
+    elif match and config.exact_match in ("on", "stem"):
         matchers.append((ExactMatch(name="exact_match"), vectors, "_words"))
     if match and config.exact_match == "stem":
         stems = layers.Reshape((layout.steps, 1), name="stem_steps")(inputs[STEMS])  # (B, T, 1)
@@ -225,7 +246,7 @@ def build_biattention(config: Config, layout: Layout, dim: int) -> keras.Model:
 
 def build_question_only(config: Config, layout: Layout, dim: int) -> keras.Model:
     """Baseline that never reads the passage: how much the question alone gives away."""
-    inputs = _inputs(layout, dim)
+    inputs = _inputs(layout, dim, chars=config.chars > 0)
     question, q_mask, _, _ = _encoded_parts(config, layout, inputs, match=False)
     features = MaskedPooling()(question, q_mask)  # (B, 2H)
     return _model(config, inputs, _head(config, features, config.dropout))
@@ -242,28 +263,36 @@ class Architecture:
     build: Callable[[Config, Layout, int], keras.Model]
     help: str
     matches: bool = False  # reads --exact-match (the channels of words found in the other part)
+    chars: bool = False  # can read --chars (a character CNN vector joined to each word's)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bigru": Architecture(
-        build_bigru, "shared BiGRU encoders + pooling (the best on valid so far)", matches=True
+        build_bigru,
+        "shared BiGRU encoders + pooling (the best on valid so far)",
+        matches=True,
+        chars=True,
     ),
     "notebook": Architecture(
         build_notebook, "the notebook's 2-layer GRU over the whole layout (alias: seed)"
     ),
     "attention": Architecture(
-        build_attention, "BiGRU + passage-to-question attention", matches=True
+        build_attention, "BiGRU + passage-to-question attention", matches=True, chars=True
     ),
     "esim": Architecture(
-        build_esim, "ESIM: two-way soft alignment, enhancement, composition", matches=True
+        build_esim,
+        "ESIM: two-way soft alignment, enhancement, composition",
+        matches=True,
+        chars=True,
     ),
     "biattention": Architecture(
         build_biattention,
         "the BoolQ paper's recurrent model: highway BiGRUs around bi-attention fusion, "
         "attention pooling",
         matches=True,
+        chars=True,
     ),
-    "question_only": Architecture(build_question_only, "baseline: the question alone"),
+    "question_only": Architecture(build_question_only, "baseline: the question alone", chars=True),
     "majority": Architecture(build_majority, "baseline: the training base rate"),
 }
 ALIASES = {"seed": "notebook"}  # names that runs saved before the rename still carry

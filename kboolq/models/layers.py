@@ -295,3 +295,65 @@ class AttentionPooling(layers.Layer):
 
     def compute_output_shape(self, sequence_shape, real_shape):
         return (sequence_shape[0], sequence_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="kboolq")
+class CharCNN(layers.Layer):
+    """One learned vector per word from its characters (the character CNN of Kim et al. 2016,
+    which the BoolQ paper's recurrent model also uses): character embeddings, a 1-D convolution
+    along the word, ReLU, and the maximum over the word's characters. It gives rare names,
+    numbers and words GloVe does not know a vector that training can shape.
+
+    The CNN reads each distinct word of the batch once (a batch's 19,200 positions hold about
+    3,000 distinct words, padding included) and its vectors are then placed at every position.
+
+    Args:
+        vocabulary: character ids (0 pads a word and embeds as zeros).
+        filters: the size of each word's vector.
+        char_dim: the size of each character's embedding.
+        width: the convolution's width in characters.
+
+    Call: (chars (U, W) int: the batch's distinct words' characters, words (B, T) int: each
+    position's row of chars) -> (B, T, filters). A word without characters (padding, the
+    separator, an averaged tail) gets ReLU(bias).
+    """
+
+    def __init__(
+        self, vocabulary: int, filters: int, char_dim: int = 16, width: int = 5, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.vocabulary, self.filters = vocabulary, filters
+        self.char_dim, self.width = char_dim, width
+
+    def build(self, chars_shape, words_shape) -> None:
+        self.embedding = self.add_weight(
+            shape=(self.vocabulary, self.char_dim),
+            initializer=keras.initializers.RandomUniform(-0.5, 0.5),
+            name="embedding",
+        )
+        self.kernel = self.add_weight(
+            shape=(self.width, self.char_dim, self.filters),
+            initializer="glorot_uniform",
+            name="kernel",
+        )
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+
+    def call(self, chars, words):
+        chars = ops.cast(chars, "int32")
+        embedded = ops.take(self.embedding, chars, axis=0)  # (U, W, E)
+        embedded = embedded * ops.cast(ops.expand_dims(chars > 0, -1), embedded.dtype)
+        convolved = ops.conv(embedded, self.kernel, padding="same") + self.bias  # (U, W, F)
+        vectors = ops.max(ops.relu(convolved), axis=1)  # (U, F)
+        return ops.take(vectors, ops.cast(words, "int32"), axis=0)  # (B, T, F)
+
+    def compute_output_shape(self, chars_shape, words_shape):
+        return (*words_shape, self.filters)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "vocabulary": self.vocabulary,
+            "filters": self.filters,
+            "char_dim": self.char_dim,
+            "width": self.width,
+        }
