@@ -131,14 +131,35 @@ class MacroF1(_ConfusionMetric):
         return (yes + no) / 2
 
 
+def _on_hard_labels(metric: type[keras.metrics.Metric]) -> type[keras.metrics.Metric]:
+    """`metric` with each target read as yes when it is at least 0.5, as BalancedAccuracy reads
+    it: a distilled run's train targets are labels mixed with a teacher's answers (with
+    --distill-weight up to 0.5, the side of 0.5 is the label), which Keras's own metrics would
+    compare as they are (accuracy 0, PR AUC 1). Labels of 0 and 1 are unchanged."""
+
+    class OnHardLabels(metric):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            hard = ops.cast(ops.convert_to_tensor(y_true) >= 0.5, "float32")
+            return super().update_state(hard, y_pred, sample_weight)
+
+    OnHardLabels.__name__ = OnHardLabels.__qualname__ = f"Hard{metric.__name__}"
+    return keras.saving.register_keras_serializable(package="kboolq")(OnHardLabels)
+
+
+HardBinaryAccuracy = _on_hard_labels(keras.metrics.BinaryAccuracy)
+HardPrecision = _on_hard_labels(keras.metrics.Precision)
+HardRecall = _on_hard_labels(keras.metrics.Recall)
+HardAUC = _on_hard_labels(keras.metrics.AUC)
+
+
 def training_metrics() -> list[keras.metrics.Metric]:
     return [
-        keras.metrics.BinaryAccuracy(name="accuracy"),
+        HardBinaryAccuracy(name="accuracy"),
         BalancedAccuracy(),
         MacroF1(),
-        keras.metrics.Precision(name="precision"),
-        keras.metrics.Recall(name="recall"),
-        keras.metrics.AUC(curve="PR", name="pr_auc"),
+        HardPrecision(name="precision"),
+        HardRecall(name="recall"),
+        HardAUC(curve="PR", name="pr_auc"),
     ]
 
 

@@ -56,6 +56,28 @@ def test_a_distilled_run_records_its_teacher_and_weight_zero_is_the_plain_fit(te
     same = load_run(zero, cache).predict(rows)
     np.testing.assert_allclose(same, load_run(plain, cache).predict(rows), atol=1e-6)
     assert not np.allclose(load_run(half, cache).predict(rows), same, atol=1e-4)
+    # the train metrics read the mixed targets' side of 0.5 (the labels), as for the plain run
+    history = {name: np.genfromtxt(d / "history.csv", delimiter=",", names=True) for name, d in
+               (("plain", plain), ("half", half))}  # fmt: skip
+    assert history["half"]["accuracy"].min() > 0.3 and history["half"]["pr_auc"].max() < 1.0
+
+
+def test_train_metrics_read_soft_targets_as_their_side_of_one_half():
+    import keras
+
+    from kboolq.evaluation import training_metrics
+
+    y_true = np.array([0.3, 0.8, 0.6, 0.1], np.float32)  # labels 0, 1, 1, 0 mixed with answers
+    y_pred = np.array([0.2, 0.9, 0.4, 0.7], np.float32)  # predicted no, yes, no, yes
+    results = {}
+    for metric in training_metrics():
+        metric.update_state(y_true, y_pred)
+        results[metric.name] = float(keras.ops.convert_to_numpy(metric.result()))
+    assert results["accuracy"] == 0.5 and results["precision"] == 0.5
+    assert results["recall"] == 0.5 and results["balanced_accuracy"] == 0.5
+    plain = keras.metrics.BinaryAccuracy()
+    plain.update_state(y_true, y_pred)
+    assert float(keras.ops.convert_to_numpy(plain.result())) == 0.0  # what Keras's own shows
 
 
 def test_a_teacher_made_from_another_split_is_refused_before_training(teacher, tmp_path):
