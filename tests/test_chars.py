@@ -258,3 +258,34 @@ def test_a_chars_run_is_refused_by_the_onnx_export(chars_run, tmp_path):
         "ONNX export's inputs do not carry yet; serve it with kboolq.serve"
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_predict_answers_a_question_of_unknown_words_only_with_chars(chars_run, trained, capsys):
+    from kboolq import predict
+    from kboolq.cli import run_command
+
+    row = ["--question", "zzyzx qwxv", "--passage", "zzyzx is a town in california"]
+    run, cache = chars_run
+    assert (
+        run_command(predict.main, "kboolq.predict")([str(run), *row, "--cache-dir", str(cache)])
+        == 0
+    )
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["question"] == "zzyzx qwxv" and 0 < answer["p_yes"] < 1
+    plain, plain_cache = trained
+    code = run_command(predict.main, "kboolq.predict")(
+        [str(plain), *row, "--cache-dir", str(plain_cache)]
+    )
+    assert code == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "line": "the command line",
+        "error": "the question has no word in the GloVe vocabulary",
+    }
+
+
+def test_a_grid_reads_characters_when_any_trial_does():
+    from tuning.grid import grid_chars
+
+    assert grid_chars(Config(), {"hidden_size": [4, 8]}) == 0
+    assert grid_chars(Config(), {"chars": [0, 8]}) == WORD_CHARS
+    assert grid_chars(Config(chars=8), {"hidden_size": [4]}) == WORD_CHARS
