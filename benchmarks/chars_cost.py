@@ -18,7 +18,7 @@ import numpy as np
 
 from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
 from kboolq.config import Config, add_config_arguments, config_from_args
-from kboolq.data.batches import Batches, takes_chars, takes_stems
+from kboolq.data.batches import Batches
 from kboolq.data.layout import WORD_CHARS
 from kboolq.models.architectures import build_model
 from kboolq.training import compile_model
@@ -27,13 +27,8 @@ from kboolq.training import compile_model
 def step_seconds(config: Config, prepared, steps: int, repeats: int) -> float:
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
-    batches = Batches(
-        prepared.splits["train"],
-        prepared.lookup,
-        config.batch_size,
-        shuffle=True,
-        stems=takes_stems(model),
-        chars=takes_chars(model),
+    batches = Batches.for_model(
+        model, prepared.splits["train"], prepared.lookup, config.batch_size, shuffle=True
     )
     data = [batches[i] for i in range(steps + 2)]
     for inputs, labels in data[:2]:  # warm-up

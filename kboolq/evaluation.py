@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kboolq.data.batches import Batches, takes_chars, takes_stems
+from kboolq.data.batches import Batches
 from kboolq.data.layout import Lookup, Prepared, Split
 from kboolq.errors import UserError
 
@@ -165,7 +165,7 @@ def training_metrics() -> list[keras.metrics.Metric]:
 
 def predict_split(model: keras.Model, split: Split, lookup: Lookup, batch_size: int) -> np.ndarray:
     """P(yes) for every row of `split`, in order; never NaN (a damaged model is an error)."""
-    batches = Batches(split, lookup, batch_size, stems=takes_stems(model), chars=takes_chars(model))
+    batches = Batches.for_model(model, split, lookup, batch_size)
     scores = model.predict(batches, verbose=0).ravel()
     bad = ~np.isfinite(scores)
     if bad.any():

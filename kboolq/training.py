@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from kboolq.config import Config
-from kboolq.data.batches import Batches, takes_chars, takes_stems
+from kboolq.data.batches import Batches
 from kboolq.data.layout import Prepared, Split
 from kboolq.errors import Interrupted, UserError
 from kboolq.evaluation import training_metrics
@@ -199,17 +199,9 @@ def train_model(
     """
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
-    lookup, stems, chars = prepared.lookup, takes_stems(model), takes_chars(model)
-    train = Batches(
-        prepared.splits["train"],
-        lookup,
-        config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        stems=stems,
-        chars=chars,
-    )
-    valid = Batches(prepared.splits["valid"], lookup, config.batch_size, stems=stems, chars=chars)
+    splits, lookup, size = prepared.splits, prepared.lookup, config.batch_size
+    train = Batches.for_model(model, splits["train"], lookup, size, shuffle=True, seed=config.seed)
+    valid = Batches.for_model(model, splits["valid"], lookup, size)
     checkpoint = BestCheckpoint(run_dir)
     history = HistoryWriter(Path(run_dir) / "history.csv")
     # With --ema the averaged weights are swapped in before validation and at each epoch's end,
@@ -267,14 +259,13 @@ def refit_model(
     run_dir/model.keras, with history.csv."""
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
-    train = Batches(
+    train = Batches.for_model(
+        model,
         prepared.splits["train"],
         prepared.lookup,
         config.batch_size,
         shuffle=True,
         seed=config.seed,
-        stems=takes_stems(model),
-        chars=takes_chars(model),
     )
     rates = [float(rate) for rate in learning_rates]
     callbacks = [

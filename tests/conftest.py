@@ -65,3 +65,17 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def cache_dir(tmp_path):
     return tmp_path / "cache"
+
+
+def small_glove(words, dim=2):
+    """A GloVe table over `words` whose vectors are 1, 2, 3, ... in order (distinct rows)."""
+    from kboolq.data.glove import Glove
+
+    vectors = np.arange(1, len(words) * dim + 1, dtype=np.float32).reshape(len(words), dim)
+    return Glove(list(words), vectors, "test", "fp")
+
+
+def make_row(question, passage, label=1, where="x:1"):
+    from kboolq.data.boolq import Row
+
+    return Row(question, passage, label, where)

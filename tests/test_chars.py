@@ -7,13 +7,12 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from conftest import fixture_args
+from conftest import fixture_args, make_row, small_glove
 
 from kboolq import fit, load_run
 from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.data.boolq import BoolQ, Row
-from kboolq.data.glove import Glove
 from kboolq.data.layout import (
     CHAR_VOCABULARY,
     CHARACTERS,
@@ -29,15 +28,6 @@ from kboolq.models.architectures import build_model
 from kboolq.models.layers import CharCNN
 
 
-def _glove(words, dim=2):
-    vectors = np.arange(1, len(words) * dim + 1, dtype=np.float32).reshape(len(words), dim)
-    return Glove(list(words), vectors, "test", "fp")
-
-
-def _row(q, p, label=1, where="x:1"):
-    return Row(q, p, label, where)
-
-
 def test_character_ids_by_hand():
     assert CHARACTERS.startswith("abcdefghijklmnopqrstuvwxyz0123456789!")
     assert CHAR_VOCABULARY == 26 + 10 + 32 + 2
@@ -48,8 +38,8 @@ def test_character_ids_by_hand():
 
 
 def test_unknown_words_keep_their_place_with_their_characters():
-    glove = _glove(["is", "a", "cat"])
-    rows = [_row("is zork a cat", "a cat zork qux")]
+    glove = small_glove(["is", "a", "cat"])
+    rows = [make_row("is zork a cat", "a cat zork qux")]
     layout = Layout(q_max=4, p_max=4, separator=1, word_chars=4)
     encoded = encode({"train": rows}, glove, layout)
     split, lookup = encoded.splits["train"], encoded.lookup
@@ -73,8 +63,8 @@ def test_unknown_words_keep_their_place_with_their_characters():
 
 
 def test_an_unknown_word_only_in_a_cut_part_is_not_in_the_table():
-    glove = _glove(["a", "b", "c"])
-    rows = [_row("a b zork", "a b c qux a b")]  # zork cut from the question, qux in the tail
+    glove = small_glove(["a", "b", "c"])
+    rows = [make_row("a b zork", "a b c qux a b")]  # zork cut from the question, qux in the tail
     layout = Layout(q_max=2, p_max=3, separator=1, word_chars=3)
     encoded = encode({"train": rows}, glove, layout)
     assert [row.tolist() for row in encoded.lookup.chars] == [
@@ -88,9 +78,9 @@ def test_an_unknown_word_only_in_a_cut_part_is_not_in_the_table():
 
 
 def test_unknown_words_share_stem_classes_with_known_words():
-    glove = _glove(["run", "is"])
+    glove = small_glove(["run", "is"])
     layout = Layout(q_max=3, p_max=3, separator=0, word_chars=8)
-    encoded = encode({"train": [_row("is run", "runs zorks zork")]}, glove, layout)
+    encoded = encode({"train": [make_row("is run", "runs zorks zork")]}, glove, layout)
     split, stems = encoded.splits["train"], encoded.lookup.stems
     passage = stems[split.ids[0, 3:]].tolist()
     assert passage[0] == stems[split.ids[0, 1]]  # "runs" (unknown) shares "run"'s class
@@ -98,21 +88,24 @@ def test_unknown_words_share_stem_classes_with_known_words():
 
 
 def test_characters_make_a_row_without_known_words_answerable():
-    glove = _glove(["is", "a"])
-    row = _row("zork qux", "is a")
+    glove = small_glove(["is", "a"])
+    row = make_row("zork qux", "is a")
     assert vocabulary_problem(row, glove) == "the question has no word in the GloVe vocabulary"
     assert vocabulary_problem(row, glove, word_chars=WORD_CHARS) is None
-    assert vocabulary_problem(_row("?!", "is a"), glove, word_chars=4) == "the question has no word"
+    assert (
+        vocabulary_problem(make_row("?!", "is a"), glove, word_chars=4)
+        == "the question has no word"
+    )
     layout = Layout(q_max=2, p_max=2, separator=1, word_chars=4)
     assert encode({"rows": [row]}, glove, layout).splits["rows"].ids[0].tolist() == [3, 4, 0, 1, 2]
     with pytest.raises(UserError) as error:
-        encode({"rows": [_row("?!", "is a", where="f.jsonl:7")]}, glove, layout)
+        encode({"rows": [make_row("?!", "is a", where="f.jsonl:7")]}, glove, layout)
     assert str(error.value) == "f.jsonl:7: the question has no word"
 
 
 def test_characters_are_cached_under_their_own_fingerprint(tmp_path):
-    glove = _glove(["is", "a", "cat"])
-    rows = [_row("is zork a cat", "a cat zork qux", label=i % 2) for i in range(6)]
+    glove = small_glove(["is", "a", "cat"])
+    rows = [make_row("is zork a cat", "a cat zork qux", label=i % 2) for i in range(6)]
     boolq = BoolQ({"train": rows[:4], "valid": rows[4:]}, "test", "data-fp")
     plain, _ = prepare(boolq, glove, tmp_path)
     first, cached = prepare(boolq, glove, tmp_path, word_chars=5)
@@ -139,9 +132,9 @@ def test_char_cnn_by_hand():
 
 
 def test_batches_carry_each_distinct_word_once_and_where_it_is():
-    glove = _glove(["is", "a", "cat"])
+    glove = small_glove(["is", "a", "cat"])
     layout = Layout(q_max=3, p_max=4, separator=1, word_chars=4)
-    rows = [_row("is zork a", "a cat zork qux"), _row("a cat", "qux is")]
+    rows = [make_row("is zork a", "a cat zork qux"), make_row("a cat", "qux is")]
     encoded = encode({"train": rows}, glove, layout)
     split, lookup = encoded.splits["train"], encoded.lookup
     inputs, _ = Batches(split, lookup, 2, chars=True)[0]

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from conftest import make_row, small_glove
 
-from kboolq.data.boolq import BoolQ, Row
+from kboolq.data.boolq import BoolQ
 from kboolq.data.glove import Glove
 from kboolq.data.layout import Layout, encode, prepare, stem_classes
 from kboolq.data.tokens import tokenize
@@ -27,18 +28,9 @@ def test_tokenize(text, tokens):
     assert tokenize(text) == tokens
 
 
-def _glove(words, dim=2):
-    vectors = np.arange(1, len(words) * dim + 1, dtype=np.float32).reshape(len(words), dim)
-    return Glove(list(words), vectors, "test", "fp")
-
-
-def _row(q, p, label=1, where="x:1"):
-    return Row(q, p, label, where)
-
-
 def test_layout_is_question_pad_separator_passage_pad_position_by_position():
-    glove = _glove(["a", "b", "c", "d"])
-    rows = [_row("a b", "c"), _row("a", "d c")]
+    glove = small_glove(["a", "b", "c", "d"])
+    rows = [make_row("a b", "c"), make_row("a", "d c")]
     e = encode({"train": rows}, glove, Layout(q_max=3, p_max=3, separator=2))
     layout, table, splits = e.layout, e.lookup.vectors, e.splits
     vectors = table[splits["train"].ids]
@@ -52,8 +44,8 @@ def test_layout_is_question_pad_separator_passage_pad_position_by_position():
 
 
 def test_long_passage_is_truncated_by_averaging_the_tail():
-    glove = _glove(["q", "a", "b", "c", "d", "e"])
-    rows = [_row("q", "a b c d e")]
+    glove = small_glove(["q", "a", "b", "c", "d", "e"])
+    rows = [make_row("q", "a b c d e")]
     e = encode({"train": rows}, glove, Layout(q_max=1, p_max=3, separator=1))
     table, splits = e.lookup.vectors, e.splits
     passage = table[splits["train"].ids[0, 2:]]
@@ -63,8 +55,8 @@ def test_long_passage_is_truncated_by_averaging_the_tail():
 
 
 def test_long_question_is_cut_and_oov_words_are_skipped_and_counted():
-    glove = _glove(["a", "b", "c"])
-    rows = [_row("a zz b c", "c zz yy zz")]
+    glove = small_glove(["a", "b", "c"])
+    rows = [make_row("a zz b c", "c zz yy zz")]
     e = encode({"x": rows}, glove, Layout(q_max=2, p_max=2, separator=1))
     table, splits, tokens = e.lookup.vectors, e.splits, e.token_count
     assert table[splits["x"].ids[0]].tolist() == [[1, 2], [3, 4], [0, 0], [5, 6], [0, 0]]
@@ -73,9 +65,9 @@ def test_long_question_is_cut_and_oov_words_are_skipped_and_counted():
 
 
 def test_layout_comes_from_train_only():
-    glove = _glove(["w"])
-    train = [_row("w " * n, "w " * (n * 10)) for n in range(1, 101)]
-    valid = [_row("w " * 50, "w " * 5000)]
+    glove = small_glove(["w"])
+    train = [make_row("w " * n, "w " * (n * 10)) for n in range(1, 101)]
+    valid = [make_row("w " * 50, "w " * 5000)]
     layout = encode({"train": train, "valid": valid}, glove).layout
     assert layout.q_max == 100
     assert layout.p_max == int(np.ceil(np.percentile(np.arange(1, 101) * 10, 99)))  # 991
@@ -83,10 +75,12 @@ def test_layout_comes_from_train_only():
     assert (layout.p_max, whole.p_max) == (991, 1000)
 
 
-def test_text_without_known_words_is_an_error_naming_the_row():
+def test_text_without_known_words_is_an_error_naming_therow():
     with pytest.raises(UserError, match=r"train.jsonl:7: the passage has no word in the GloVe"):
         encode(
-            {"train": [_row("a", "zz yy", where="train.jsonl:7")]}, _glove(["a"]), Layout(1, 1, 1)
+            {"train": [make_row("a", "zz yy", where="train.jsonl:7")]},
+            small_glove(["a"]),
+            Layout(1, 1, 1),
         )
 
 
@@ -102,8 +96,8 @@ def test_prepare_reuses_cache_and_invalidates_on_any_change(tmp_path, monkeypatc
     monkeypatch.setattr(
         layout_module, "encode", lambda *a, **k: calls.append(1) or real_encode(*a, **k)
     )
-    rows = [_row("a b", "b c"), _row("c", "a a a", 0)]
-    glove = _glove(["a", "b", "c"])
+    rows = [make_row("a b", "b c"), make_row("c", "a a a", 0)]
+    glove = small_glove(["a", "b", "c"])
     first, hit = prepare(_boolq(rows), glove, tmp_path)
     assert (hit, len(calls)) == (False, 1)
     second, hit = prepare(_boolq(rows), glove, tmp_path)
@@ -122,8 +116,8 @@ def test_prepare_reuses_cache_and_invalidates_on_any_change(tmp_path, monkeypatc
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
-    rows = [_row("a", "b")] * 2
-    glove = _glove(["a", "b"])
+    rows = [make_row("a", "b")] * 2
+    glove = small_glove(["a", "b"])
     prepared, _ = prepare(_boolq(rows), glove, tmp_path)
     (path,) = (tmp_path / "prepared").glob("*.npz")
     path.write_bytes(b"not a zip")
@@ -139,8 +133,8 @@ def test_stem_classes_by_hand():
 
 
 def test_encode_gives_each_position_its_words_stem_class():
-    glove = _glove(["runs", "running", "fast", "q", "a", "b", "c"])
-    rows = [_row("runs fast", "running q"), _row("q", "a b c")]
+    glove = small_glove(["runs", "running", "fast", "q", "a", "b", "c"])
+    rows = [make_row("runs fast", "running q"), make_row("q", "a b c")]
     e = encode({"train": rows}, glove, Layout(q_max=2, p_max=2, separator=1))
     stems = e.lookup.stems[e.splits["train"].ids]  # (rows, T): question 2 | separator 1 | passage 2
     runs, fast, running, q = stems[0, 0], stems[0, 1], stems[0, 3], stems[0, 4]
@@ -151,8 +145,8 @@ def test_encode_gives_each_position_its_words_stem_class():
 
 
 def test_a_cache_entry_missing_an_array_is_rebuilt(tmp_path, capsys):
-    rows = [_row("runs", "running")] * 2
-    glove = _glove(["runs", "running"])
+    rows = [make_row("runs", "running")] * 2
+    glove = small_glove(["runs", "running"])
     prepared, _ = prepare(_boolq(rows), glove, tmp_path)
     (path,) = (tmp_path / "prepared").glob("*.npz")
     with np.load(path) as archive:  # an entry without its stem classes

@@ -66,6 +66,28 @@ class Batches(keras.utils.PyDataset):
         self.labels = split.labels.astype(np.float32)
         self.order = self._order()
 
+    @classmethod
+    def for_model(
+        cls,
+        model: keras.Model,
+        split: Split,
+        lookup: Lookup,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> Batches:
+        """Batches with every input `model` takes: the stems and characters only if it reads
+        them."""
+        return cls(
+            split,
+            lookup,
+            batch_size,
+            shuffle,
+            seed,
+            stems=takes_stems(model),
+            chars=takes_chars(model),
+        )
+
     def _order(self) -> np.ndarray:
         if not self.shuffle:
             return np.arange(len(self.split))
