@@ -100,7 +100,13 @@ def card_text(
         "",
         f"- architecture: `{config.arch}` ({model.name}), {model.count_params():,} parameters",
         f"- layout: question {layout.q_max} + separator {layout.separator} + passage "
-        f"{layout.p_max} positions (longer passages: the tail averaged into the last one)",
+        f"{layout.p_max} positions (longer passages: the tail averaged into the last one)"
+        + (
+            f"; each word's first {layout.word_chars} characters read by a character CNN "
+            f"(--chars {config.chars})"
+            if layout.word_chars
+            else ""
+        ),
         f"- vectors: `{info.vectors.source}`, {info.vectors.dim}-d, fingerprint "
         f"`{info.vectors.fingerprint[:16]}`",
         "",
@@ -161,12 +167,17 @@ def card_text(
         "## Limits",
         "",
         "- English only; trained on Wikipedia passages and search-engine questions (BoolQ).",
-        "- Words outside the vectors' vocabulary are skipped",
+        "- Words outside the vectors' vocabulary "
+        + ("have only their characters' vector" if layout.word_chars else "are skipped"),
     ]
     if prepared is not None and prepared.token_count:
         share = prepared.oov_count / prepared.token_count
         lines[-1] += f" ({share:.1%} of the tokens it was trained and scored on)"
-    lines[-1] += "; a question or passage without a known word is refused."
+    lines[-1] += (
+        "; a question or passage without a word is refused."
+        if layout.word_chars
+        else "; a question or passage without a known word is refused."
+    )
     lines += [
         "- About 62 % of BoolQ's answers are yes: compare with balanced accuracy, not accuracy.",
         "",

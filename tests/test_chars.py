@@ -282,3 +282,11 @@ def test_a_grid_reads_characters_when_any_trial_does():
     assert grid_chars(Config(), {"hidden_size": [4, 8]}) == 0
     assert grid_chars(Config(), {"chars": [0, 8]}) == WORD_CHARS
     assert grid_chars(Config(chars=8), {"hidden_size": [4]}) == WORD_CHARS
+
+
+def test_the_card_of_a_chars_run_says_how_it_reads_words(chars_run):
+    run, _ = chars_run
+    card = (run / "README.md").read_text()
+    assert "; each word's first 16 characters read by a character CNN (--chars 6)" in card
+    assert "- Words outside the vectors' vocabulary have only their characters' vector (" in card
+    assert "; a question or passage without a word is refused." in card
