@@ -8,7 +8,8 @@ exactly as kboolq does) and the run's model card, README.md.
 The graph is traced from the run's own Keras model by torch.onnx (no hand-written graph): a thin
 torch module in front of it builds kboolq's layout from the ids (questions cut to q_max, a
 passage's tail beyond p_max averaged into its last position, stem classes looked up), which is
-what kboolq.data.layout does on the host.
+what kboolq.data.layout does on the host. A run that reads characters (--chars) also takes each
+token's character ids, and its unknown words keep their places with ids of their own.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import torch
 import kboolq
 from kboolq.api import OpenRun, open_run
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
-from kboolq.data.batches import STEMS, takes_stems
+from kboolq.data.batches import CHARS, STEMS, WORDS, takes_chars, takes_stems
 from kboolq.data.boolq import Row
-from kboolq.data.layout import NO_WORD, Layout, stem_classes
+from kboolq.data.layout import CHARACTERS, NO_TOKEN, NO_WORD, Layout, char_ids, stem_classes
 from kboolq.data.tokens import TOKENIZER_VERSION, tokenize
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
@@ -42,39 +43,56 @@ MANIFEST = "manifest.json"
 EXPORT_FILES = ("model.onnx", "vocab.txt", MANIFEST, "README.md")
 OPSET = 17
 INPUTS = ("question", "passage", "lengths")
+CHAR_INPUTS = ("question_chars", "passage_chars")  # a --chars run's: each token's characters
 TAIL_STEM = -1  # the stem class of an averaged tail: one that no word has
+TAIL_WORD = -1  # with --chars, the word code of an averaged tail: one that no word has
 
 
 class TokenIds(torch.nn.Module):
     """P(yes) from token ids: question (B, Lq) and passage (B, Lp) int64 ids (vocabulary line +
-    1; 0 pads), lengths (B, 2) int64 (each row's ids in question and passage) -> (B, 1)."""
+    1; 0 pads), lengths (B, 2) int64 (each row's ids in question and passage) -> (B, 1).
+
+    A model that reads characters also takes question_chars (B, Lq, W) and passage_chars
+    (B, Lp, W), each token's character ids; its ids above the vocabulary are unknown words
+    (the zero vector; equal ids for equal words)."""
 
     def __init__(self, model: keras.Model, layout: Layout, vectors, stems) -> None:
         super().__init__()
         self.model, self.layout = model, layout
-        self.takes_stems = takes_stems(model)
-        table = np.zeros((len(vectors) + 1, vectors.shape[1]), np.float32)
-        table[1:] = vectors
+        self.takes_stems, self.takes_chars = takes_stems(model), takes_chars(model)
+        self.unknown = len(vectors) + 1  # ids from here on: unknown words (with characters)
+        table = np.zeros((len(vectors) + 2, vectors.shape[1]), np.float32)  # last: unknown
+        table[1 : self.unknown] = vectors
         self.register_buffer("table", torch.from_numpy(table))
         self.register_buffer("stems", torch.from_numpy(np.asarray(stems, np.int32)))
 
-    def forward(self, question, passage, lengths):
+    def forward(self, question, passage, lengths, question_chars=None, passage_chars=None):
         q_max, p_max = self.layout.q_max, self.layout.p_max
         batch = question.shape[0]
         q_len = torch.clamp(lengths[:, 0], max=q_max)
         p_all = lengths[:, 1]
         q_ids = torch.nn.functional.pad(question, (0, q_max))[:, :q_max]
         device = question.device
-        q_ids = q_ids * (torch.arange(q_max, device=device) < q_len.unsqueeze(1))
+        q_real = torch.arange(q_max, device=device) < q_len.unsqueeze(1)
+        q_ids = q_ids * q_real
         passage = torch.nn.functional.pad(passage, (0, p_max))
         positions = torch.arange(passage.shape[1], device=device).unsqueeze(0)
-        head = passage[:, : p_max - 1] * (positions[:, : p_max - 1] < p_all.unsqueeze(1))
+        head_real = positions[:, : p_max - 1] < p_all.unsqueeze(1)
+        head = passage[:, : p_max - 1] * head_real
         in_tail = (positions >= p_max - 1) & (positions < p_all.unsqueeze(1))  # (B, L)
+        in_tail = in_tail & (passage < self.unknown)  # a tail averages its known words only
         weights = in_tail.to(torch.float32).unsqueeze(-1)
-        tail = (self.table[passage] * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        rows = self.table[torch.clamp(passage, max=self.unknown)]
+        tail = (rows * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         separator = self.table.new_zeros((batch, self.layout.separator, self.table.shape[1]))
         vectors = torch.cat(
-            [self.table[q_ids], separator, self.table[head], tail.unsqueeze(1)], dim=1
+            [
+                self.table[torch.clamp(q_ids, max=self.unknown)],
+                separator,
+                self.table[torch.clamp(head, max=self.unknown)],
+                tail.unsqueeze(1),
+            ],
+            dim=1,
         )
         p_len = torch.clamp(p_all, max=p_max)
         inputs = {
@@ -88,7 +106,42 @@ class TokenIds(torch.nn.Module):
             inputs[STEMS] = torch.cat(
                 [self.stems[q_ids], zeros, self.stems[head], last.unsqueeze(1)], dim=1
             )
+        if self.takes_chars:
+            inputs.update(self._words(question_chars, passage_chars, q_ids, q_real, head,
+                                      head_real, passage, p_all))  # fmt: skip
         return self.model(inputs, training=False)
+
+    def _words(self, question_chars, passage_chars, q_ids, q_real, head, head_real, passage, p_all):
+        """The chars and words inputs: each distinct word of the batch once with its characters,
+        and each position's row of them; words are told apart by id (one per known word, one
+        per distinct unknown word), padding and separator are id 0, a tail has its own."""
+        q_max, p_max, width = self.layout.q_max, self.layout.p_max, self.layout.word_chars
+        batch = q_ids.shape[0]
+        q_chars = torch.nn.functional.pad(question_chars, (0, 0, 0, q_max))[:, :q_max]
+        p_chars = torch.nn.functional.pad(passage_chars, (0, 0, 0, p_max))
+        last_is_a_word = (p_all == p_max).unsqueeze(1)  # else padding (shorter) or a tail
+        last_code = torch.where(
+            p_all > p_max, torch.full_like(p_all, TAIL_WORD), passage[:, p_max - 1]
+        ).unsqueeze(1) * ((p_all >= p_max).unsqueeze(1))
+        chars = torch.cat(
+            [
+                q_chars * q_real.unsqueeze(-1),
+                q_chars.new_zeros((batch, self.layout.separator, width)),
+                p_chars[:, : p_max - 1] * head_real.unsqueeze(-1),
+                (p_chars[:, p_max - 1] * last_is_a_word).unsqueeze(1),
+            ],
+            dim=1,
+        )  # (B, T, W)
+        codes = torch.cat(
+            [q_ids, q_ids.new_zeros((batch, self.layout.separator)), head, last_code], dim=1
+        )  # (B, T)
+        distinct, where = torch.unique(codes.flatten(), sorted=True, return_inverse=True)
+        table = chars.new_zeros((distinct.shape[0], width))
+        table = table.index_put((where,), chars.flatten(0, 1))  # equal codes: equal characters
+        return {
+            CHARS: table.to(torch.int32),
+            WORDS: where.reshape(codes.shape).to(torch.int32),
+        }
 
 
 @contextlib.contextmanager
@@ -104,23 +157,43 @@ def exporting() -> Iterator[None]:
         gru.EXPORTING = flag
 
 
-def token_ids(rows: Sequence[Row], index: dict[str, int], accents: str) -> dict[str, np.ndarray]:
+def token_ids(
+    rows: Sequence[Row], index: dict[str, int], accents: str, word_chars: int = 0
+) -> dict[str, np.ndarray]:
     """The ONNX model's inputs for `rows`: kboolq's tokens, words outside the vocabulary
     skipped (as kboolq does), ids = vocabulary position + 1. A part without a known word is a
-    UserError naming the row."""
+    UserError naming the row. With `word_chars` (a run that reads characters) every token is
+    kept: an unknown word gets an id above the vocabulary, the same for the same word, and
+    question_chars / passage_chars hold each token's first `word_chars` character ids."""
     parts: dict[str, list[list[int]]] = {"question": [], "passage": []}
+    chars: dict[str, list[list[list[int]]]] = {"question": [], "passage": []}
+    unknown: dict[str, int] = {}
     for row in rows:
         for what, text in (("question", row.question), ("passage", row.passage)):
-            ids = [index[t] + 1 for t in tokenize(text, accents) if t in index]
+            tokens = tokenize(text, accents)
+            if not word_chars:
+                tokens = [t for t in tokens if t in index]
+            ids = [
+                index[t] + 1 if t in index else len(index) + 1 + unknown.setdefault(t, len(unknown))
+                for t in tokens
+            ]
             if not ids:
-                raise UserError(f"{row.where}: {NO_WORD.format(what=what)}")
+                problem = NO_TOKEN if word_chars else NO_WORD
+                raise UserError(f"{row.where}: {problem.format(what=what)}")
             parts[what].append(ids)
+            chars[what].append([char_ids(t, word_chars) for t in tokens])
     arrays = {}
     for what, lists in parts.items():
-        array = np.zeros((len(lists), max(map(len, lists))), np.int64)
+        longest = max(map(len, lists))
+        array = np.zeros((len(lists), longest), np.int64)
         for i, ids in enumerate(lists):
             array[i, : len(ids)] = ids
         arrays[what] = array
+        if word_chars:
+            table = np.zeros((len(lists), longest, word_chars), np.int64)
+            for i, token_chars in enumerate(chars[what]):
+                table[i, : len(token_chars)] = token_chars
+            arrays[f"{what}_chars"] = table
     arrays["lengths"] = np.array(
         [[len(q), len(p)] for q, p in zip(parts["question"], parts["passage"], strict=True)],
         np.int64,
@@ -130,6 +203,7 @@ def token_ids(rows: Sequence[Row], index: dict[str, int], accents: str) -> dict[
 
 def manifest(run: OpenRun, inputs: list[str], threshold: float) -> dict:
     info = run.info
+    layout = info.layout
     return {
         "format": 1,
         "kboolq_version": kboolq.__version__,
@@ -138,6 +212,15 @@ def manifest(run: OpenRun, inputs: list[str], threshold: float) -> dict:
             "question": "int64 (batch, any): the question's token ids, 0-padded",
             "passage": "int64 (batch, any): the passage's token ids, 0-padded",
             "lengths": "int64 (batch, 2): each row's number of question and passage ids",
+            **(
+                {
+                    f"{part}_chars": f"int64 (batch, as {part}, {layout.word_chars}): each "
+                    f"token's first {layout.word_chars} character ids, 0-padded"
+                    for part in ("question", "passage")
+                }
+                if layout.word_chars
+                else {}
+            ),
         },
         "graph_inputs": inputs,  # the ones this graph reads (a baseline may read fewer)
         "output": "p_yes: float32 (batch, 1), P(answer is yes)",
@@ -145,7 +228,22 @@ def manifest(run: OpenRun, inputs: list[str], threshold: float) -> dict:
         "vocabulary": {
             "file": "vocab.txt",
             "ids": "a word's id is its line number in vocab.txt (from 0) plus 1; 0 pads",
-            "unknown_words": "skipped; a question or passage with no known word is refused",
+            "unknown_words": (
+                "kept, each distinct one with an id above the vocabulary's, the same for the "
+                "same word (kboolq.export.token_ids gives len(vocab) + 1, + 2, ... as met); a "
+                "question or passage with no word is refused"
+                if layout.word_chars
+                else "skipped; a question or passage with no known word is refused"
+            ),
+            **(
+                {
+                    "characters": CHARACTERS,
+                    "character_ids": "a character's position in "
+                    "'characters' plus 1; any other character: len(characters) + 1; 0 pads",
+                }
+                if layout.word_chars
+                else {}
+            ),  # fmt: skip
         },
         "tokenizer": {
             "version": TOKENIZER_VERSION,
@@ -163,6 +261,7 @@ def manifest(run: OpenRun, inputs: list[str], threshold: float) -> dict:
             "q_max": info.layout.q_max,
             "p_max": info.layout.p_max,
             "separator": info.layout.separator,
+            "word_chars": info.layout.word_chars,
             "inside_the_graph": "questions cut to q_max; a passage's ids from position "
             "p_max - 1 on averaged into one vector",
         },
@@ -176,19 +275,23 @@ def export_onnx(run: OpenRun, work: Path) -> list[str]:
     glove = run.glove
     stems = stem_classes(glove.words, 0)  # [0 (padding), a class per word's stem]
     module = TokenIds(run.model, run.info.layout, np.asarray(glove.vectors), stems).eval()
+    word_chars = run.info.layout.word_chars
     example = token_ids(
         [Row("is the sky blue", "the sky is blue today", 1, "example")],
         glove.index,
         run.info.data.accents,
+        word_chars,
     )
+    names = [*INPUTS, *(CHAR_INPUTS if word_chars else ())]
     device = run.model.weights[0].value.device if run.model.weights else torch.device("cpu")
     module = module.to(device)  # where Keras put the weights (a GPU, when there is one)
-    args = tuple(torch.from_numpy(example[name]).to(device) for name in INPUTS)
+    args = tuple(torch.from_numpy(example[name]).to(device) for name in names)
     # weights the tracer does not reach as the module's parameters (an ensemble's members)
     # become constants of the graph, which it accepts only without gradients
     for variable in run.model.weights:
         variable.value.requires_grad_(False)
     axes = {"question": {0: "batch", 1: "question_ids"}, "passage": {0: "batch", 1: "passage_ids"}}
+    axes |= {f"{part}_chars": {0: "batch", 1: f"{part}_ids"} for part in ("question", "passage")}
     with exporting(), torch.no_grad(), warnings.catch_warnings():
         # torch warns about GRUs of variable length in general; ours start from zeros of the
         # batch's own size, and the parity tests run batches of 1 to 200 rows
@@ -197,9 +300,13 @@ def export_onnx(run: OpenRun, work: Path) -> list[str]:
             module,
             args,
             str(work / "model.onnx"),
-            input_names=list(INPUTS),
+            input_names=names,
             output_names=["p_yes"],
-            dynamic_axes={**axes, "lengths": {0: "batch"}, "p_yes": {0: "batch"}},
+            dynamic_axes={
+                **{name: axes[name] for name in names if name in axes},
+                "lengths": {0: "batch"},
+                "p_yes": {0: "batch"},
+            },
             opset_version=OPSET,
             dynamo=False,
         )
@@ -248,10 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         raise UserError("--format onnx needs pip install 'kboolq[export]'") from None
     run = open_run(args.run_dir, cache_dir(args))
-    if run.info.layout.word_chars:  # the graph takes GloVe ids; unknown words have none
-        raise UserError(
-            f"{args.run_dir} reads characters (--chars): its unknown words need character ids, "
-            "which the ONNX export's inputs do not carry yet; serve it with kboolq.serve"
+    if run.info.layout.word_chars and takes_stems(run.model):
+        raise UserError(  # stem classes of unknown words come from their text, not ids
+            f"{args.run_dir} reads characters (--chars) and stems (--exact-match stem): its "
+            "unknown words' stem classes cannot be passed to the ONNX graph; serve it with "
+            "kboolq.serve"
         )
     out = write_target(args.out)
     with lock_output(out):

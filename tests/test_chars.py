@@ -239,20 +239,6 @@ def test_a_chars_run_refuses_an_ensemble_with_a_plain_run(chars_run, trained, tm
     assert not (tmp_path / "e").exists()
 
 
-def test_a_chars_run_is_refused_by_the_onnx_export(chars_run, tmp_path):
-    pytest.importorskip("onnx")
-    from kboolq import export
-
-    run, cache = chars_run
-    with pytest.raises(UserError) as error:
-        export.main([str(run), "--out", str(tmp_path / "x"), "--cache-dir", str(cache)])
-    assert str(error.value) == (
-        f"{run} reads characters (--chars): its unknown words need character ids, which the "
-        "ONNX export's inputs do not carry yet; serve it with kboolq.serve"
-    )
-    assert not (tmp_path / "x").exists()
-
-
 def test_predict_answers_a_question_of_unknown_words_only_with_chars(chars_run, trained, capsys):
     from kboolq import predict
     from kboolq.cli import run_command

@@ -20,7 +20,8 @@ REAL_ROWS = Path(__file__).parent / "data" / "boolq-real" / "rows.jsonl"
 
 def _onnx_p_yes(directory: Path, rows, run) -> np.ndarray:
     session = ort.InferenceSession(str(directory / "model.onnx"))
-    feed = export.token_ids(rows, run.glove.index, run.info.data.accents)
+    layout = run.info.layout
+    feed = export.token_ids(rows, run.glove.index, run.info.data.accents, layout.word_chars)
     return session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0].ravel()
 
 
@@ -62,6 +63,51 @@ def test_the_onnx_model_answers_as_predict_does_and_carries_its_manifest(tmp_pat
     assert (out / "README.md").read_text() == (run / "README.md").read_text()
 
 
+def test_a_chars_run_and_its_ensemble_answer_as_predict_does_with_unknown_words(tmp_path):
+    cache = tmp_path / "cache"
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for seed, run in enumerate(runs):
+        _fit(run, cache, "--chars", "5", "--exact-match", "on", "--seed", str(seed))
+    assert ensemble.main([*map(str, runs), "--out", str(tmp_path / "e"), "--cache-dir",
+                          str(cache)]) == 0  # fmt: skip
+    rows = read_rows(FIXTURE_BOOLQ / "validation.jsonl")
+    rows.append(Row("is zzyzx zzyzx qwop", "zzyzx is qwop in a town", 1, "unknown words"))
+    for run in (runs[0], tmp_path / "e"):
+        out = tmp_path / f"{run.name}.onnx"
+        assert export.main([str(run), "--out", str(out), "--cache-dir", str(cache)]) == 0
+        loaded = load_run(run, cache)
+        feed = export.token_ids(rows, loaded.glove.index, "fold", 16)
+        assert (feed["question"] > len(loaded.glove.words)).any()  # unknown words are kept
+        for batch in (rows[-1:], rows[:7], rows):
+            got = _onnx_p_yes(out, batch, loaded)
+            np.testing.assert_allclose(got, loaded.predict(batch), atol=1e-5)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["graph_inputs"] == [*export.INPUTS, *export.CHAR_INPUTS]
+        assert manifest["layout"]["word_chars"] == 16
+        assert manifest["vocabulary"]["characters"].startswith("abcdefghijklmnopqrstuvwxyz0")
+
+
+def test_token_ids_with_characters_by_hand():
+    index = {"is": 0, "a": 1}
+    feed = export.token_ids([Row("is zork", "zork a qux", 1, "r")], index, "fold", 3)
+    assert feed["question"].tolist() == [[1, 3]]  # is = line 0 + 1; zork: the first unknown
+    assert feed["passage"].tolist() == [[3, 2, 4]]  # zork again, a, then qux
+    assert feed["question_chars"].tolist() == [[[9, 19, 0], [26, 15, 18]]]  # i s; z o r
+    assert feed["lengths"].tolist() == [[2, 3]]
+
+
+def test_a_run_reading_characters_and_stems_is_refused(tmp_path):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    _fit(run, cache, "--chars", "3")  # with _fit's --exact-match stem
+    with pytest.raises(UserError) as error:
+        export.main([str(run), "--out", str(tmp_path / "x"), "--cache-dir", str(cache)])
+    assert str(error.value) == (
+        f"{run} reads characters (--chars) and stems (--exact-match stem): its unknown words' "
+        "stem classes cannot be passed to the ONNX graph; serve it with kboolq.serve"
+    )
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_refuses_a_directory_that_is_not_an_export_and_touches_nothing(tmp_path, capsys):
     run, cache, out = tmp_path / "run", tmp_path / "cache", tmp_path / "mine"
     _fit(run, cache)
@@ -96,9 +142,12 @@ def test_every_architecture_and_an_ensemble_match_predict_on_200_real_rows(tmp_p
         run = tmp_path / arch
         _fit(run, cache, "--arch", arch, "--glove", "kumo50")
         runs.append(run)
+    _fit(
+        tmp_path / "bigru_chars", cache, "--glove", "kumo50", "--chars", "4", "--exact-match", "on"
+    )
     assert ensemble.main([*map(str, runs[:2]), "--out", str(tmp_path / "ens"),
                           "--cache-dir", str(cache)]) == 0  # fmt: skip
-    for run in [*runs, tmp_path / "ens"]:
+    for run in [*runs, tmp_path / "ens", tmp_path / "bigru_chars"]:
         out = tmp_path / f"{run.name}.onnx"
         assert export.main([str(run), "--out", str(out), "--cache-dir", str(cache)]) == 0
         loaded = load_run(run, cache)
