@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -223,10 +224,10 @@ class DataSettings:
         return dataclasses.asdict(self)
 
 
-def word_chars(configs: list[Config]) -> int:
-    """Characters per word that data shared by `configs` must carry: WORD_CHARS when one of
-    them reads characters (--chars), else 0 (and unknown words are dropped, as before)."""
-    return WORD_CHARS if any(config.chars for config in configs) else 0
+def word_chars(chars: Iterable[int]) -> int:
+    """Characters per word that data shared by models with these --chars values must carry:
+    WORD_CHARS when one of them reads characters, else 0 (unknown words are then dropped)."""
+    return WORD_CHARS if any(chars) else 0
 
 
 def flag_of(name: str, cls: type = Config) -> str:

@@ -277,7 +277,7 @@ def fit(
     unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
     replacing = claim_output(run_dir, "run", is_run, args.overwrite or unfinished)
     remove_leftovers(run_dir)  # kboolq's own, and only once the output is claimed
-    inputs = load_inputs(settings, cache_dir(args), word_chars(members))
+    inputs = load_inputs(settings, cache_dir(args), word_chars(member.chars for member in members))
     warn_about_data(inputs, config.batch_size)
     if args.distill is not None:
         inputs = distilled(inputs, args.distill, args.distill_weight, cache_dir(args))

@@ -117,6 +117,25 @@ def test_characters_are_cached_under_their_own_fingerprint(tmp_path):
     assert prepare(boolq, glove, tmp_path)[0].lookup.chars is None  # the plain entry is intact
 
 
+def test_a_damaged_character_entry_is_rebuilt_not_trusted(tmp_path, capsys):
+    glove = small_glove(["is", "a", "cat"])
+    rows = [make_row("is zork a cat", "a cat zork qux", label=i % 2) for i in range(6)]
+    boolq = BoolQ({"train": rows[:4], "valid": rows[4:]}, "test", "data-fp")
+    first, _ = prepare(boolq, glove, tmp_path, word_chars=5)
+    (entry,) = (tmp_path / "prepared").glob("*.npz")
+    with np.load(entry) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["chars"] = arrays["chars"] + CHAR_VOCABULARY  # ids the CNN has no embedding for
+    with open(entry, "wb") as handle:
+        np.savez(handle, **arrays)
+    again, cached = prepare(boolq, glove, tmp_path, word_chars=5)
+    assert (
+        not cached
+        and f"the cache entry {entry} is damaged; rebuilding it" in capsys.readouterr().err
+    )
+    np.testing.assert_array_equal(again.lookup.chars, first.lookup.chars)
+
+
 def test_char_cnn_by_hand():
     layer = CharCNN(vocabulary=4, filters=1, char_dim=1, width=1)
     layer.build((None, 3), (None, 2))

@@ -25,8 +25,7 @@ from kboolq.cli import (
     verbosity,
     warn_about_data,
 )
-from kboolq.config import Config
-from kboolq.data.layout import WORD_CHARS
+from kboolq.config import Config, word_chars
 from kboolq.errors import UserError
 from kboolq.files import write_json
 from kboolq.outputs import claim_output, lock_output
@@ -54,7 +53,7 @@ DEFAULT_CHIEF_TIMEOUT = 600.0  # the chief loads the data before it serves: give
 
 def grid_chars(base: Config, grid: dict[str, list[Any]]) -> int:
     """Characters per word the grid's shared data carries: some when any trial reads --chars."""
-    return WORD_CHARS if any([base.chars, *grid.get("chars", [])]) else 0
+    return word_chars([base.chars, *grid.get("chars", [])])
 
 
 def parser() -> argparse.ArgumentParser:

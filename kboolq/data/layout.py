@@ -366,7 +366,12 @@ def _load(path: Path) -> Prepared | None:
             np.isfinite(table).all()
             and stems.shape == (len(table),)
             and (chars is None) == (layout.word_chars == 0)
-            and (chars is None or chars.shape == (len(table), layout.word_chars))
+            and (
+                chars is None
+                or chars.shape == (len(table), layout.word_chars)
+                and chars.min(initial=0) >= 0
+                and chars.max(initial=0) < CHAR_VOCABULARY
+            )
             and all(
                 split.ids.shape == (len(split), prepared.layout.steps)
                 and split.ids.min(initial=0) >= 0
