@@ -486,7 +486,8 @@ def _where(pid: int) -> str:
 
 @pytest.mark.slow
 def test_a_grid_process_ends_after_its_launcher_even_ignoring_sigterm(tmp_path):
-    """The backstop behind the parent-death signal: follow_launcher's thread."""
+    """The backstop behind the parent-death signal: follow_launcher's thread, also when its
+    output goes to the launcher's pipe, which is gone with the launcher (writing to it fails)."""
     child = (
         "import signal, sys, time\n"
         "from tuning import launch\n"
@@ -500,7 +501,7 @@ def test_a_grid_process_ends_after_its_launcher_even_ignoring_sigterm(tmp_path):
         "import os, subprocess, sys\n"
         f"env = {{**os.environ, 'KBOOLQ_GRID_LAUNCHER': str(os.getpid())}}\n"
         f"child = subprocess.Popen([sys.executable, '-c', {child!r}], env=env, "
-        "stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
+        "stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)\n"
         "assert child.stdout.readline() == 'ready\\n'\n"
         "print(child.pid, flush=True)\n"
     )

@@ -215,12 +215,12 @@ def follow_launcher() -> None:
         while os.getppid() == int(launcher):
             time.sleep(0.5)
         time.sleep(ORPHAN_GRACE)
-        print(
-            f"tuning.grid: the launcher (pid {launcher}) is gone; stopping",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(128 + signal.SIGTERM)
+        try:  # stderr is most often the dead launcher's pipe: writing to it fails (EPIPE)
+            os.write(2, f"tuning.grid: the launcher (pid {launcher}) is gone; stopping\n".encode())
+        except OSError:
+            pass
+        finally:
+            os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="follow-launcher", daemon=True).start()
 
