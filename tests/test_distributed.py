@@ -474,6 +474,43 @@ def test_no_grid_process_outlives_a_killed_launcher(tmp_path):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
+def test_an_orphan_ends_at_its_exit_handlers_before_a_teardown_that_hangs(tmp_path):
+    """A grid process whose launcher is gone and that returns from main ends before the
+    interpreter's teardown, where follow_launcher's thread can no longer run: here an object
+    whose clean-up would hang for two minutes, with the thread's grace made longer still."""
+    child = (
+        "import os, sys, time\n"
+        "from tuning import launch\n"
+        "launch.ORPHAN_GRACE = 600\n"
+        "class Hangs:\n"
+        "    def __del__(self, sleep=time.sleep):  # module globals are gone by then\n"
+        "        sleep(120)\n"
+        "held = Hangs()\n"
+        "parent = os.getppid()\n"
+        "launch.follow_launcher()\n"
+        "print('ready', flush=True)\n"
+        "while os.getppid() == parent:\n"
+        "    time.sleep(0.1)\n"
+    )
+    parent = (
+        "import os, subprocess, sys\n"
+        f"env = {{**os.environ, 'KBOOLQ_GRID_LAUNCHER': str(os.getpid())}}\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {child!r}], env=env, "
+        "stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)\n"
+        "assert child.stdout.readline() == 'ready\\n'\n"
+        "print(child.pid, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", parent], capture_output=True, text=True, timeout=120, check=True
+    )
+    orphan = int(done.stdout)
+    deadline = time.monotonic() + 20
+    while _alive(orphan):
+        assert time.monotonic() < deadline, _where(orphan)
+        time.sleep(0.1)
+
+
 def _where(pid: int) -> str:
     """What a process is and where it waits, for a failure message."""
     try:

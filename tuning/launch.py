@@ -11,6 +11,7 @@ process (each finishes its batch first); the command ends when the chief does, w
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import os
@@ -206,10 +207,19 @@ def follow_launcher() -> None:
     """In a process that the launcher started: a thread that ends it at most ORPHAN_GRACE
     seconds after the launcher is gone. The parent-death signal normally stops it sooner (it
     finishes its batch); this catches what that misses: a launcher that died before the signal
-    was armed, a system without it, or a process that does not stop on it in time."""
+    was armed, a system without it, or a process that does not stop on it in time. An orphan
+    that gets as far as Python's exit handlers ends there, before the interpreter's teardown,
+    where the thread can no longer run (a hang there, such as in gRPC's clean-up, would be
+    final)."""
     launcher = os.environ.pop(LAUNCHER_ENV, None)
     if launcher is None or not launcher.isdigit():
         return
+
+    def end_orphan() -> None:
+        if os.getppid() != int(launcher):
+            os._exit(128 + signal.SIGTERM)
+
+    atexit.register(end_orphan)
 
     def watch() -> None:
         while os.getppid() == int(launcher):
