@@ -493,6 +493,13 @@ def test_an_orphan_ends_at_its_exit_handlers_before_a_teardown_that_hangs(tmp_pa
         "while os.getppid() == parent:\n"
         "    time.sleep(0.1)\n"
     )
+    _assert_orphan_ends(child)
+
+
+def _assert_orphan_ends(child: str, seconds: float = 20) -> None:
+    """Runs `child` (Python code that prints 'ready' once set up) as a process started by a
+    launcher that then exits, and asserts that it ends within `seconds` after. Its output goes
+    to the launcher's pipe, which is gone with the launcher, as in a real grid."""
     parent = (
         "import os, subprocess, sys\n"
         f"env = {{**os.environ, 'KBOOLQ_GRID_LAUNCHER': str(os.getpid())}}\n"
@@ -505,7 +512,7 @@ def test_an_orphan_ends_at_its_exit_handlers_before_a_teardown_that_hangs(tmp_pa
         [sys.executable, "-c", parent], capture_output=True, text=True, timeout=120, check=True
     )
     orphan = int(done.stdout)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + seconds
     while _alive(orphan):
         assert time.monotonic() < deadline, _where(orphan)
         time.sleep(0.1)
@@ -534,19 +541,4 @@ def test_a_grid_process_ends_after_its_launcher_even_ignoring_sigterm(tmp_path):
         "print('ready', flush=True)\n"
         "time.sleep(120)\n"
     )
-    parent = (
-        "import os, subprocess, sys\n"
-        f"env = {{**os.environ, 'KBOOLQ_GRID_LAUNCHER': str(os.getpid())}}\n"
-        f"child = subprocess.Popen([sys.executable, '-c', {child!r}], env=env, "
-        "stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)\n"
-        "assert child.stdout.readline() == 'ready\\n'\n"
-        "print(child.pid, flush=True)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", parent], capture_output=True, text=True, timeout=120, check=True
-    )
-    orphan = int(done.stdout)
-    deadline = time.monotonic() + 20
-    while _alive(orphan):
-        assert time.monotonic() < deadline, _where(orphan)
-        time.sleep(0.1)
+    _assert_orphan_ends(child)
