@@ -12,6 +12,7 @@ process (each finishes its batch first); the command ends when the chief does, w
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -211,26 +212,24 @@ def follow_launcher() -> None:
     that gets as far as Python's exit handlers ends there, before the interpreter's teardown,
     where the thread can no longer run (a hang there, such as in gRPC's clean-up, would be
     final)."""
-    launcher = os.environ.pop(LAUNCHER_ENV, None)
-    if launcher is None or not launcher.isdigit():
+    value = os.environ.pop(LAUNCHER_ENV, None)
+    if value is None or not value.isdigit():
         return
+    launcher = int(value)
 
     def end_orphan() -> None:
-        if os.getppid() != int(launcher):
+        if os.getppid() != launcher:
             os._exit(128 + signal.SIGTERM)
 
     atexit.register(end_orphan)
 
     def watch() -> None:
-        while os.getppid() == int(launcher):
+        while os.getppid() == launcher:
             time.sleep(0.5)
         time.sleep(ORPHAN_GRACE)
-        try:  # stderr is most often the dead launcher's pipe: writing to it fails (EPIPE)
+        with contextlib.suppress(OSError):  # stderr is most often the dead launcher's pipe
             os.write(2, f"tuning.grid: the launcher (pid {launcher}) is gone; stopping\n".encode())
-        except OSError:
-            pass
-        finally:
-            os._exit(128 + signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="follow-launcher", daemon=True).start()
 
