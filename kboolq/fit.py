@@ -41,7 +41,7 @@ from kboolq.config import (
     flag_of,
     word_chars,
 )
-from kboolq.data.layout import Prepared
+from kboolq.data.layout import Prepared, train_folds
 from kboolq.errors import Interrupted, UserError
 from kboolq.evaluation import (
     evaluate_splits,
@@ -56,6 +56,7 @@ from kboolq.rundir import (
     MODEL_FILE,
     REFIT_FILE,
     Distillation,
+    HeldOut,
     RunInfo,
     clear_run,
     ensemble_members,
@@ -71,6 +72,7 @@ from kboolq.threads import set_threads
 from kboolq.training import refit_model, refit_schedule, train_model, with_valid_in_train
 
 MAX_SEEDS = 25  # members of one seed ensemble; more is a mistake, not a plan
+MAX_FOLDS = 10
 # The other model of the default seed ensemble: chosen on valid (README Results, seed means)
 ALTERNATE = "--arch esim --hidden 128 --exact-match off"
 
@@ -114,13 +116,27 @@ def parser() -> argparse.ArgumentParser:
         "(default: '%(default)s')",
     )
     p.add_argument(
+        "--train-folds",
+        type=int,
+        default=1,
+        metavar="K",
+        help=f"train K models (2 to {MAX_FOLDS}; seeds --seed, --seed+1, ...), the k-th on the "
+        "train rows outside fold k of K (a fixed shuffle of the train rows dealt into K "
+        "folds), and save RUN_DIR as their ensemble, like --seeds (members in "
+        "RUN_DIR/members/fold_k). As a --distill teacher it answers each train row with the "
+        "member that did not train on it, not with models that learned its label. Each "
+        "member sees (K-1)/K of the train rows; not with --seeds or --distill "
+        "(default: 1, off)",
+    )
+    p.add_argument(
         "--distill",
         type=Path,
         metavar="TEACHER_DIR",
         help="train on the answers of a trained run or ensemble (the teacher, made from the "
         "same data and --valid-size) mixed with the labels: each train row's target is "
         "(1 - W) * answer + W * the teacher's P(yes). Only train rows get the teacher's "
-        "answers; valid (early stopping) and test keep the labels alone (default: off)",
+        "answers; valid (early stopping) and test keep the labels alone. A teacher made with "
+        "--train-folds answers each train row out of fold (default: off)",
     )
     p.add_argument(
         "--distill-weight",
@@ -159,7 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             f"--seeds must be from 1 to {MAX_SEEDS}, got {args.seeds} (each member is a full "
             f"training: {MAX_SEEDS} already cost about {MAX_SEEDS} times one fit)"
         )
-    members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
+    if args.train_folds != 1 and not 2 <= args.train_folds <= MAX_FOLDS:
+        raise UserError(f"--train-folds must be from 2 to {MAX_FOLDS}, got {args.train_folds}")
+    if args.train_folds > 1 and (args.seeds != 1 or args.distill is not None):
+        other = "--seeds" if args.seeds != 1 else "--distill"
+        raise UserError(f"--train-folds makes its own ensemble of teachers: drop {other}")
+    if args.train_folds > 1:
+        members = [dataclasses.replace(config, seed=config.seed + k)
+                   for k in range(args.train_folds)]  # fmt: skip
+    else:
+        members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
     settings = data_settings(args)
     if not 0.0 <= args.distill_weight <= 1.0:
         raise UserError(f"--distill-weight must be from 0 to 1, got {args.distill_weight}")
@@ -192,9 +217,10 @@ def given_settings(argv: list[str]) -> list[str]:
 def refit(args: argparse.Namespace, given: list[str]) -> int:
     """fit --refit RUN_DIR: RUN_DIR (or each member of it) trained again on train + valid for
     the epochs and learning rates it chose, into --out, staged like any fit."""
-    if given or args.seeds != 1 or args.distill is not None:
+    if given or args.seeds != 1 or args.distill is not None or args.train_folds != 1:
         extra = [*given, *(["--seeds"] if args.seeds != 1 else [])]
         extra += ["--distill"] if args.distill is not None else []
+        extra += ["--train-folds"] if args.train_folds != 1 else []
         raise UserError(f"--refit takes {args.refit}'s own settings: drop {', '.join(extra)}")
     source = Path(args.refit)
     info = read_run_flag("--refit", source)
@@ -223,8 +249,8 @@ def refit(args: argparse.Namespace, given: list[str]) -> int:
                 )
                 write_json(where / REFIT_FILE, {"from": str(member.resolve()), "epochs": len(rates),
                                                 "learning_rates": rates})  # fmt: skip
-                if members:
-                    write_info(where, member_info)
+                if members:  # every labelled row now: a fold member's fold is trained on too
+                    write_info(where, dataclasses.replace(member_info, held_out=None))
                     write_json(where / "metrics.json", evaluate_splits(
                         model, prepared, member_info.config.batch_size))  # fmt: skip
                 models.append(model)
@@ -294,18 +320,19 @@ def fit(
         signum = getattr(exc, "signum", signal.SIGINT)
         if staging:
             said = f"{run_dir} still holds the previous run"
-        elif args.seeds > 1:
+        elif len(members) > 1:
             said = f"finished members kept in {run_dir / 'members'}"
         else:
             saved = run_dir / MODEL_FILE
             said = f"best model so far {f'kept in {saved}' if saved.exists() else 'none saved yet'}"
         raise Interrupted(f"interrupted: {said}", signum) from None
     print(format_table(reports))
-    if args.seeds > 1:
-        print(format_spread(members_spread, reports, args.seeds))
+    if len(members) > 1:
+        print(format_spread(members_spread, reports, len(members)))
         archs = ", ".join(member.arch for member in members)
+        folds = f", each without one of {args.train_folds} folds" if args.train_folds > 1 else ""
         print(
-            f"ensemble of {args.seeds} seeds ({archs}); trained {seconds:.0f} s; "
+            f"ensemble of {len(members)} seeds ({archs}{folds}); trained {seconds:.0f} s; "
             f"written to {run_dir}"
         )
     else:
@@ -330,9 +357,9 @@ def _train_into(
     inputs,
     run_dir: Path,
 ):
-    """Train (one model or the seed ensemble) into `work`, with its metrics and W&B logging.
-    Returns the reports, the seconds trained, the checkpoint (one model) and the members' spread
-    (an ensemble)."""
+    """Train one model or an ensemble (--seeds, --train-folds) into `work`, with its metrics
+    and W&B logging. Returns the reports, the seconds trained, the checkpoint (one model) and
+    the members' spread (an ensemble)."""
     prepared = inputs.prepared
     print(
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
@@ -345,24 +372,30 @@ def _train_into(
     )
     started = time.perf_counter()
     checkpoint, members_spread = None, None
-    if args.seeds == 1:
+    held_out = [HeldOut(k, args.train_folds) if args.train_folds > 1 else None
+                for k in range(len(members))]  # fmt: skip
+    if len(members) == 1:
         model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
     else:
-        model, member_reports = train_members(info, members, prepared, work, extra, args, run_dir)
+        model, member_reports = train_members(
+            info, list(zip(members, held_out, strict=True)), prepared, work, extra, args, run_dir
+        )
     seconds = time.perf_counter() - started
     reports = evaluate_splits(model, prepared, config.batch_size)
     write_json(work / "metrics.json", reports)
     extra = ["--seeds", str(args.seeds), "--alternate", args.alternate] if args.seeds > 1 else []
+    extra += ["--train-folds", str(args.train_folds)] if args.train_folds > 1 else []
     made_by = fit_command(info, shlex.join([*extra, "--out", str(run_dir)]))
     write_card(work, run_dir.name, info, model, reports, made_by, prepared, seconds)
-    if args.seeds > 1:
+    if len(members) > 1:
         members_spread = spread(member_reports)
         write_json(
             work / "seeds.json",
             {
                 "seeds": [member.seed for member in members],
                 "archs": [member.arch for member in members],
-                "alternate": args.alternate,
+                "alternate": args.alternate if args.seeds > 1 else "none",
+                "train_folds": args.train_folds,
                 "members": members_spread,
                 "ensemble": reports,
             },
@@ -377,44 +410,58 @@ def _train_into(
 
 def train_members(
     info: RunInfo,
-    configs: list[Config],
+    plans: list[tuple[Config, HeldOut | None]],
     prepared: Prepared,
     work: Path,
     extra: list,
     args: argparse.Namespace,
     run_dir: Path,
 ) -> tuple[keras.Model, list[dict]]:
-    """Train one member run per seed under work/members (a finished member whose config.json
-    matches is kept, so a killed --seeds fit resumes) and save their average as work's model.
-    Returns the average and each member's report."""
-    models, reports = [], []
+    """Train one member run per plan under work/members: members/seed_S (--seeds), or
+    members/fold_k trained without fold k's train rows (--train-folds). A finished member whose
+    config.json matches is kept, so a killed fit resumes. Saves their average as work's model;
+    returns it and each member's report (its train split: the rows it trained on)."""
+    models, reports, names = [], [], []
     print(
-        f"training {len(configs)} members one after another (about {len(configs)} times the "
+        f"training {len(plans)} members one after another (about {len(plans)} times the "
         "time of one fit; a killed run keeps the finished ones)",
         flush=True,
     )
-    for config in configs:
-        member = dataclasses.replace(info, config=config)
-        member_dir = work / "members" / f"seed_{config.seed}"
+    for config, held_out in plans:
+        member = dataclasses.replace(info, config=config, held_out=held_out)
+        name = f"seed_{config.seed}" if held_out is None else f"fold_{held_out.fold}"
+        names.append(name)
+        member_dir, own = work / "members" / name, without_fold(prepared, held_out)
         if _finished(member_dir, member):
-            print(f"member seed {config.seed}: kept from an earlier run ({member_dir})")
+            print(f"member {name}: kept from an earlier run ({member_dir})")
             models.append(load_model(member_dir))
             reports.append(json.loads((member_dir / "metrics.json").read_text()))
             continue
         member_dir.mkdir(parents=True, exist_ok=True)
         clear_run(member_dir)
         write_info(member_dir, member)
-        where = f"{len(models) + 1} of {len(configs)}, {config.arch}"
-        print(f"member seed {config.seed} ({where})", flush=True)
-        model, _ = train_model(config, prepared, member_dir, extra, verbose=verbosity(args))
-        report = evaluate_splits(model, prepared, config.batch_size)
+        where = f"{len(models) + 1} of {len(plans)}, {config.arch}, seed {config.seed}"
+        rows = len(own.splits["train"])
+        print(f"member {name} ({where}; {rows} train rows)", flush=True)
+        model, _ = train_model(config, own, member_dir, extra, verbose=verbosity(args))
+        report = evaluate_splits(model, own, config.batch_size)
         write_json(member_dir / "metrics.json", report)
-        made_by = f"{fit_command(member)}  # member of {run_dir.name} (fit --seeds)"
-        write_card(member_dir, member_dir.name, member, model, report, made_by, prepared)
+        how = "--seeds" if held_out is None else "--train-folds"
+        made_by = f"{fit_command(member)}  # member of {run_dir.name} (fit {how})"
+        write_card(member_dir, member_dir.name, member, model, report, made_by, own)
         models.append(model)
         reports.append(report)
-    members = [run_dir / "members" / f"seed_{config.seed}" for config in configs]
+    members = [run_dir / "members" / name for name in names]
     return save_ensemble(work, models, members, run_dir), reports
+
+
+def without_fold(prepared: Prepared, held_out: HeldOut | None) -> Prepared:
+    """`prepared` with the train rows of the held-out fold left out (all of them for None)."""
+    if held_out is None:
+        return prepared
+    train = prepared.splits["train"]
+    keep = train_folds(len(train), held_out.folds) != held_out.fold
+    return dataclasses.replace(prepared, splits={**prepared.splits, "train": train.take(keep)})
 
 
 def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> Inputs:
@@ -430,14 +477,52 @@ def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> 
             f"{inputs.settings.valid_size}: its answers could carry the student's valid rows"
         )
     rows = inputs.boolq.splits["train"]
-    print(f"distilling from {teacher_dir}: its P(yes) for the {len(rows)} train rows", flush=True)
-    answers = teacher.predict(rows)
+    folds = out_of_fold_members(teacher_dir)
+    if folds:
+        print(
+            f"distilling from {teacher_dir}: each of the {len(rows)} train rows answered by the "
+            f"member that did not train on it ({len(folds)} folds)",
+            flush=True,
+        )
+        fold = train_folds(len(rows), len(folds))
+        answers = np.empty(len(rows), np.float32)
+        for k, member in enumerate(folds):
+            index = np.flatnonzero(fold == k)
+            answers[index] = open_run(member, cache).predict([rows[i] for i in index])
+    else:
+        print(f"distilling from {teacher_dir}: its P(yes) for the {len(rows)} train rows",
+              flush=True)  # fmt: skip
+        answers = teacher.predict(rows)
     train = inputs.prepared.splits["train"]
     soft = ((1.0 - weight) * train.labels + weight * answers).astype(np.float32)
     splits = {**inputs.prepared.splits, "train": dataclasses.replace(train, labels=soft)}
     prepared = dataclasses.replace(inputs.prepared, splits=splits)
     distillation = Distillation(str(Path(teacher_dir).resolve()), weight)
     return dataclasses.replace(inputs, prepared=prepared, distillation=distillation)
+
+
+def out_of_fold_members(teacher_dir: Path) -> list[Path]:
+    """A fit --train-folds teacher's members in fold order (member k never trained on fold k's
+    train rows); [] for a teacher whose members held out no fold (or one model)."""
+    members = {member: read_info(member) for member in ensemble_members(teacher_dir)}
+    held = {member: info.held_out for member, info in members.items()}
+    if all(h is None for h in held.values()):
+        return []
+    folds = {h.folds for h in held.values() if h is not None}
+    count = max(folds)
+    by_fold = {h.fold: member for member, h in held.items() if h is not None}
+    data = {(info.data.data, info.data.valid_size) for info in members.values()}
+    if None in held.values() or len(folds) > 1 or len(held) != count or len(by_fold) != count:
+        found = ", ".join(
+            "all train rows" if h is None else f"fold {h.fold} of {h.folds}" for h in held.values()
+        )
+        raise UserError(
+            f"--distill {teacher_dir}: its members held out {found}; out-of-fold answers need "
+            "one member for each fold of one --train-folds K (a fit --train-folds run)"
+        )
+    if len(data) > 1:
+        raise UserError(f"--distill {teacher_dir}: its members were made from different data")
+    return [by_fold[k] for k in range(count)]
 
 
 def _finished(member_dir: Path, info: RunInfo) -> bool:

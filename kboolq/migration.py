@@ -13,7 +13,7 @@ from typing import Any
 
 from kboolq.errors import UserError
 
-FORMAT = 3
+FORMAT = 4
 
 # Format 1 (kboolq 0.1) wrote a setting only once it existed: a format-1 file without one was
 # made with these values.
@@ -40,12 +40,16 @@ def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
     found = raw.get("format") if isinstance(raw, dict) else None
     if found == FORMAT:
         return raw
-    if found not in (1, 2):
+    if found not in (1, 2, 3):
         raise UserError(f"{path}: run format {found!r}, this kboolq reads formats 1 to {FORMAT}")
-    fills = [("hyperparameters", FORMAT_2_HYPERPARAMETERS), ("layout", FORMAT_2_LAYOUT)]
+    # format 3 (kboolq 0.3) had no fit --train-folds: every run trained on all its train rows
+    migrated = {"held_out": None, **raw, "format": FORMAT}
+    fills = [] if found == 3 else [
+        ("hyperparameters", FORMAT_2_HYPERPARAMETERS), ("layout", FORMAT_2_LAYOUT)
+    ]  # fmt: skip
     if found == 1:
+        migrated = {"distillation": None, **migrated}  # format 1 had no fit --distill
         fills += [("hyperparameters", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)]
-    migrated = {"distillation": None, **raw, "format": FORMAT}  # format 1 had no fit --distill
     for section, before in fills:
         if isinstance(migrated.get(section), dict):  # else read_info names the missing section
             migrated[section] = {**before, **migrated[section]}

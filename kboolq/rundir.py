@@ -1,10 +1,10 @@
 """The run directory's format: model.keras plus config.json, and which files are kboolq's.
 
-config.json (format 2) holds the hyperparameters, the data settings, the layout and the vectors'
-fingerprint; read_info reads it into a RunInfo (kboolq.migration brings an older run's config.json
-to today's format first), load_model reads model.keras
-and check_fits proves the two belong together. kboolq.api opens a run for use; kboolq.outputs
-guards what a command may write.
+config.json (format FORMAT) holds the hyperparameters, the data settings, the layout, the vectors'
+fingerprint, and what a run learned from besides its labels (a teacher) or without (a held-out
+fold); read_info reads it into a RunInfo (kboolq.migration brings an older run's config.json to
+today's format first), load_model reads model.keras and check_fits proves the two belong
+together. kboolq.api opens a run for use; kboolq.outputs guards what a command may write.
 """
 
 from __future__ import annotations
@@ -57,6 +57,15 @@ class Distillation:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """fit --train-folds: the run trained on the train rows outside fold `fold` of `folds`
+    (kboolq.data.layout.train_folds), so its answers for that fold's rows are out of fold."""
+
+    fold: int
+    folds: int
+
+
+@dataclass(frozen=True)
 class RunInfo:
     config: Config
     data: DataSettings  # data = the resolved source: hub, tfds or an absolute directory
@@ -64,6 +73,7 @@ class RunInfo:
     vectors: Vectors
     preprocess_fingerprint: str | None = None
     distillation: Distillation | None = None
+    held_out: HeldOut | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +91,7 @@ class RunInfo:
                 "preprocess_fingerprint": self.preprocess_fingerprint,
             },
             "distillation": None if self.distillation is None else asdict(self.distillation),
+            "held_out": None if self.held_out is None else asdict(self.held_out),
         }
 
 
@@ -175,8 +186,15 @@ def read_info(run_dir: Path) -> RunInfo:
         distillation = None if distilled is None else Distillation(**distilled)
     except TypeError as exc:
         raise UserError(f"{path}: key 'distillation' is not a teacher and weight ({exc})") from None
+    held = _key(raw, path, "", "held_out")
+    try:
+        held_out = None if held is None else HeldOut(**held)
+        if held_out is not None and not 0 <= held_out.fold < held_out.folds:
+            raise TypeError(f"fold {held_out.fold} is not in 0..{held_out.folds - 1}")
+    except TypeError as exc:
+        raise UserError(f"{path}: key 'held_out' is not a fold and fold count ({exc})") from None
     fingerprint = data.get("preprocess_fingerprint")
-    return RunInfo(config, settings, layout, vectors, fingerprint, distillation)
+    return RunInfo(config, settings, layout, vectors, fingerprint, distillation, held_out)
 
 
 def _keys_for_flags(message: str) -> str:

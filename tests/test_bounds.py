@@ -59,7 +59,7 @@ def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, ca
 def test_old_runs_read_with_the_whole_question_length_they_were_trained_with(trained, tmp_path):
     run = _copy_run(trained, tmp_path)
     raw = json.loads((run / "config.json").read_text())
-    assert raw["format"] == 3 and raw["data"]["question_percentile"] == 99.9
+    assert raw["format"] == 4 and raw["data"]["question_percentile"] == 99.9
     del raw["data"]["question_percentile"]
     (run / "config.json").write_text(json.dumps(raw))
     with pytest.raises(UserError) as error:  # today's format writes every key

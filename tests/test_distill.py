@@ -11,7 +11,7 @@ from kboolq.api import load_run
 from kboolq.cli import data_settings, load_inputs
 from kboolq.data.boolq import read_rows
 from kboolq.errors import UserError
-from kboolq.rundir import read_info
+from kboolq.rundir import HeldOut, read_info
 
 COMMON = ("--hidden", "4", "--epochs", "2", "--min-epochs", "0")
 
@@ -96,3 +96,81 @@ def test_a_teacher_made_from_another_split_is_refused_before_training(teacher, t
     with pytest.raises(UserError, match="--distill-weight must be from 0 to 1, got 1.5"):
         fit.main(fixture_args(out, cache, *COMMON, "--distill", str(teacher_dir),
                               "--distill-weight", "1.5"))  # fmt: skip
+
+
+def test_train_folds_deal_every_row_into_one_fold_of_nearly_equal_size():
+    from kboolq.data.layout import train_folds
+
+    fold = train_folds(10, 3)
+    assert sorted(np.bincount(fold, minlength=3)) == [3, 3, 4]
+    np.testing.assert_array_equal(fold, train_folds(10, 3))  # fixed: the same rows, the same folds
+    assert set(fold[train_folds(10, 3) == 0]) == {0} and fold.shape == (10,)
+
+
+@pytest.fixture(scope="module")
+def fold_teacher(teacher):
+    _, cache = teacher
+    out = cache.parent / "folds"
+    assert fit.main(fixture_args(out, cache, *COMMON, "--train-folds", "3", "--seed", "5")) == 0
+    return out, cache
+
+
+def test_a_fold_teacher_answers_each_train_row_with_the_member_that_never_saw_it(
+    fold_teacher, tmp_path
+):
+    from kboolq.data.layout import train_folds
+
+    teacher_dir, cache = fold_teacher
+    members = [teacher_dir / "members" / f"fold_{k}" for k in range(3)]
+    assert [read_info(m).held_out for m in members] == [HeldOut(k, 3) for k in range(3)]
+    assert [read_info(m).config.seed for m in members] == [5, 6, 7]
+    assert read_info(teacher_dir).held_out is None
+    args = fit.parser().parse_args(fixture_args(tmp_path / "s", cache, *COMMON))
+    inputs = load_inputs(data_settings(args), cache)
+    rows = inputs.boolq.splits["train"]
+    fold = train_folds(len(rows), 3)
+    for k, member in enumerate(members):  # each member trained on the other folds' rows only
+        assert f"- rows: train {(fold != k).sum()}, valid 40" in (member / "README.md").read_text()
+    student = fit.distilled(inputs, teacher_dir, 1.0, cache)
+    expected = np.empty(len(rows), np.float32)
+    for k, member in enumerate(members):
+        index = np.flatnonzero(fold == k)
+        expected[index] = load_run(member, cache).predict([rows[i] for i in index])
+    soft = student.prepared.splits["train"].labels
+    np.testing.assert_allclose(soft, expected, atol=1e-6)
+    assert not np.allclose(soft, load_run(teacher_dir, cache).predict(rows), atol=1e-4)
+
+
+def test_a_teacher_with_only_some_folds_is_refused(fold_teacher, tmp_path):
+    from kboolq import ensemble
+
+    teacher_dir, cache = fold_teacher
+    partial = tmp_path / "partial"
+    members = [str(teacher_dir / "members" / f"fold_{k}") for k in (0, 1)]
+    assert ensemble.main([*members, "--out", str(partial), "--cache-dir", str(cache)]) == 0
+    args = fit.parser().parse_args(fixture_args(tmp_path / "s", cache, *COMMON))
+    with pytest.raises(UserError) as error:
+        fit.distilled(load_inputs(data_settings(args), cache), partial, 0.5, cache)
+    assert str(error.value) == (
+        f"--distill {partial}: its members held out fold 0 of 3, fold 1 of 3; out-of-fold "
+        "answers need one member for each fold of one --train-folds K (a fit --train-folds run)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--train-folds", "11"), "--train-folds must be from 2 to 10, got 11"),
+        (("--train-folds", "0"), "--train-folds must be from 2 to 10, got 0"),
+        (("--train-folds", "2", "--seeds", "2"),
+         "--train-folds makes its own ensemble of teachers: drop --seeds"),
+        (("--train-folds", "2", "--distill", "x"),
+         "--train-folds makes its own ensemble of teachers: drop --distill"),
+    ],
+)  # fmt: skip
+def test_train_folds_out_of_range_or_with_another_ensemble_is_refused(extra, message, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(UserError) as error:
+        fit.main(fixture_args(out, tmp_path / "cache", *COMMON, *extra))
+    assert str(error.value) == message
+    assert not out.exists()

@@ -19,7 +19,8 @@ def test_a_format_1_run_reads_with_the_values_it_was_made_with(tmp_path):
     raw = json.loads((OLD_RUN / "config.json").read_text())
     assert raw["format"] == 1 and "ema" not in raw["hyperparameters"]
     migrated = migration.migrate_run(raw, OLD_RUN / "config.json")
-    assert migrated["format"] == migration.FORMAT == 3
+    assert migrated["format"] == migration.FORMAT == 4
+    assert (migrated["distillation"], migrated["held_out"]) == (None, None)
     hyper, data = migrated["hyperparameters"], migrated["data"]
     assert (hyper["ema"], hyper["lr_plateau"], hyper["exact_match"]) == (0.0, 0, "off")
     assert (hyper["chars"], migrated["layout"]["word_chars"]) == (0, 0)
@@ -39,13 +40,14 @@ def test_a_key_written_in_format_1_wins_over_the_fill():
 def test_a_format_2_run_reads_without_characters(trained, tmp_path):
     run, _ = trained
     raw = json.loads((run / "config.json").read_text())
-    assert raw["format"] == 3 and raw["hyperparameters"]["chars"] == 0
-    del raw["hyperparameters"]["chars"], raw["layout"]["word_chars"]
+    assert raw["format"] == 4 and raw["hyperparameters"]["chars"] == 0
+    del raw["hyperparameters"]["chars"], raw["layout"]["word_chars"], raw["held_out"]
     path = tmp_path / "config.json"
     migrated = migration.migrate_run({**raw, "format": 2}, path)
     assert migrated["hyperparameters"]["chars"] == 0 and migrated["layout"]["word_chars"] == 0
-    assert migrated == {**raw, "format": 3, "hyperparameters": {**raw["hyperparameters"],
-                        "chars": 0}, "layout": {**raw["layout"], "word_chars": 0}}  # fmt: skip
+    assert migrated == {**raw, "format": 4, "held_out": None,
+                        "hyperparameters": {**raw["hyperparameters"], "chars": 0},
+                        "layout": {**raw["layout"], "word_chars": 0}}  # fmt: skip
     with pytest.raises(UserError) as error:  # today's format: every key, read strictly
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "config.json").write_text(json.dumps(raw))
@@ -53,19 +55,33 @@ def test_a_format_2_run_reads_without_characters(trained, tmp_path):
     assert str(error.value).endswith("missing hyperparameters: chars")
 
 
-@pytest.mark.parametrize("raw", [{"format": 4}, {"format": "2"}, {}, [1], None])
+def test_a_format_3_run_reads_as_trained_on_every_train_row(trained, tmp_path):
+    run, _ = trained
+    raw = json.loads((run / "config.json").read_text())
+    assert raw["held_out"] is None
+    del raw["held_out"]
+    migrated = migration.migrate_run({**raw, "format": 3}, tmp_path / "config.json")
+    assert migrated == {**raw, "format": 4, "held_out": None}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(raw))  # format 4 lacking the key
+    with pytest.raises(UserError) as error:
+        read_info(tmp_path / "run")
+    assert str(error.value) == f"{tmp_path / 'run' / 'config.json'}: key 'held_out' is missing"
+
+
+@pytest.mark.parametrize("raw", [{"format": 5}, {"format": "2"}, {}, [1], None])
 def test_an_unknown_run_format_is_refused_naming_the_file(raw):
     with pytest.raises(UserError) as error:
         migration.migrate_run(raw, Path("run/config.json"))
     found = raw.get("format") if isinstance(raw, dict) else None
     assert str(error.value) == (
-        f"run/config.json: run format {found!r}, this kboolq reads formats 1 to 3"
+        f"run/config.json: run format {found!r}, this kboolq reads formats 1 to 4"
     )
 
 
 def test_a_grid_record_without_format_compares_with_the_values_it_was_made_with():
     today = {
-        "format": 3,
+        "format": 4,
         "data": {"source": "/d", "accents": "drop", "passage_percentile": 99.0},
         "embeddings": {"source": "kumo50"},
         "fixed": {"hidden_size": 8, "ema": 0.0, "exact_match": "off", "chars": 0},

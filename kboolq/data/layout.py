@@ -72,6 +72,20 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, index: np.ndarray) -> Split:
+        """The rows at `index` (positions or a boolean mask), in that order."""
+        return Split(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+
+FOLD_SEED = 20261202  # fixed: a split's folds depend only on its row count
+
+
+def train_folds(rows: int, folds: int) -> np.ndarray:
+    """Which of `folds` folds each of `rows` rows belongs to (fit --train-folds): a fixed
+    shuffle dealt round, so fold sizes differ by at most one and every run over the same rows
+    draws the same folds."""
+    return np.random.default_rng(FOLD_SEED).permutation(rows) % folds
+
 
 @dataclass(frozen=True)
 class Lookup:
