@@ -433,16 +433,17 @@ def train_members(
         names.append(name)
         member_dir, own = work / "members" / name, without_fold(prepared, held_out)
         if _finished(member_dir, member):
-            print(f"member {name}: kept from an earlier run ({member_dir})")
+            print(f"member {name.replace('_', ' ')}: kept from an earlier run ({member_dir})")
             models.append(load_model(member_dir))
             reports.append(json.loads((member_dir / "metrics.json").read_text()))
             continue
         member_dir.mkdir(parents=True, exist_ok=True)
         clear_run(member_dir)
         write_info(member_dir, member)
-        where = f"{len(models) + 1} of {len(plans)}, {config.arch}, seed {config.seed}"
-        rows = len(own.splits["train"])
-        print(f"member {name} ({where}; {rows} train rows)", flush=True)
+        where = f"{len(models) + 1} of {len(plans)}, {config.arch}"
+        if held_out is not None:
+            where += f", seed {config.seed}; {len(own.splits['train'])} train rows"
+        print(f"member {name.replace('_', ' ')} ({where})", flush=True)
         model, _ = train_model(config, own, member_dir, extra, verbose=verbosity(args))
         report = evaluate_splits(model, own, config.batch_size)
         write_json(member_dir / "metrics.json", report)

@@ -174,3 +174,16 @@ def test_train_folds_out_of_range_or_with_another_ensemble_is_refused(extra, mes
         fit.main(fixture_args(out, tmp_path / "cache", *COMMON, *extra))
     assert str(error.value) == message
     assert not out.exists()
+
+
+def test_a_refit_fold_teacher_holds_out_nothing_and_is_no_out_of_fold_teacher(
+    fold_teacher, tmp_path
+):
+    teacher_dir, cache = fold_teacher
+    out = tmp_path / "refit"
+    argv = ["--refit", str(teacher_dir), "--out", str(out), "--cache-dir", str(cache)]
+    assert fit.main([*argv, "--threads", "1", "--verbose", "0"]) == 0
+    members = sorted((out / "members").iterdir())
+    assert [m.name for m in members] == ["0_fold_0", "1_fold_1", "2_fold_2"]
+    assert [read_info(m).held_out for m in members] == [None, None, None]
+    assert fit.out_of_fold_members(out) == []
