@@ -118,6 +118,11 @@ def card_text(
     if prepared is not None:
         sizes = ", ".join(f"{split} {len(rows)}" for split, rows in prepared.splits.items())
         lines.append(f"- rows: {sizes}")
+    if info.held_out is not None:
+        lines.append(
+            f"- trained without fold {info.held_out.fold} of {info.held_out.folds} of the train "
+            "rows (a fit --train-folds member: its answers for that fold are out of fold)"
+        )
     if info.preprocess_fingerprint:
         lines.append(f"- preprocessing fingerprint: `{info.preprocess_fingerprint[:16]}`")
     lines += ["", "## How it was made", "", "```bash", made_by, "```", ""]

@@ -130,7 +130,9 @@ def test_a_fold_teacher_answers_each_train_row_with_the_member_that_never_saw_it
     rows = inputs.boolq.splits["train"]
     fold = train_folds(len(rows), 3)
     for k, member in enumerate(members):  # each member trained on the other folds' rows only
-        assert f"- rows: train {(fold != k).sum()}, valid 40" in (member / "README.md").read_text()
+        card = (member / "README.md").read_text()
+        assert f"- rows: train {(fold != k).sum()}, valid 40" in card
+        assert f"- trained without fold {k} of 3 of the train rows (a fit --train-folds" in card
     student = fit.distilled(inputs, teacher_dir, 1.0, cache)
     expected = np.empty(len(rows), np.float32)
     for k, member in enumerate(members):
