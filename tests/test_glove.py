@@ -50,13 +50,36 @@ def test_changed_file_gets_new_fingerprint(tmp_path, cache_dir):
         ("a 1 2\nb 3\n", r"bad.txt:2: expected a word and 2 numbers"),
         ("a 1 2\nb 3 4\nc 1 x\n", r"bad.txt:3: expected a word and 2 numbers"),
         ("", "not a GloVe"),
+        ("2 3\na 1 2\nb 3 4\n", r"bad.txt:1: the first line gives 3-d vectors, but the lines "
+         r"hold 2 numbers"),
+        ("2 2\na 1 2\n. . 3 4\nb 5 x\n", r"bad.txt:4: expected a word and 2 numbers"),
+        ("2 2\nb 1 2\n. . 3 4\na inf 1\n", r"bad.txt:4: the vector of 'a' is not finite"),
     ],
-)
+)  # fmt: skip
 def test_bad_vector_files(tmp_path, cache_dir, content, message):
     path = tmp_path / "bad.txt"
     path.write_text(content)
     with pytest.raises(UserError, match=message):
         load_glove(str(path), cache_dir)
+
+
+def test_a_fasttext_vec_file_reads_without_its_count_line_and_trailing_spaces(tmp_path, cache_dir):
+    path = tmp_path / "crawl.vec"
+    path.write_text("3 2\nthe 0.5 1 \nof 2 3 \nPokémon -4 5 \n", encoding="utf-8")
+    glove = load_glove(str(path), cache_dir)
+    assert glove.words == ["the", "of", "Pokémon"] and glove.dim == 2
+    assert glove.vectors.tolist() == [[0.5, 1.0], [2.0, 3.0], [-4.0, 5.0]]
+
+
+def test_lines_whose_word_holds_spaces_are_skipped_with_a_notice(tmp_path, cache_dir, capsys):
+    path = tmp_path / "glove.840B.txt"
+    path.write_text("a 1 2\n. . . 3 4\nb 5 6\nat name@domain.com 7 8\n")
+    glove = load_glove(str(path), cache_dir)
+    assert glove.words == ["a", "b"] and glove.vectors.tolist() == [[1, 2], [5, 6]]
+    assert capsys.readouterr().err == (
+        f"kboolq: {path}: skipped 2 lines with more than a word and 2 numbers (a word holding "
+        "spaces): lines 2, 4\n"
+    )
 
 
 def test_unknown_sources(cache_dir):

