@@ -469,8 +469,7 @@ def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> 
     """`inputs` with each train row's label mixed with the teacher's P(yes) for it. The
     teacher must have been made from the same data and --valid-size, so that it never trained
     on the student's valid or test rows; they keep the labels alone."""
-    teacher = open_run(teacher_dir, cache)
-    data = teacher.info.data
+    data = read_info(teacher_dir).data
     if (data.data, data.valid_size) != (inputs.boolq.source, inputs.settings.valid_size):
         raise UserError(
             f"--distill {teacher_dir}: made from {data.data} with --valid-size "
@@ -493,7 +492,7 @@ def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> 
     else:
         print(f"distilling from {teacher_dir}: its P(yes) for the {len(rows)} train rows",
               flush=True)  # fmt: skip
-        answers = teacher.predict(rows)
+        answers = open_run(teacher_dir, cache).predict(rows)
     train = inputs.prepared.splits["train"]
     soft = ((1.0 - weight) * train.labels + weight * answers).astype(np.float32)
     splits = {**inputs.prepared.splits, "train": dataclasses.replace(train, labels=soft)}

@@ -42,11 +42,11 @@ def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
         return raw
     if found not in (1, 2, 3):
         raise UserError(f"{path}: run format {found!r}, this kboolq reads formats 1 to {FORMAT}")
-    # format 3 (kboolq 0.3) had no fit --train-folds: every run trained on all its train rows
+    # formats 1-3 had no fit --train-folds: every run trained on all its train rows
     migrated = {"held_out": None, **raw, "format": FORMAT}
-    fills = [] if found == 3 else [
-        ("hyperparameters", FORMAT_2_HYPERPARAMETERS), ("layout", FORMAT_2_LAYOUT)
-    ]  # fmt: skip
+    fills = []
+    if found <= 2:
+        fills += [("hyperparameters", FORMAT_2_HYPERPARAMETERS), ("layout", FORMAT_2_LAYOUT)]
     if found == 1:
         migrated = {"distillation": None, **migrated}  # format 1 had no fit --distill
         fills += [("hyperparameters", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)]

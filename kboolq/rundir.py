@@ -64,6 +64,10 @@ class HeldOut:
     fold: int
     folds: int
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.fold < self.folds:
+            raise ValueError(f"fold {self.fold} is not in 0..{self.folds - 1}")
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -189,9 +193,7 @@ def read_info(run_dir: Path) -> RunInfo:
     held = _key(raw, path, "", "held_out")
     try:
         held_out = None if held is None else HeldOut(**held)
-        if held_out is not None and not 0 <= held_out.fold < held_out.folds:
-            raise TypeError(f"fold {held_out.fold} is not in 0..{held_out.folds - 1}")
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: key 'held_out' is not a fold and fold count ({exc})") from None
     fingerprint = data.get("preprocess_fingerprint")
     return RunInfo(config, settings, layout, vectors, fingerprint, distillation, held_out)

@@ -189,3 +189,20 @@ def test_a_refit_fold_teacher_holds_out_nothing_and_is_no_out_of_fold_teacher(
     assert [m.name for m in members] == ["0_fold_0", "1_fold_1", "2_fold_2"]
     assert [read_info(m).held_out for m in members] == [None, None, None]
     assert fit.out_of_fold_members(out) == []
+
+
+def test_a_held_out_fold_outside_its_count_is_refused_naming_the_key(fold_teacher, tmp_path):
+    import shutil
+
+    teacher_dir, _ = fold_teacher
+    member = tmp_path / "member"
+    shutil.copytree(teacher_dir / "members" / "fold_0", member)
+    raw = json.loads((member / "config.json").read_text())
+    raw["held_out"] = {"fold": 3, "folds": 3}
+    (member / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(UserError) as error:
+        read_info(member)
+    assert str(error.value) == (
+        f"{member / 'config.json'}: key 'held_out' is not a fold and fold count "
+        "(fold 3 is not in 0..2)"
+    )
