@@ -51,7 +51,7 @@ class OpenRun:
         ]
         encoded = self.encode({"rows": parsed})
         split, batch = encoded.splits["rows"], self.info.config.batch_size
-        return predict_split(self.model, split, encoded.lookup, batch)
+        return predict_split(self.model, split, encoded.lookup, encoded.layout, batch)
 
 
 def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:

@@ -46,7 +46,8 @@ def machine() -> str:
     return (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, {device}; "
         f"Python {platform.python_version()}, torch {torch.__version__}, keras "
-        f"{keras.__version__}, kboolq {kboolq.__version__}"
+        f"{keras.__version__} on the {keras.backend.backend()} backend, kboolq "
+        f"{kboolq.__version__}"
     )
 
 
@@ -94,7 +95,8 @@ def card_text(
         f"# {name}: a kboolq yes/no question answerer",
         "",
         'Answers BoolQ-style questions ("is the sky blue") about an English passage with '
-        "P(yes). Made with kboolq (Keras 3 on torch) from GloVe word vectors.",
+        f"P(yes). Made with kboolq (Keras 3 on {keras.backend.backend()}) from GloVe word "
+        "vectors.",
         "",
         "## Model",
         "",

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -15,13 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
+
+from kboolq import signals
 from kboolq.config import Config, DataSettings, add_data_arguments, from_args
 from kboolq.data.boolq import BoolQ, data_warnings, load_boolq
 from kboolq.data.boolq import source_problem as boolq_source_problem
 from kboolq.data.glove import Glove, load_glove
 from kboolq.data.glove import source_problem as glove_source_problem
-from kboolq.data.layout import Prepared, prepare
-from kboolq.errors import Interrupted, UserError
+from kboolq.data.layout import Prepared, fingerprint_of, prepare
+from kboolq.errors import UserError
 from kboolq.files import default_cache_dir
 from kboolq.rundir import Distillation, RunInfo, Vectors
 from kboolq.threads import default_threads
@@ -131,6 +136,43 @@ def load_inputs(settings: DataSettings, cache: Path, word_chars: int = 0) -> Inp
     return Inputs(settings, boolq, glove, prepared, time.perf_counter() - start, from_cache)
 
 
+def check_same_rows(flag: str, run_dir: Path, info: RunInfo, boolq: BoolQ) -> None:
+    """That `boolq` (the rows now at the path RUN_DIR records) is what RUN_DIR was made from:
+    its recorded preprocess fingerprint, recomputed from the rows now, the vectors it records
+    and its own settings. A difference is refused, saying what differs; a run that recorded
+    no fingerprint (made before they were kept) is said to be checked by path only."""
+    recorded = info.preprocess_fingerprint
+    where = f"{flag} {run_dir}"
+    if recorded is None:
+        print(f"{where}: records no preprocess fingerprint; using the rows now at "
+              f"{info.data.data} unchecked", file=sys.stderr)  # fmt: skip
+        return
+    data = info.data
+    now = fingerprint_of(
+        boolq.fingerprint,
+        info.vectors.fingerprint,
+        data.passage_percentile,
+        data.accents,
+        data.question_percentile,
+        info.layout.word_chars,
+    )
+    if now != recorded:
+        raise UserError(
+            f"{where}: was made from other rows than those now at {data.data} (its preprocess "
+            f"fingerprint {recorded[:12]}, the rows now give {now[:12]}); the data changed "
+            "since it was trained"
+        )
+
+
+def check_same_vectors(flag: str, run_dir: Path, info: RunInfo, glove: Glove) -> None:
+    if glove.fingerprint != info.vectors.fingerprint:
+        raise UserError(
+            f"{flag} {run_dir}: was made with other vectors than those now at "
+            f"{info.vectors.source} (fingerprint {info.vectors.fingerprint[:12]}, now "
+            f"{glove.fingerprint[:12]})"
+        )
+
+
 def warn_about_data(inputs: Inputs, batch_size: int) -> None:
     for warning in data_warnings(inputs.boolq.splits, batch_size):
         print(f"warning: {warning}", file=sys.stderr)
@@ -178,17 +220,52 @@ def run_command(
 
 class terminate_as_interrupt:  # noqa: N801 (a context manager, used as a statement)
     """SIGTERM raises Interrupted, as Ctrl-C raises KeyboardInterrupt, so that the same clean-up
-    runs for both (training finishes its batch first: training.StopOnInterrupt)."""
+    runs for both (training finishes its batch first: training.StopOnInterrupt). Both are
+    recorded as they arrive (kboolq.signals), so one that a library swallows still stops the
+    command before it replaces anything."""
 
     def __enter__(self) -> None:
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
-
-    @staticmethod
-    def _raise(signum, frame) -> None:
-        raise Interrupted(signum=signum)
+        self.previous = {}
+        signals.begin()
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in signals.SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup: stays ignored
+                self.previous[signum] = signal.signal(signum, signals.raising_handler)
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        signals.end()  # the command is over: its signals were acted on
+
+
+def on_backend(backend: str, module: str, argv: list[str] | None) -> int | None:
+    """Run `python -m MODULE ARGV` with KERAS_BACKEND=`backend` in a child process, when Keras
+    runs on another backend here (a run's .keras file loads on any backend); returns its exit
+    status, or None when this process already runs on `backend`. Ctrl-C reaches the child from
+    the terminal; a SIGTERM to this process is passed on, and the child's own exit status and
+    one-line message are what the user sees."""
+    here = keras.backend.backend()
+    if here == backend:
+        return None
+    print(
+        f"{module}: KERAS_BACKEND={here}; this command runs on the {backend} backend, so it "
+        f"continues in a child process with KERAS_BACKEND={backend}",
+        file=sys.stderr,
+        flush=True,
+    )
+    argv = sys.argv[1:] if argv is None else list(argv)
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    child = subprocess.Popen([sys.executable, "-m", module, *argv], env=env)
+    try:
+        return child.wait()
+    except KeyboardInterrupt as exc:  # Ctrl-C (the child has it too) or SIGTERM (pass it on)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        if signum != signal.SIGINT:
+            child.send_signal(signum)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # a second signal: end the child now
+            child.kill()
+            child.wait()
+            raise exc from None

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from kboolq.data.batches import BATCHINGS
 from kboolq.data.boolq import DEFAULT_VALID_SIZE
 from kboolq.data.glove import DEFAULT_GLOVE
 from kboolq.data.layout import PASSAGE_PERCENTILE, QUESTION_PERCENTILE, WORD_CHARS
@@ -93,6 +94,15 @@ class Config:
         "as much as the 'yes' ones (what balanced accuracy rewards); 'none' weighs rows alike",
         choices=CLASS_WEIGHTS,
     )  # fmt: skip
+    batching: str = _option(
+        "random", "--batching",
+        "how training rows are dealt into batches each epoch: 'length' puts rows of similar "
+        "passage length together (with a little noise; the batches come in random order), so "
+        "each batch, cut to its longest passage, computes little padding; 'random' shuffles "
+        "the rows alone (the default until 'length' is shown to train as well on seed means: "
+        "docs/performance.md)",
+        choices=BATCHINGS,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", ALIASES.get(self.arch, self.arch))
@@ -118,6 +128,8 @@ class Config:
             problems.append(
                 f"--chars: --arch {self.arch} reads no characters (these do: {readers})"
             )
+        if self.batching not in BATCHINGS:
+            problems.append(f"--batching {self.batching!r}: choose from {', '.join(BATCHINGS)}")
         if self.class_weight not in CLASS_WEIGHTS:
             problems.append(
                 f"--class-weight {self.class_weight!r}: choose from {', '.join(CLASS_WEIGHTS)}"

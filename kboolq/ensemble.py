@@ -29,6 +29,7 @@ from kboolq.rundir import (
     is_run,
     load_model,
     read_info,
+    run_and_members,
     save_ensemble,
     write_info,
 )
@@ -127,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
     with lock_output(out):
         recover(out)
-        claim_output(out, "run", is_run, args.overwrite, protect=args.runs, flag="--out")
+        claim_output(
+            out,
+            "run",
+            is_run,
+            args.overwrite,
+            protect=[run for given in args.runs for run in run_and_members(given)],
+            flag="--out",
+        )
         remove_leftovers(out)  # kboolq's own, and only once the output is claimed
         first = open_run(args.runs[0], cache_dir(args))
         info = first.info
@@ -140,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             valid, lookup = encoded.splits["valid"], encoded.lookup
             batch_size = info.config.batch_size
             chosen = greedy_select(
-                valid.labels, [predict_split(model, valid, lookup, batch_size) for model in models]
+                valid.labels,
+                [
+                    predict_split(model, valid, lookup, encoded.layout, batch_size)
+                    for model in models
+                ],
             )
             runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
             print(f"selected on valid: {', '.join(str(run) for run in runs)}")

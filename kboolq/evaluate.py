@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         encoded = run.encode({args.split: boolq.splits[args.split]})
         split = encoded.splits[args.split]
         batch_size = args.batch_size or info.config.batch_size
-        scores = predict_split(run.model, split, encoded.lookup, batch_size)
+        scores = predict_split(run.model, split, encoded.lookup, encoded.layout, batch_size)
         # which data was scored: the run's own, or what --data named
         report = {**binary_report(split.labels, scores), "data": boolq.source}
         write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})

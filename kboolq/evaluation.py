@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from kboolq.data.batches import Batches
-from kboolq.data.layout import Lookup, Prepared, Split
+from kboolq.data.layout import Layout, Lookup, Prepared, Split
 from kboolq.errors import UserError
 
 NAMES = ("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "pr_auc", "loss")
@@ -163,10 +163,16 @@ def training_metrics() -> list[keras.metrics.Metric]:
     ]
 
 
-def predict_split(model: keras.Model, split: Split, lookup: Lookup, batch_size: int) -> np.ndarray:
-    """P(yes) for every row of `split`, in order; never NaN (a damaged model is an error)."""
-    batches = Batches.for_model(model, split, lookup, batch_size)
-    scores = model.predict(batches, verbose=0).ravel()
+def predict_split(
+    model: keras.Model, split: Split, lookup: Lookup, layout: Layout, batch_size: int
+) -> np.ndarray:
+    """P(yes) for every row of `split`, in the split's order (the batches take rows by length:
+    kboolq.data.batches); never NaN (a damaged model is an error)."""
+    if not len(split):
+        return np.zeros(0, np.float32)
+    batches = Batches.for_model(model, split, lookup, layout, batch_size)
+    scores = np.empty(len(split), np.float32)
+    scores[batches.order] = model.predict(batches, verbose=0).ravel()
     bad = ~np.isfinite(scores)
     if bad.any():
         raise UserError(
@@ -179,7 +185,9 @@ def predict_split(model: keras.Model, split: Split, lookup: Lookup, batch_size: 
 def evaluate_splits(model: keras.Model, prepared: Prepared, batch_size: int) -> dict[str, dict]:
     """The full report for each labelled split that is not the training split."""
     return {
-        name: binary_report(split.labels, predict_split(model, split, prepared.lookup, batch_size))
+        name: binary_report(
+            split.labels, predict_split(model, split, prepared.lookup, prepared.layout, batch_size)
+        )
         for name, split in prepared.splits.items()
         if name != "train"
     }

@@ -10,6 +10,10 @@ torch module in front of it builds kboolq's layout from the ids (questions cut t
 passage's tail beyond p_max averaged into its last position, stem classes looked up), which is
 what kboolq.data.layout does on the host. A run that reads characters (--chars) also takes each
 token's character ids, and its unknown words keep their places with ids of their own.
+
+torch.onnx traces torch tensors, so the export runs on the torch backend: with KERAS_BACKEND
+set to another one (jax), the command runs itself again in a child process on torch, which
+loads the same .keras file (Keras's format is backend-agnostic) and writes the same files.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ import torch
 
 import kboolq
 from kboolq.api import OpenRun, open_run
-from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
+from kboolq.cli import (
+    add_cache_argument,
+    add_threads_argument,
+    cache_dir,
+    on_backend,
+    run_command,
+)
 from kboolq.data.batches import CHARS, STEMS, WORDS, takes_chars, takes_stems
 from kboolq.data.boolq import Row
 from kboolq.data.layout import CHARACTERS, NO_TOKEN, NO_WORD, Layout, char_ids, stem_classes
@@ -36,6 +46,7 @@ from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
 from kboolq.models import gru
 from kboolq.outputs import claim_output, lock_output
+from kboolq.rundir import run_and_members
 from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
 
@@ -347,13 +358,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    set_threads(args.threads)
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold must be from 0 to 1, got {args.threshold}")
     try:
         import onnx  # noqa: F401
     except ImportError:
         raise UserError("--format onnx needs pip install 'kboolq[export]'") from None
+    status = on_backend("torch", "kboolq.export", argv)  # the graph is traced by torch.onnx
+    if status is not None:
+        return status
+    set_threads(args.threads)
     run = open_run(args.run_dir, cache_dir(args))
     if run.info.layout.word_chars and takes_stems(run.model):
         raise UserError(  # stem classes of unknown words come from their text, not ids
@@ -364,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     out = write_target(args.out)
     with lock_output(out):
         recover(out)
-        claim_output(out, "export", is_export, args.overwrite, protect=[args.run_dir])
+        claim_output(
+            out, "export", is_export, args.overwrite, protect=run_and_members(args.run_dir)
+        )
         remove_leftovers(out)
         with staged(out, lambda name: name in EXPORT_FILES) as work:
             inputs = export_onnx(run, work)

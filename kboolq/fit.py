@@ -24,6 +24,8 @@ from kboolq.cli import (
     add_threads_argument,
     add_verbose_argument,
     cache_dir,
+    check_same_rows,
+    check_same_vectors,
     data_settings,
     load_inputs,
     run_command,
@@ -64,6 +66,7 @@ from kboolq.rundir import (
     is_run,
     load_model,
     read_info,
+    run_and_members,
     save_ensemble,
     write_info,
 )
@@ -230,9 +233,11 @@ def refit(args: argparse.Namespace, given: list[str]) -> int:
     out = write_target(args.out)
     with lock_output(out):
         recover(out)
-        claim_output(out, "run", is_run, args.overwrite, protect=[source])
+        claim_output(out, "run", is_run, args.overwrite, protect=run_and_members(source))
         remove_leftovers(out)
         inputs = load_inputs(info.data, cache_dir(args), info.layout.word_chars)
+        check_same_vectors("--refit", source, info, inputs.glove)
+        check_same_rows("--refit", source, info, inputs.boolq)
         prepared = with_valid_in_train(inputs.prepared)
         rows = len(prepared.splits["train"])
         print(f"refitting {source} on {rows} rows (train + valid)", flush=True)
@@ -301,7 +306,8 @@ def fit(
     user's own files carried over). A run that did not finish is this command's own leftover
     and is started over in place."""
     unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
-    replacing = claim_output(run_dir, "run", is_run, args.overwrite or unfinished)
+    teacher = [] if args.distill is None else run_and_members(Path(args.distill))
+    replacing = claim_output(run_dir, "run", is_run, args.overwrite or unfinished, protect=teacher)
     remove_leftovers(run_dir)  # kboolq's own, and only once the output is claimed
     inputs = load_inputs(settings, cache_dir(args), word_chars(member.chars for member in members))
     warn_about_data(inputs, config.batch_size)
@@ -318,7 +324,9 @@ def fit(
             )
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        if staging:
+        if isinstance(exc, Interrupted) and str(exc):  # staging says what it did
+            said = str(exc)
+        elif staging:
             said = f"{run_dir} still holds the previous run"
         elif len(members) > 1:
             said = f"finished members kept in {run_dir / 'members'}"
@@ -402,7 +410,7 @@ def _train_into(
         )
     if tracker is not None:
         valid = prepared.splits["valid"]
-        scores = predict_split(model, valid, prepared.lookup, config.batch_size)
+        scores = predict_split(model, valid, prepared.lookup, prepared.layout, config.batch_size)
         tracking.log_final(tracker, reports, valid.labels, scores, work / MODEL_FILE)
         tracker.finish()
     return reports, seconds, checkpoint, members_spread
@@ -469,13 +477,15 @@ def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> 
     """`inputs` with each train row's label mixed with the teacher's P(yes) for it. The
     teacher must have been made from the same data and --valid-size, so that it never trained
     on the student's valid or test rows; they keep the labels alone."""
-    data = read_info(teacher_dir).data
+    teacher = read_info(teacher_dir)
+    data = teacher.data
     if (data.data, data.valid_size) != (inputs.boolq.source, inputs.settings.valid_size):
         raise UserError(
             f"--distill {teacher_dir}: made from {data.data} with --valid-size "
             f"{data.valid_size}, not {inputs.boolq.source} with --valid-size "
             f"{inputs.settings.valid_size}: its answers could carry the student's valid rows"
         )
+    check_same_rows("--distill", teacher_dir, teacher, inputs.boolq)
     rows = inputs.boolq.splits["train"]
     folds = out_of_fold_members(teacher_dir)
     if folds:

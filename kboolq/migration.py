@@ -13,7 +13,7 @@ from typing import Any
 
 from kboolq.errors import UserError
 
-FORMAT = 4
+FORMAT = 5
 
 # Format 1 (kboolq 0.1) wrote a setting only once it existed: a format-1 file without one was
 # made with these values.
@@ -24,6 +24,8 @@ FORMAT_1_HYPERPARAMETERS = {
     "ema": 0.0,
     "exact_match": "off",
 }
+# Formats 1-4 dealt training rows into batches at random (format 5: --batching, default length).
+FORMAT_4_HYPERPARAMETERS = {"batching": "random"}
 # Format 2 (kboolq 0.2) had every setting above, but no character CNN.
 FORMAT_2_HYPERPARAMETERS = {"chars": 0}
 FORMAT_2_LAYOUT = {"word_chars": 0}
@@ -40,11 +42,13 @@ def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
     found = raw.get("format") if isinstance(raw, dict) else None
     if found == FORMAT:
         return raw
-    if found not in (1, 2, 3):
+    if found not in (1, 2, 3, 4):
         raise UserError(f"{path}: run format {found!r}, this kboolq reads formats 1 to {FORMAT}")
     # formats 1-3 had no fit --train-folds: every run trained on all its train rows
-    migrated = {"held_out": None, **raw, "format": FORMAT}
-    fills = []
+    migrated = {**raw, "format": FORMAT}
+    if found <= 3:
+        migrated = {"held_out": None, **migrated}
+    fills = [("hyperparameters", FORMAT_4_HYPERPARAMETERS)]
     if found <= 2:
         fills += [("hyperparameters", FORMAT_2_HYPERPARAMETERS), ("layout", FORMAT_2_LAYOUT)]
     if found == 1:
@@ -62,7 +66,7 @@ def migrate_grid_record(raw: Any) -> dict[str, Any]:
     records lack only the settings added since."""
     if not isinstance(raw, dict) or raw.get("format") == FORMAT:
         return raw
-    fills = [("fixed", FORMAT_2_HYPERPARAMETERS)]
+    fills = [("fixed", FORMAT_4_HYPERPARAMETERS), ("fixed", FORMAT_2_HYPERPARAMETERS)]
     if raw.get("format") is None:
         fills += [("fixed", FORMAT_1_HYPERPARAMETERS), ("data", FORMAT_1_DATA)]
     migrated = {**raw, "format": FORMAT}

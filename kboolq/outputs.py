@@ -61,16 +61,22 @@ def claim_output(
 ) -> bool:
     """The one guard before a command writes a directory of its own `kind` ("run", "grid",
     "dataset"): a new or empty directory is fine; one of that kind only with `overwrite` (the
-    grid passes it always: it resumes its own directory); anything else, or one of the
-    `protect`ed inputs, is refused.
+    grid passes it always: it resumes its own directory); anything else, or a directory that
+    is or holds one of the `protect`ed inputs (resolved: through symlinks and ".."), is refused.
 
     Returns whether `path` already holds a directory of that kind.
     """
     path = Path(path)
     for other in protect:
-        if path.resolve() == Path(other).resolve():
+        given, other = Path(other), Path(other).resolve()  # through symlinks and ".."
+        if path.resolve() == other:
             raise UserError(
                 f"{flag} {path}: is one of this command's inputs; choose a new directory"
+            )
+        if path.resolve() in other.parents:
+            raise UserError(
+                f"{flag} {path}: holds {given}, one of this command's inputs; choose a "
+                "directory outside it"
             )
     if not path.exists():
         return False

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if answerable:
         encoded = run.encode({"rows": [entry.row for entry in answerable]})
         batch = run.info.config.batch_size
-        predicted = predict_split(run.model, encoded.splits["rows"], encoded.lookup, batch)
+        rows = encoded.splits["rows"]
+        predicted = predict_split(run.model, rows, encoded.lookup, encoded.layout, batch)
         for entry, score in zip(answerable, predicted, strict=True):
             entry.score = float(score)
     for entry in entries:

@@ -134,6 +134,21 @@ def ensemble_members(run_dir: Path) -> list[Path]:
     return [(Path(run_dir) / member).resolve() for member in listed]
 
 
+def run_and_members(run_dir: Path) -> list[Path]:
+    """RUN_DIR and every run it reads: its ensemble's members, theirs, and so on (what an
+    output must never be or hold)."""
+    found: list[Path] = []
+    todo = [Path(run_dir)]
+    while todo:
+        run = todo.pop()
+        if run.resolve() in {f.resolve() for f in found}:
+            continue
+        found.append(run)
+        if (run / "members.json").is_file():
+            todo += ensemble_members(run)
+    return found
+
+
 def _section(raw: dict, path: Path, name: str) -> dict:
     value = raw.get(name)
     if not isinstance(value, dict):
@@ -234,7 +249,16 @@ def check_fits(model: keras.Model, info: RunInfo, run_dir: Path) -> None:
     vectors = next(tensor for tensor in model.inputs if tensor.name == "vectors")
     steps, dim = tuple(vectors.shape[1:])
     config = Path(run_dir) / CONFIG_FILE
-    if steps != info.layout.steps:
+    layout = info.layout
+    if steps is None:  # any T: the layers that find the parts say where the passage starts
+        starts = _passage_starts(model)
+        if starts - {layout.passage_start}:
+            raise UserError(
+                f"{config}: key 'layout' starts the passage at position {layout.passage_start} "
+                f"(q_max {layout.q_max} + separator {layout.separator}), but {MODEL_FILE} "
+                f"reads it from {min(starts - {layout.passage_start})}"
+            )
+    elif steps != info.layout.steps:
         raise UserError(
             f"{config}: key 'layout' gives {info.layout.steps} positions (q_max "
             f"{info.layout.q_max} + separator {info.layout.separator} + p_max "
@@ -251,6 +275,17 @@ def check_fits(model: keras.Model, info: RunInfo, run_dir: Path) -> None:
             f"{config}: key 'layout.word_chars' is {info.layout.word_chars}, but {MODEL_FILE} "
             f"reads {chars.shape[-1]} characters a word"
         )
+
+
+def _passage_starts(model: keras.Model) -> set[int]:
+    """Where the layout layers of `model` (and of the models inside it) find the passage."""
+    starts = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, layers.Segment) and layer.column == 1:
+            starts.add(layer.start)
+        elif isinstance(layer, layers.Compact | layers.LayoutMask):
+            starts.add(layer.q_max + layer.separator)
+    return starts
 
 
 def is_kboolq_entry(name: str) -> bool:

@@ -15,11 +15,14 @@ import fnmatch
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from kboolq.errors import Interrupted
 from kboolq.files import _umask, remove_stale_temporaries
+from kboolq.signals import held, raise_if_received
 
 STAGING = "kboolq-staging"
 OLD = "kboolq-old"
@@ -87,15 +90,23 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
 def staged(run_dir: Path, is_ours: Callable[[str], bool]) -> Iterator[Path]:
     """Yield an empty staging directory; when the block ends normally, swap it in for RUN_DIR
     (carrying over RUN_DIR's entries that `is_ours` does not claim); when it raises, remove it
-    and leave RUN_DIR as it was."""
+    and leave RUN_DIR as it was. A Ctrl-C or SIGTERM received at any time before the swap (even
+    one that a library swallowed: kboolq.signals) leaves RUN_DIR as it was too; one received
+    during the swap ends the command after it, with RUN_DIR holding the new run."""
     Path(run_dir).parent.mkdir(parents=True, exist_ok=True)
     staging = new_staging(run_dir)
     try:
         yield staging
-    except BaseException:
+        with held():
+            raise_if_received()
+            swap(staging, Path(run_dir), is_ours)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and not staging.exists():  # swapped, then stopped
+            signum = getattr(exc, "signum", signal.SIGINT)
+            raise Interrupted(f"{run_dir} holds the new run (the signal came as it was "
+                              "swapped in)", signum) from None  # fmt: skip
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    swap(staging, Path(run_dir), is_ours)
 
 
 def swap(staging: Path, run_dir: Path, is_ours: Callable[[str], bool]) -> None:

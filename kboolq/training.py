@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kboolq import signals
 from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.data.layout import Prepared, Split
@@ -66,6 +67,7 @@ class StopOnInterrupt(keras.callbacks.Callback):
         self.interrupted, self.signum, self.previous = False, None, {}
 
     def _handle(self, signum, frame) -> None:
+        signals.record(signum)
         self.interrupted, self.signum = True, signum
         for number, handler in self.previous.items():  # the next signal is not deferred
             signal.signal(number, handler)
@@ -199,9 +201,12 @@ def train_model(
     """
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
-    splits, lookup, size = prepared.splits, prepared.lookup, config.batch_size
-    train = Batches.for_model(model, splits["train"], lookup, size, shuffle=True, seed=config.seed)
-    valid = Batches.for_model(model, splits["valid"], lookup, size)
+    splits, lookup, layout, size = (
+        prepared.splits, prepared.lookup, prepared.layout, config.batch_size
+    )  # fmt: skip
+    train = Batches.for_model(model, splits["train"], lookup, layout, size, shuffle=True,
+                              seed=config.seed, batching=config.batching)  # fmt: skip
+    valid = Batches.for_model(model, splits["valid"], lookup, layout, size)
     checkpoint = BestCheckpoint(run_dir)
     history = HistoryWriter(Path(run_dir) / "history.csv")
     # With --ema the averaged weights are swapped in before validation and at each epoch's end,
@@ -232,6 +237,7 @@ def train_model(
         interrupt := StopOnInterrupt(),
         *([EpochProgbar()] if verbose else []),
     ]
+    signals.raise_if_received()  # one that came while the model was built, and was swallowed
     model.fit(
         train,
         validation_data=valid,
@@ -263,9 +269,11 @@ def refit_model(
         model,
         prepared.splits["train"],
         prepared.lookup,
+        prepared.layout,
         config.batch_size,
         shuffle=True,
         seed=config.seed,
+        batching=config.batching,
     )
     rates = [float(rate) for rate in learning_rates]
     callbacks = [
@@ -276,6 +284,7 @@ def refit_model(
         interrupt := StopOnInterrupt(),
         *([EpochProgbar()] if verbose else []),
     ]
+    signals.raise_if_received()  # one that came while the model was built, and was swallowed
     model.fit(
         train,
         epochs=len(rates),

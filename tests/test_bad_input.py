@@ -169,7 +169,7 @@ def case_incompatible_config(tmp_path, trained):
     run_dir = _copy_run(trained, tmp_path)
     config = json.loads((run_dir / "config.json").read_text())
     (run_dir / "config.json").write_text(json.dumps({**config, "format": 99}))
-    return "evaluate", [str(run_dir)], "run format 99, this kboolq reads formats 1 to 4"
+    return "evaluate", [str(run_dir)], "run format 99, this kboolq reads formats 1 to 5"
 
 
 def case_config_missing_layout(tmp_path, trained):

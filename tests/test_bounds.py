@@ -59,7 +59,7 @@ def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, ca
 def test_old_runs_read_with_the_whole_question_length_they_were_trained_with(trained, tmp_path):
     run = _copy_run(trained, tmp_path)
     raw = json.loads((run / "config.json").read_text())
-    assert raw["format"] == 4 and raw["data"]["question_percentile"] == 99.9
+    assert raw["format"] == 5 and raw["data"]["question_percentile"] == 99.9
     del raw["data"]["question_percentile"]
     (run / "config.json").write_text(json.dumps(raw))
     with pytest.raises(UserError) as error:  # today's format writes every key
@@ -192,15 +192,15 @@ def test_a_config_whose_layout_no_longer_fits_the_model_names_the_key(trained, t
     run = _copy_run(trained, tmp_path)
     raw = json.loads((run / "config.json").read_text())
     layout = raw["layout"]
-    steps = layout["q_max"] + layout["separator"] + layout["p_max"]
-    layout["p_max"] += 5
+    start = layout["q_max"] + layout["separator"]  # a model takes any T: where parts start
+    layout["q_max"] += 5
     (run / "config.json").write_text(json.dumps(raw))
     argv = [str(run), "--question", "is it", "--passage", "it is", "--cache-dir", str(trained[1])]
     assert run_command(predict.main, "kboolq.predict")(argv) == 2
     assert capsys.readouterr().err.strip() == (
-        f"kboolq.predict: error: {run}/config.json: key 'layout' gives {steps + 5} positions "
-        f"(q_max {layout['q_max']} + separator {layout['separator']} + p_max "
-        f"{layout['p_max']}), but model.keras takes {steps}"
+        f"kboolq.predict: error: {run}/config.json: key 'layout' starts the passage at position "
+        f"{start + 5} (q_max {layout['q_max']} + separator {layout['separator']}), but "
+        f"model.keras reads it from {start}"
     )
 
 

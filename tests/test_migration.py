@@ -19,9 +19,10 @@ def test_a_format_1_run_reads_with_the_values_it_was_made_with(tmp_path):
     raw = json.loads((OLD_RUN / "config.json").read_text())
     assert raw["format"] == 1 and "ema" not in raw["hyperparameters"]
     migrated = migration.migrate_run(raw, OLD_RUN / "config.json")
-    assert migrated["format"] == migration.FORMAT == 4
+    assert migrated["format"] == migration.FORMAT == 5
     assert (migrated["distillation"], migrated["held_out"]) == (None, None)
     hyper, data = migrated["hyperparameters"], migrated["data"]
+    assert hyper["batching"] == "random"
     assert (hyper["ema"], hyper["lr_plateau"], hyper["exact_match"]) == (0.0, 0, "off")
     assert (hyper["chars"], migrated["layout"]["word_chars"]) == (0, 0)
     assert (data["passage_percentile"], data["accents"]) == (99.0, "drop")
@@ -40,12 +41,12 @@ def test_a_key_written_in_format_1_wins_over_the_fill():
 def test_a_format_2_run_reads_without_characters(trained, tmp_path):
     run, _ = trained
     raw = json.loads((run / "config.json").read_text())
-    assert raw["format"] == 4 and raw["hyperparameters"]["chars"] == 0
+    assert raw["format"] == 5 and raw["hyperparameters"]["chars"] == 0
     del raw["hyperparameters"]["chars"], raw["layout"]["word_chars"], raw["held_out"]
     path = tmp_path / "config.json"
     migrated = migration.migrate_run({**raw, "format": 2}, path)
     assert migrated["hyperparameters"]["chars"] == 0 and migrated["layout"]["word_chars"] == 0
-    assert migrated == {**raw, "format": 4, "held_out": None,
+    assert migrated == {**raw, "format": 5, "held_out": None,
                         "hyperparameters": {**raw["hyperparameters"], "chars": 0},
                         "layout": {**raw["layout"], "word_chars": 0}}  # fmt: skip
     with pytest.raises(UserError) as error:  # today's format: every key, read strictly
@@ -61,30 +62,51 @@ def test_a_format_3_run_reads_as_trained_on_every_train_row(trained, tmp_path):
     assert raw["held_out"] is None
     del raw["held_out"]
     migrated = migration.migrate_run({**raw, "format": 3}, tmp_path / "config.json")
-    assert migrated == {**raw, "format": 4, "held_out": None}
+    assert migrated == {**raw, "format": 5, "held_out": None}
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.json").write_text(json.dumps(raw))  # format 4 lacking the key
+    (tmp_path / "run" / "config.json").write_text(json.dumps(raw))  # format 5 lacking the key
     with pytest.raises(UserError) as error:
         read_info(tmp_path / "run")
     assert str(error.value) == f"{tmp_path / 'run' / 'config.json'}: key 'held_out' is missing"
 
 
-@pytest.mark.parametrize("raw", [{"format": 5}, {"format": "2"}, {}, [1], None])
+def test_a_format_4_run_reads_as_trained_on_randomly_dealt_batches(trained, tmp_path):
+    run, _ = trained
+    raw = json.loads((run / "config.json").read_text())
+    raw["hyperparameters"]["batching"] = "length"
+    migrated = migration.migrate_run(raw, tmp_path / "config.json")
+    assert migrated["hyperparameters"]["batching"] == "length"  # today's format: as written
+    del raw["hyperparameters"]["batching"]
+    migrated = migration.migrate_run({**raw, "format": 4}, tmp_path / "config.json")
+    assert migrated == {
+        **raw,
+        "format": 5,
+        "hyperparameters": {**raw["hyperparameters"], "batching": "random"},
+    }
+
+
+@pytest.mark.parametrize("raw", [{"format": 6}, {"format": "2"}, {}, [1], None])
 def test_an_unknown_run_format_is_refused_naming_the_file(raw):
     with pytest.raises(UserError) as error:
         migration.migrate_run(raw, Path("run/config.json"))
     found = raw.get("format") if isinstance(raw, dict) else None
     assert str(error.value) == (
-        f"run/config.json: run format {found!r}, this kboolq reads formats 1 to 4"
+        f"run/config.json: run format {found!r}, this kboolq reads formats 1 to 5"
     )
 
 
 def test_a_grid_record_without_format_compares_with_the_values_it_was_made_with():
     today = {
-        "format": 4,
+        "format": 5,
         "data": {"source": "/d", "accents": "drop", "passage_percentile": 99.0},
         "embeddings": {"source": "kumo50"},
-        "fixed": {"hidden_size": 8, "ema": 0.0, "exact_match": "off", "chars": 0},
+        "fixed": {
+            "hidden_size": 8,
+            "ema": 0.0,
+            "exact_match": "off",
+            "chars": 0,
+            "batching": "random",
+        },
         "axes": {"lr": [0.001]},
     }
     old = {
@@ -101,11 +123,17 @@ def test_a_grid_record_without_format_compares_with_the_values_it_was_made_with(
     assert record_changes(format_2, today, same_axes=True) == []
     with_chars = {**today, "fixed": {**today["fixed"], "chars": 50}}
     assert record_changes(format_2, with_chars, same_axes=True) == ["fixed.chars: 0 -> 50"]
+    format_4 = {**today, "format": 4, "fixed": {k: v for k, v in today["fixed"].items()
+                                                if k != "batching"}}  # fmt: skip
+    by_length = {**today, "fixed": {**today["fixed"], "batching": "length"}}
+    assert record_changes(format_4, by_length, same_axes=True) == [
+        "fixed.batching: 'random' -> 'length'"
+    ]
 
 
 def test_no_module_but_migration_knows_the_old_formats_values():
     """The older formats' fill values appear in kboolq.migration only (one place)."""
-    pattern = re.compile(r"FORMAT_[12]_|BEFORE_SETTING|\"format\"\) != 1|format == 1")
+    pattern = re.compile(r"FORMAT_[1-4]_|BEFORE_SETTING|\"format\"\) != 1|format == 1")
     knowing = sorted(
         str(path.relative_to(PACKAGES))
         for folder in ("kboolq", "tuning")

@@ -319,6 +319,22 @@ def fingerprint(
     question_percentile: float = QUESTION_PERCENTILE,
     word_chars: int = 0,
 ) -> str:
+    """The key of what `prepare` makes of `boolq` with `glove` and these settings."""
+    return fingerprint_of(
+        boolq.fingerprint, glove.fingerprint, percentile, accents, question_percentile, word_chars
+    )
+
+
+def fingerprint_of(
+    data: str,
+    vectors: str,
+    percentile: float,
+    accents: str,
+    question_percentile: float,
+    word_chars: int,
+) -> str:
+    """`fingerprint` from the data's and the vectors' own fingerprints (a run's config.json
+    records the vectors'; the rows' come from the data as it is now)."""
     settings = {
         "cache": CACHE_FORMAT,
         "tokenizer": TOKENIZER_VERSION,
@@ -329,7 +345,7 @@ def fingerprint(
     }
     if word_chars:  # only then: entries made without characters keep their keys
         settings |= {"word_chars": word_chars, "characters": CHARACTERS}
-    return sha256_json({"data": boolq.fingerprint, "glove": glove.fingerprint, **settings})
+    return sha256_json({"data": data, "glove": vectors, **settings})
 
 
 def _save(path: Path, prepared: Prepared) -> None:

@@ -1,8 +1,9 @@
 """The architectures, one registry: `--arch` names, their help and their builders.
 
 Every builder maps the layout's inputs {"vectors": (B, T, D), "lengths": (B, 2)} to P(yes) of
-shape (B, 1); T = q_max + separator + p_max. With --exact-match stem the models that match words
-take one more input, "stems": (B, T), each position's stem class; with --chars two more,
+shape (B, 1); T = q_max + separator + the batch's own passage part (at most p_max, cut on the
+host: kboolq.data.batches), so a model takes any T. With --exact-match stem the models that
+match words take one more input, "stems": (B, T), each position's stem class; with --chars two more,
 "chars": (U, layout.word_chars), the characters of the batch's U distinct words, and "words":
 (B, T), each position's row of "chars" (see kboolq.data.batches). Builders draw weights from the
 global Keras seed (set it first) and return an uncompiled model: kboolq.training compiles it.
@@ -39,17 +40,17 @@ if TYPE_CHECKING:  # Config validates --arch against this registry, so it is imp
 
 def _inputs(layout: Layout, dim: int, stems: bool = False, chars: bool = False) -> dict:
     inputs = {
-        "vectors": keras.Input(shape=(layout.steps, dim), name="vectors"),  # (B, T, D)
+        "vectors": keras.Input(shape=(None, dim), name="vectors"),  # (B, T, D), T per batch
         "lengths": keras.Input(shape=(2,), dtype="int32", name="lengths"),  # (B, 2): q, p
     }
     if stems:
-        inputs[STEMS] = keras.Input(shape=(layout.steps,), dtype="int32", name=STEMS)  # (B, T)
+        inputs[STEMS] = keras.Input(shape=(None,), dtype="int32", name=STEMS)  # (B, T)
     if chars:
         if not layout.word_chars:
             raise ValueError("--chars needs data encoded with characters (layout.word_chars)")
         # (U, W): not batch-sized, a row per distinct word of the batch
         inputs[CHARS] = keras.Input(shape=(layout.word_chars,), dtype="int32", name=CHARS)
-        inputs[WORDS] = keras.Input(shape=(layout.steps,), dtype="int32", name=WORDS)  # (B, T)
+        inputs[WORDS] = keras.Input(shape=(None,), dtype="int32", name=WORDS)  # (B, T)
     return inputs
 
 
@@ -57,7 +58,7 @@ def _word_dropout(config: Config, layout: Layout, vectors):
     """Drops whole word vectors (all their features at once) while training."""
     if config.embedding_dropout == 0:
         return vectors
-    rate, shape = config.embedding_dropout, (None, layout.steps, 1)
+    rate, shape = config.embedding_dropout, (None, None, 1)
     return layers.Dropout(rate, noise_shape=shape, name="word_dropout")(vectors)
 
 
@@ -97,9 +98,9 @@ def _matching_inputs(config: Config, layout: Layout, dim: int) -> dict:
 def _parts(layout: Layout, sequence, lengths, suffix: str = ""):
     """(B, T, F) -> question (B, Q, F), its mask (B, Q), passage (B, P, F), its mask (B, P)."""
     question, q_mask = Segment(0, layout.q_max, 0, name=f"question{suffix}")(sequence, lengths)
-    passage, p_mask = Segment(layout.passage_start, layout.p_max, 1, name=f"passage{suffix}")(
+    passage, p_mask = Segment(layout.passage_start, None, 1, name=f"passage{suffix}")(
         sequence, lengths
-    )
+    )  # the rest of the batch's T: up to p_max
     return question, q_mask, passage, p_mask
 
 
@@ -121,12 +122,12 @@ def _matched_parts(config: Config, layout: Layout, inputs: dict, match: bool = T
     question, q_mask, passage, p_mask = _parts(layout, dropped, lengths)
     matchers = []  # (layer, what it compares (B, T, F), name suffix of its parts)
     if match and config.exact_match in ("on", "stem") and config.chars:
-        codes = layers.Reshape((layout.steps, 1), name="word_steps")(inputs[WORDS])  # (B, T, 1)
+        codes = layers.Reshape((-1, 1), name="word_steps")(inputs[WORDS])  # (B, T, 1)
         matchers.append((SameCode(name="exact_match"), codes, "_words"))
     elif match and config.exact_match in ("on", "stem"):
         matchers.append((ExactMatch(name="exact_match"), vectors, "_words"))
     if match and config.exact_match == "stem":
-        stems = layers.Reshape((layout.steps, 1), name="stem_steps")(inputs[STEMS])  # (B, T, 1)
+        stems = layers.Reshape((-1, 1), name="stem_steps")(inputs[STEMS])  # (B, T, 1)
         matchers.append((SameCode(name="stem_match"), stems, "_stems"))
     for matcher, compared, suffix in matchers:  # one more channel each: (B, L, D + 1), ...
         q_compared, _, p_compared, _ = _parts(layout, compared, lengths, suffix)

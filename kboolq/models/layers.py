@@ -79,22 +79,27 @@ class Compact(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kboolq")
 class Segment(layers.Layer):
-    """One part of the layout (question or passage) and its padding mask, from the row lengths."""
+    """One part of the layout (question or passage) and its padding mask, from the row lengths:
+    `steps` positions from `start`, or (steps None) all the rest of the batch's T."""
 
-    def __init__(self, start: int, steps: int, column: int, **kwargs) -> None:
+    def __init__(self, start: int, steps: int | None, column: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.start, self.steps, self.column = start, steps, column
 
     def call(self, vectors, lengths):
-        part = vectors[:, self.start : self.start + self.steps]
-        positions = ops.expand_dims(ops.arange(self.steps, dtype="int32"), 0)
+        end = None if self.steps is None else self.start + self.steps
+        part = vectors[:, self.start : end]
+        positions = ops.expand_dims(ops.arange(ops.shape(part)[1], dtype="int32"), 0)
         return part, positions < ops.cast(lengths, "int32")[:, self.column : self.column + 1]
 
     def compute_output_spec(self, vectors, lengths):
-        batch, _, features = vectors.shape
+        batch, total, features = vectors.shape
+        steps = self.steps
+        if steps is None and total is not None:
+            steps = total - self.start
         return (
-            keras.KerasTensor((batch, self.steps, features), dtype=vectors.dtype),
-            keras.KerasTensor((batch, self.steps), dtype="bool"),
+            keras.KerasTensor((batch, steps, features), dtype=vectors.dtype),
+            keras.KerasTensor((batch, steps), dtype="bool"),
         )
 
     def get_config(self) -> dict:
