@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs, run_command
+from kboolq.cli import (
+    add_source_arguments,
+    add_threads_argument,
+    cache_dir,
+    data_settings,
+    load_inputs,
+    run_command,
+)
 from kboolq.data.layout import report
+from kboolq.threads import set_threads
 
 
 def parser() -> argparse.ArgumentParser:
@@ -16,11 +24,13 @@ def parser() -> argparse.ArgumentParser:
         "rows per split, q_max, p_max, T, the out-of-vocabulary report and the time taken.",
     )
     add_source_arguments(p)
+    add_threads_argument(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    set_threads(args.threads)
     inputs = load_inputs(data_settings(args), cache_dir(args))
     print(report(inputs.prepared))
     how = "from cache" if inputs.from_cache else "cold"

@@ -38,10 +38,11 @@ KINDS = {
 }
 PREDICT = """
 import json, sys
+from pathlib import Path
 import kboolq, keras
 from kboolq.data.boolq import read_rows
 assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
-rows = read_rows(sys.argv[2])
+rows = read_rows(Path(sys.argv[2]))
 answers = {run: kboolq.load_run(run, sys.argv[3]).predict(rows).tolist() for run in sys.argv[4:]}
 print(json.dumps(answers))
 """

@@ -48,3 +48,18 @@ def test_batching_is_a_recorded_setting(tmp_path):
     assert "--batching length" in (run / "README.md").read_text()  # the card's full command
     with pytest.raises(SystemExit):
         fit.parser().parse_args([*args, "--batching", "sorted"])
+
+
+def test_no_rows_get_no_answers(trained):
+    run_dir, cache = trained
+    answers = load_run(run_dir, cache).predict([])
+    assert answers.shape == (0,) and answers.dtype == np.float32
+
+
+def test_preprocess_takes_threads_as_every_command_that_computes(tmp_path, capsys):
+    from conftest import SOURCES
+
+    from kboolq import preprocess
+
+    assert preprocess.main([*SOURCES, "--cache-dir", str(tmp_path), "--threads", "1"]) == 0
+    assert "fingerprint" in capsys.readouterr().out
