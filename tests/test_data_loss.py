@@ -4,9 +4,9 @@ it replaces anything; an output that is or holds one of the inputs is refused; -
 
 import contextlib
 import json
-import os
 import shutil
 import signal
+import threading
 import time
 
 import pytest
@@ -28,8 +28,12 @@ def _snapshot(directory):
 
 
 def _deliver(signum=signal.SIGTERM):
-    os.kill(os.getpid(), signum)
-    time.sleep(0.05)  # the handler runs at the next bytecode
+    """The signal to the main thread, and wait until its handler has run (a raising handler
+    ends the wait with its exception; a recording one sets signals.received)."""
+    signal.pthread_kill(threading.main_thread().ident, signum)
+    deadline = time.monotonic() + 10
+    while signals.received() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
