@@ -364,9 +364,6 @@ def main(argv: list[str] | None = None) -> int:
         import onnx  # noqa: F401
     except ImportError:
         raise UserError("--format onnx needs pip install 'kboolq[export]'") from None
-    status = on_backend("torch", "kboolq.export", argv)  # the graph is traced by torch.onnx
-    if status is not None:
-        return status
     set_threads(args.threads)
     run = open_run(args.run_dir, cache_dir(args))
     if run.info.layout.word_chars and takes_stems(run.model):
@@ -376,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
             "kboolq.serve"
         )
     out = write_target(args.out)
+    if keras.backend.backend() != "torch":  # every refusal said here; torch.onnx traces
+        with lock_output(out):  # in a child on the torch backend, once this lock is free
+            recover(out)
+            claim_output(out, "export", is_export, args.overwrite,
+                         protect=run_and_members(args.run_dir))  # fmt: skip
+        return on_backend("torch", "kboolq.export", argv)
     with lock_output(out):
         recover(out)
         claim_output(
