@@ -29,7 +29,10 @@ def scores_of(runs: list[Path]) -> tuple[Scores, list[Scores]]:
     labels = {name: encoded.splits[name].labels for name in names}
     models = [first.model] + [load_model(run) for run in runs[1:]]
     scores = [
-        {name: predict_split(model, encoded.splits[name], encoded.lookup, batch) for name in names}
+        {
+            name: predict_split(model, encoded.splits[name], encoded.lookup, encoded.layout, batch)
+            for name in names
+        }
         for model in models
     ]
     return labels, scores

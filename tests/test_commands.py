@@ -155,7 +155,8 @@ def test_predict_in_a_new_process_equals_fit_time_predictions(run, tmp_path):
     test = inputs.prepared.splits["test"]
     from kboolq.evaluation import predict_split
 
-    expected = predict_split(load_model(run_dir), test, inputs.prepared.lookup, 64)
+    prepared = inputs.prepared
+    expected = predict_split(load_model(run_dir), test, prepared.lookup, prepared.layout, 64)
     result = _command(
         "kboolq.predict",
         str(run_dir),
