@@ -13,6 +13,8 @@ K x valid-size rows, with the same pseudo-test split in every fold.
 
 from __future__ import annotations
 
+import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docstring)
+
 import argparse
 import json
 import sys

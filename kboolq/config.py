@@ -109,11 +109,7 @@ class Config:
         problems = []
         if self.arch not in ARCHITECTURES:
             problems.append(f"--arch {self.arch!r}: choose from {', '.join(ARCHITECTURES)}")
-        for f in dataclasses.fields(self):
-            value, kind = getattr(self, f.name), type(f.default)
-            widened = kind is float and isinstance(value, int)  # 1 for 1.0, as JSON writes it
-            if isinstance(value, bool) or not (isinstance(value, kind) or widened):
-                problems.append(f"{flag_of(f.name)}: expected {kind.__name__}, got {value!r}")
+        problems += wrong_types(self)
         if problems:
             raise UserError("; ".join(problems))
         for name in ("learning_rate", "weight_decay", "clipnorm", "ema"):  # NaN passes checks
@@ -216,16 +212,15 @@ class DataSettings:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = wrong_types(self)
+        if problems:
+            raise UserError("; ".join(problems))
         if self.accents not in ACCENTS:
             problems.append(f"--accents {self.accents!r}: choose from {', '.join(ACCENTS)}")
-        if not isinstance(self.valid_size, int) or self.valid_size < 1:
+        if self.valid_size < 1:
             problems.append(f"--valid-size must be at least 1, got {self.valid_size!r}")
         for name in ("passage_percentile", "question_percentile"):
-            percentile = getattr(self, name)
-            if isinstance(percentile, bool) or not isinstance(percentile, int | float):
-                percentile = None
-            if percentile is None or not 0 < percentile <= 100:
+            if not 0 < getattr(self, name) <= 100:  # NaN fails this too
                 problems.append(
                     f"{flag_of(name, DataSettings)} must be in (0, 100], "
                     f"got {getattr(self, name)!r}"
@@ -235,6 +230,20 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def wrong_types(settings: Config | DataSettings) -> list[str]:
+    """One line per field whose value is not of its default's type (an int passes for a float,
+    as JSON writes 1.0; a bool passes for nothing else): a config.json edited by hand or written
+    by another tool is refused by the flag or key it names, never by a traceback later."""
+    problems = []
+    for f in dataclasses.fields(settings):
+        value, kind = getattr(settings, f.name), type(f.default)
+        widened = kind is float and isinstance(value, int)
+        if isinstance(value, bool) or not (isinstance(value, kind) or widened):
+            flag = flag_of(f.name, type(settings))
+            problems.append(f"{flag}: expected {kind.__name__}, got {value!r}")
+    return problems
 
 
 def word_chars(chars: Iterable[int]) -> int:

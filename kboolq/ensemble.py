@@ -8,6 +8,8 @@ the choice of members, like every other choice, is made on validation data only.
 
 from __future__ import annotations
 
+import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docstring)
+
 import argparse
 import shlex
 import sys

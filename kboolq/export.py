@@ -18,6 +18,8 @@ loads the same .keras file (Keras's format is backend-agnostic) and writes the s
 
 from __future__ import annotations
 
+import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docstring)
+
 import argparse
 import contextlib
 import sys

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docstring)
+
 import argparse
 import sys
 

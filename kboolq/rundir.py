@@ -211,7 +211,26 @@ def read_info(run_dir: Path) -> RunInfo:
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: key 'held_out' is not a fold and fold count ({exc})") from None
     fingerprint = data.get("preprocess_fingerprint")
+    for where, value in (
+        ("embeddings", vectors),
+        ("distillation", distillation),
+        ("held_out", held_out),
+    ):
+        _check_types(value, path, where)
+    if not isinstance(fingerprint, str | None):
+        raise UserError(f"{path}: 'data.preprocess_fingerprint': expected str, got {fingerprint!r}")
     return RunInfo(config, settings, layout, vectors, fingerprint, distillation, held_out)
+
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}  # JSON writes 1.0 as 1
+
+
+def _check_types(section: Any, path: Path, where: str) -> None:
+    """Refuse a key of config.json whose value has the wrong JSON type, naming the key."""
+    for f in fields(section) if section is not None else ():
+        value = getattr(section, f.name)
+        if isinstance(value, bool) or not isinstance(value, _TYPES[f.type]):
+            raise UserError(f"{path}: '{where}.{f.name}': expected {f.type}, got {value!r}")
 
 
 def _keys_for_flags(message: str) -> str:

@@ -15,6 +15,8 @@ put it behind one (a reverse proxy with TLS and auth) before opening it to a net
 
 from __future__ import annotations
 
+import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docstring)
+
 import argparse
 import asyncio
 import contextlib

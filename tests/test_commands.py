@@ -5,12 +5,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
+import kboolq
 from kboolq import carve, ensemble, evaluate, fit, predict, preprocess
 from kboolq.data.boolq import load_boolq, read_rows
 from kboolq.errors import UserError
@@ -222,6 +224,32 @@ def test_help_explains_every_command(module):
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: python -m {module}")
     assert "--cache-dir" in result.stdout
+
+
+def _editable_by_finder():
+    """pip install -e (PEP 660) imports kboolq through a finder placed after the folders on
+    sys.path, so a folder named kboolq in the current directory comes first."""
+    return any(
+        str(getattr(f, "__module__", "")).startswith("__editable___kboolq") for f in sys.meta_path
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["kboolq.fit", "kboolq.predict", "tuning.grid"])
+def test_a_folder_named_kboolq_in_the_current_directory_is_named_in_one_line(module, tmp_path):
+    if not _editable_by_finder():
+        pytest.skip("kboolq is not an editable install here: the folder hides nothing")
+    (tmp_path / "kboolq" / "kboolq").mkdir(parents=True)  # a clone of the repository
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        capture_output=True, text=True, env=_env(), timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"kboolq: the folder {tmp_path / 'kboolq'} hides the installed kboolq package (Python "
+        "imports folders in the current directory first); run the command from another folder, "
+        f"such as {tmp_path / 'kboolq'} itself or {Path(kboolq.__file__).parent.parent}\n"
+    )
 
 
 @pytest.mark.slow

@@ -93,6 +93,34 @@ def test_a_chief_without_a_secret_makes_one_only_its_owner_can_read(tmp_path, mo
     assert distributed.worker_secret(tmp_path / "elsewhere") == "from-env"
 
 
+@pytest.mark.parametrize(
+    ("secret", "shown"),
+    [
+        ("with space", "' '"),
+        ("line\nbreak", "'\\n'"),
+        ("pässword", "'ä'"),
+        ("tab\tand ", "'\\t', ' '"),
+    ],
+)
+def test_a_secret_that_grpc_metadata_cannot_carry_is_refused_at_both_ends(
+    secret, shown, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KBOOLQ_GRID_SECRET", secret)
+    message = (
+        f"$KBOOLQ_GRID_SECRET: the grid secret holds {shown}; use visible ASCII characters only "
+        "(letters, digits and punctuation; no spaces)"
+    )
+    for role in (distributed.chief_secret, distributed.worker_secret):
+        with pytest.raises(UserError) as error:
+            role(tmp_path)
+        assert str(error.value).startswith(message)
+    monkeypatch.delenv("KBOOLQ_GRID_SECRET")
+    (tmp_path / "grid.secret").write_text(secret + "x\n")
+    with pytest.raises(UserError, match="grid.secret: the grid secret holds "):
+        distributed.chief_secret(tmp_path)
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
 def test_a_worker_without_a_secret_stops_before_contacting_anyone(tmp_path, monkeypatch):
     monkeypatch.delenv("KBOOLQ_GRID_SECRET", raising=False)
     args = fixture_args(tmp_path / "w", tmp_path / "cache", *AXES, "--epochs", "1")

@@ -63,6 +63,31 @@ def test_an_old_seed_run_reads_as_the_notebook_architecture(tmp_path, capsys):
             r"config.json: 'hyperparameters.hidden_size': expected int, got '4'",
         ),
         (lambda c: c.pop("embeddings"), r"config.json: key 'embeddings' is missing"),
+        # a key of the wrong JSON type is named, for each kind of value (#34 item 8)
+        (
+            lambda c: c["embeddings"].update(source=3),
+            r"config.json: 'embeddings.source': expected str, got 3$",
+        ),
+        (
+            lambda c: c["data"].update(source=3),
+            r"config.json: 'data.source': expected str, got 3$",
+        ),
+        (
+            lambda c: c["data"].update(accents=["fold"]),
+            r"config.json: 'data.accents': expected str, got \['fold'\]$",
+        ),
+        (
+            lambda c: c["embeddings"].update(fingerprint=None),
+            r"config.json: 'embeddings.fingerprint': expected str, got None$",
+        ),
+        (
+            lambda c: c["data"].update(preprocess_fingerprint=7),
+            r"config.json: 'data.preprocess_fingerprint': expected str, got 7$",
+        ),
+        (
+            lambda c: c["data"].update(passage_percentile="99"),
+            r"config.json: 'data.passage_percentile': expected float, got '99'$",
+        ),
     ],
 )
 def test_an_edited_config_names_the_file_and_what_is_wrong(edit, message, tmp_path):

@@ -80,6 +80,7 @@ def chief_secret(grid_dir: Path) -> str:
     only. Says where it comes from, never the secret itself."""
     given = os.environ.get(SECRET_ENV, "")
     if given:
+        check_secret(given, f"${SECRET_ENV}")
         print(f"grid chief: workers must present ${SECRET_ENV} (set here)", flush=True)
         return given
     path = Path(grid_dir) / SECRET_FILE
@@ -103,6 +104,20 @@ def read_secret(path: Path) -> str:
         raise UserError(f"{path}: cannot read the grid secret ({exc.strerror or exc})") from None
     if not secret:
         raise UserError(f"{path}: the grid secret file is empty; delete it to make a new one")
+    return check_secret(secret, str(path))
+
+
+def check_secret(secret: str, where: str) -> str:
+    """gRPC metadata carries printable ASCII only: a secret with a space, a control character
+    or a non-ASCII letter would be refused by every worker's call, so it is refused here."""
+    bad = sorted({c for c in secret if not "!" <= c <= "~"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise UserError(
+            f"{where}: the grid secret holds {shown}; use visible ASCII characters only "
+            "(letters, digits and punctuation; no spaces), e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return secret
 
 
@@ -111,7 +126,7 @@ def worker_secret(grid_dir: Path) -> str:
     chief's --out; a worker with neither stops before it contacts anyone."""
     given = os.environ.get(SECRET_ENV, "")
     if given:
-        return given
+        return check_secret(given, f"${SECRET_ENV}")
     path = Path(grid_dir) / SECRET_FILE
     if path.exists():
         return read_secret(path)

@@ -7,6 +7,8 @@ the best trial's directory is copied out as GRID_DIR/best, a normal run for eval
 
 from __future__ import annotations
 
+import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docstring)
+
 import argparse
 import sys
 import time
