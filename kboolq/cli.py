@@ -25,7 +25,7 @@ from kboolq.data.boolq import BoolQ, data_warnings, load_boolq
 from kboolq.data.boolq import source_problem as boolq_source_problem
 from kboolq.data.glove import Glove, load_glove
 from kboolq.data.glove import source_problem as glove_source_problem
-from kboolq.data.layout import Prepared, fingerprint_of, prepare
+from kboolq.data.layout import BOUNDS, Prepared, fingerprint_of, prepare
 from kboolq.errors import UserError
 from kboolq.files import default_cache_dir
 from kboolq.rundir import Distillation, RunInfo, Vectors
@@ -148,15 +148,13 @@ def check_same_rows(flag: str, run_dir: Path, info: RunInfo, boolq: BoolQ) -> No
               f"{info.data.data} unchecked", file=sys.stderr)  # fmt: skip
         return
     data = info.data
-    now = fingerprint_of(
-        boolq.fingerprint,
-        info.vectors.fingerprint,
-        data.passage_percentile,
-        data.accents,
-        data.question_percentile,
-        info.layout.word_chars,
-    )
-    if now != recorded:
+    settings = (data.passage_percentile, data.accents, data.question_percentile)
+    now, before_bounds = (
+        fingerprint_of(boolq.fingerprint, info.vectors.fingerprint, *settings,
+                       info.layout.word_chars, bounds)
+        for bounds in (BOUNDS, 1)
+    )  # fmt: skip
+    if recorded not in (now, before_bounds):
         raise UserError(
             f"{where}: was made from other rows than those now at {data.data} (its preprocess "
             f"fingerprint {recorded[:12]}, the rows now give {now[:12]}); the data changed "

@@ -18,7 +18,7 @@ from kboolq.cli import check_sources, run_command
 from kboolq.config import DataSettings
 from kboolq.data.boolq import load_boolq
 from kboolq.data.glove import load_glove
-from kboolq.data.layout import prepare
+from kboolq.data.layout import bound, prepare
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
 
@@ -41,9 +41,11 @@ def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, ca
     (data / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     boolq = load_boolq(str(data), FIXTURE_VALID_SIZE)
     glove = load_glove(str(FIXTURE_GLOVE), tmp_path / "cache")
-    train_lengths = [len(tokenize(row.question, "fold")) for row in boolq.splits["train"]]
-    expected = math.ceil(np.percentile(train_lengths, 99.9))
-    assert expected < 3001
+    train_lengths = sorted(len(tokenize(row.question, "fold")) for row in boolq.splits["train"])
+    assert train_lengths[-1] == 3001 and len(train_lengths) < 1000
+    # numpy's 99.9th percentile of under 1,000 rows leans on the largest: one row moved it
+    assert math.ceil(np.percentile(train_lengths, 99.9)) > 2 * train_lengths[-2]
+    expected = train_lengths[-2]  # the order statistic below, which no single row can move
     prepared, _ = prepare(boolq, glove, tmp_path / "cache", accents="fold")
     assert prepared.layout.q_max == expected
     assert prepared.splits["train"].q_len.max() == expected
@@ -53,7 +55,29 @@ def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, ca
         "questions) are cut to it: 1 train row"
     ) in err
     whole, _ = prepare(boolq, glove, tmp_path / "cache", accents="fold", question_percentile=100)
-    assert whole.layout.q_max == 3001  # 100 keeps every train question whole
+    assert whole.layout.q_max == 64  # 100 keeps every train question whole, up to the ceiling
+    assert (
+        "kboolq: questions longer than 64 words (kboolq's ceiling, whatever the percentile) "
+        "are cut to it: 1 train row"
+    ) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("counts", "percentile", "ceiling", "expected"),
+    [
+        ([10] * 299 + [3000], 99.9, 2048, 10),  # numpy: 10 + 0.701 * 2990 = 2106.0 -> 2107
+        ([10] * 299 + [3000], 100, 2048, 2048),  # every row whole, up to the ceiling
+        ([10] * 299 + [3000], 100, 4096, 3000),
+        (list(range(1, 101)), 90, 2048, 91),  # 90 + 0.1 * 1: numpy's, as the max is not near
+        (list(range(1, 101)), 99.5, 2048, 99),  # position 98.505: the max (100) is not used
+        ([0, 0, 0], 50, 2048, 1),  # at least 1
+    ],
+)
+def test_a_layout_bound_is_an_order_statistic_no_single_row_moves(
+    counts, percentile, ceiling, expected
+):
+    assert bound(counts, percentile, ceiling) == expected
+    assert bound(list(reversed(counts)), percentile, ceiling) == expected
 
 
 def test_old_runs_read_with_the_whole_question_length_they_were_trained_with(trained, tmp_path):
