@@ -8,9 +8,15 @@ it serves; GET /card returns the run's model card (README.md).
 
 Rows of concurrent requests are gathered into one batch for the model (up to --max-batch rows,
 waiting at most --batch-wait ms for more). Requests are bounded: --max-rows rows and
---max-chars characters per field, else 413 with the reason; a body that is not JSON is 400.
-It listens on 127.0.0.1 unless --host says otherwise; it has no authentication of its own, so
-put it behind one (a reverse proxy with TLS and auth) before opening it to a network.
+--max-chars characters per field, else 413 with the reason; a body that is not JSON is 400; one
+row that cannot be answered is 422. A client gets READ_TIMEOUT seconds to send its headers and
+as many for its body (else the connection is closed, or 408); SIGTERM or Ctrl-C stops the server
+within SHUTDOWN_GRACE seconds however its clients behave. It listens on 127.0.0.1 unless --host
+says otherwise; it has no authentication of its own, so put it behind one (a reverse proxy with
+TLS and auth) before opening it to a network.
+
+The model is the one loaded at start: GET /health gives its model.keras's sha256 and says when
+RUN_DIR has been replaced since (restart to serve the new one); /card is that model's card.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docs
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import ipaddress
 import json
+import os
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +45,9 @@ from kboolq.data.layout import vocabulary_problem
 from kboolq.errors import UserError
 from kboolq.threads import set_threads
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+READ_TIMEOUT = 10.0  # seconds a client has for its request headers, and again for its body
+SHUTDOWN_GRACE = 5  # seconds requests in flight get after SIGTERM or Ctrl-C
+CONNECTIONS = 256  # open connections at most; more are answered 503 at once
 
 
 @dataclass
@@ -47,8 +58,10 @@ class Limits:
     batch_wait: float = 0.005  # seconds a batch waits for more rows
 
     @property
-    def max_body(self) -> int:  # bytes: every field at its longest, JSON-escaped, and slack
-        return self.max_rows * (2 * 6 * self.max_chars + 200) + 1024
+    def max_body(self) -> int:
+        """Bytes: every field at its longest in JSON's longest escape (12 bytes, a surrogate
+        pair such as \\ud83d\\ude00, for a character outside the BMP), and slack."""
+        return self.max_rows * (2 * 12 * self.max_chars + 200) + 1024
 
 
 class TooLarge(Exception):
@@ -162,10 +175,14 @@ class Answerer:
         """(HTTP status, JSON answer) for a POST /predict body."""
         try:
             rows, errors, single = self.parse(body)
+        except RecursionError:  # json, or a message's repr, on a deeply nested value
+            return 400, {"error": "the body nests too deeply to be a row or a list of rows"}
         except TooLarge as exc:
             return 413, {"error": str(exc)}
         except ValueError as exc:
             return 400, {"error": str(exc)}
+        if single and rows[0] is None:
+            return 422, errors[0]
         answerable = [row for row in rows if row is not None]
         try:
             scores = iter(await self.score(answerable) if answerable else [])
@@ -184,37 +201,52 @@ class Answerer:
 def app(answerer: Answerer):
     """The Starlette application around `answerer`."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
     limit = answerer.limits.max_body
+    served = Served.of(answerer.run)
 
     async def predict(request: Request):
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return JSONResponse({"error": f"the body is over {limit} bytes"}, status_code=413)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return JSONResponse({"error": f"the body is over {limit} bytes"}, status_code=413)
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        error = {"error": f"the body is over {limit} bytes"}
+                        return JSONResponse(error, status_code=413)
+        except TimeoutError:
+            error = {"error": f"the body did not arrive within {READ_TIMEOUT:g} s"}
+            return JSONResponse(error, status_code=408, headers={"connection": "close"})
+        except ClientDisconnect:
+            _log(request, "disconnected before sending the whole body")
+            return Response(status_code=400)  # nobody reads it
+        except asyncio.CancelledError:  # shutting down, SHUTDOWN_GRACE passed: the request ends
+            _log(request, "had not sent its whole body when the server stopped")
+            return Response(status_code=503)
         status, answer = await answerer.answer(bytes(body))
         return JSONResponse(answer, status_code=status)
 
     async def health(request: Request):
         run = answerer.run
-        return JSONResponse({"status": "ok", "run": run.path.name, "arch": run.info.config.arch})
+        return JSONResponse(
+            {"status": "ok", "run": run.path.name, "arch": run.info.config.arch,
+             "model_sha256": served.sha256, "run_replaced": served.replaced(run.path)}
+        )  # fmt: skip
 
     async def card(request: Request):
-        path = answerer.run.path / CARD
-        if not path.exists():
+        if served.card is None:
             return JSONResponse(
                 {"error": f"{answerer.run.path.name} has no model card (a run made before "
                  "cards; fit it again to get one)"},
                 status_code=404,
             )  # fmt: skip
-        return PlainTextResponse(path.read_text(), media_type="text/markdown")
+        return PlainTextResponse(served.card, media_type="text/markdown")
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -230,6 +262,76 @@ def app(answerer: Answerer):
         ],
         lifespan=lifespan,
     )
+
+
+@dataclass(frozen=True)
+class Served:
+    """What was loaded at start: model.keras's sha256 and file identity, and the card."""
+
+    sha256: str
+    identity: tuple[int, int, int]  # model.keras's inode, size and mtime when loaded
+    card: str | None
+
+    @classmethod
+    def of(cls, run: OpenRun) -> Served:
+        model = run.path / "model.keras"
+        digest = hashlib.sha256()
+        with open(model, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        card = run.path / CARD
+        text = card.read_text() if card.exists() else None
+        return cls(digest.hexdigest(), _identity(model), text)
+
+    def replaced(self, run_dir: Path) -> bool:
+        try:
+            return _identity(run_dir / "model.keras") != self.identity
+        except OSError:
+            return True
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _log(request: Any, what: str) -> None:
+    client = request.client
+    who = f"{client.host}:{client.port}" if client else "a client"
+    print(f"kboolq.serve: {who} {what}", file=sys.stderr, flush=True)
+
+
+def _protocol():
+    """uvicorn's HTTP/1.1 protocol, with a deadline on the request headers: a connection that
+    has not sent a whole request line and headers within READ_TIMEOUT seconds is closed.
+    (uvicorn's own keep-alive timer stops at a connection's first byte.)"""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.headers_due = self.loop.call_later(READ_TIMEOUT, self.headers_late)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None:  # a whole request line and headers arrived
+                self.headers_due.cancel()
+
+        def connection_lost(self, exc) -> None:
+            self.headers_due.cancel()
+            super().connection_lost(exc)
+
+        def headers_late(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():
+                who = "{}:{}".format(*self.client) if self.client else "a client"
+                print(
+                    f"kboolq.serve: {who} sent no whole request within {READ_TIMEOUT:g} s; "
+                    "closed",
+                    file=sys.stderr, flush=True,
+                )  # fmt: skip
+                self.transport.close()
+
+    return Protocol
 
 
 def parser() -> argparse.ArgumentParser:
@@ -272,16 +374,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_port(host: str, port: int) -> None:
-    """A one-line error, before the model loads, for a port that cannot be served."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UserError(
-                f"--host {host} --port {port}: cannot listen there ({exc.strerror})"
-            ) from None
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening before the model loads: a port that cannot be
+    served is a one-line error, and of two servers started at once on one port the second
+    stops here. SO_REUSEADDR, as uvicorn sets it, lets a restart bind a port in TIME-WAIT."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(CONNECTIONS)
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror})"
+        ) from None
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost reach this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,22 +425,26 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
     except ImportError:
         raise UserError("kboolq.serve needs pip install 'kboolq[serve]'") from None
-    _check_port(args.host, args.port)
-    run = open_run(args.run_dir, cache_dir(args))
-    limits = Limits(args.max_rows, args.max_chars, args.max_batch, args.batch_wait / 1000)
-    answerer = Answerer(run, limits, args.threshold)
-    if args.host not in LOOPBACK:
+    with listen(args.host, args.port) as sock:
+        run = open_run(args.run_dir, cache_dir(args))
+        limits = Limits(args.max_rows, args.max_chars, args.max_batch, args.batch_wait / 1000)
+        answerer = Answerer(run, limits, args.threshold)
+        if not is_loopback(args.host):
+            print(
+                f"kboolq.serve: listening on {args.host}, reachable from other machines, "
+                "without authentication: anyone who reaches the port can use the model",
+                file=sys.stderr,
+            )
+        config = uvicorn.Config(
+            app(answerer), log_level="warning", http=_protocol(),
+            limit_concurrency=CONNECTIONS, timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        )  # fmt: skip
         print(
-            f"kboolq.serve: listening on {args.host}, reachable from other machines, without "
-            "authentication: anyone who reaches the port can use the model",
-            file=sys.stderr,
+            f"serving {args.run_dir} ({run.info.config.arch}) on {url(args.host, args.port)}: "
+            "POST /predict, GET /health, GET /card; Ctrl-C stops",
+            flush=True,
         )
-    print(
-        f"serving {args.run_dir} ({run.info.config.arch}) on http://{args.host}:{args.port}: "
-        "POST /predict, GET /health, GET /card; Ctrl-C stops",
-        flush=True,
-    )
-    uvicorn.run(app(answerer), host=args.host, port=args.port, log_level="warning")
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

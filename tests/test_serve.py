@@ -1,6 +1,10 @@
 """python -m kboolq.serve: answers over HTTP as kboolq.predict does, bounded, batched."""
 
+import hashlib
 import json
+import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +26,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 from starlette.testclient import TestClient  # noqa: E402
 
+from kboolq import serve  # noqa: E402
 from kboolq.serve import Answerer, Limits, app  # noqa: E402
 
 REAL_ROWS = Path(__file__).parent / "data" / "boolq-real" / "rows.jsonl"
@@ -84,8 +89,68 @@ def test_bad_bodies_and_oversized_requests_get_a_clear_4xx(trained):
     assert long.status_code == 413
     assert long.json() == {"error": "row: passage has 51 characters; at most 50 (--max-chars)"}
     assert huge.status_code == 413 and huge.json()["error"].startswith("the body is over ")
-    assert health.json() == {"status": "ok", "run": "run", "arch": "bigru"}
+    sha256 = hashlib.sha256((trained[0] / "model.keras").read_bytes()).hexdigest()
+    assert health.json() == {
+        "status": "ok", "run": "run", "arch": "bigru", "model_sha256": sha256,
+        "run_replaced": False,
+    }  # fmt: skip
     assert card.text == (trained[0] / "README.md").read_text()
+
+
+def test_one_bad_row_is_422_a_deep_body_400_and_astral_text_within_the_limits_is_taken(trained):
+    _, client = _client(trained, max_rows=3, max_chars=50)
+    astral = "\U0001f600" * 50  # 12 bytes each in JSON's ASCII escape
+    with client:
+        bad_row = client.post("/predict", json={"question": "zzqx", "passage": "the"})
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(600)  # a server's deeper stack: 1,000 levels no longer parse
+        try:
+            deep = client.post("/predict", content=b"[" * 1000 + b"]" * 1000)
+            field = client.post(
+                "/predict", content=b'{"question": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+            )
+        finally:
+            sys.setrecursionlimit(limit)
+        faces = client.post("/predict", json=[{"question": astral, "passage": astral}] * 3)
+    assert bad_row.status_code == 422
+    assert bad_row.json() == {"error": "row: the question has no word in the GloVe vocabulary"}
+    assert deep.status_code == 400
+    assert deep.json() == {"error": "the body nests too deeply to be a row or a list of rows"}
+    assert field.status_code == 400
+    assert faces.status_code == 200 and len(faces.json()) == 3
+
+
+def test_health_says_when_the_run_was_replaced_and_the_card_stays_the_served_models(
+    trained, tmp_path
+):
+    copy = tmp_path / "run"
+    shutil.copytree(trained[0], copy)
+    run = load_run(copy, trained[1])
+    card = (copy / "README.md").read_text()
+    with TestClient(app(Answerer(run, Limits(), threshold=0.5))) as client:
+        shutil.rmtree(copy)  # another fit --overwrite, say
+        shutil.copytree(trained[0], copy)
+        (copy / "README.md").write_text("another model")
+        os.utime(copy / "model.keras", ns=(1, 1))
+        health, served = client.get("/health").json(), client.get("/card").text
+    assert health["run_replaced"] is True and served == card
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback", "url"),
+    [
+        ("127.0.0.1", True, "http://127.0.0.1:8000"),
+        ("127.0.0.2", True, "http://127.0.0.2:8000"),
+        ("localhost", True, "http://localhost:8000"),
+        ("::1", True, "http://[::1]:8000"),
+        ("0.0.0.0", False, "http://0.0.0.0:8000"),
+        ("::", False, "http://[::]:8000"),
+        ("192.168.1.4", False, "http://192.168.1.4:8000"),
+    ],
+)
+def test_the_printed_url_and_the_exposure_warning_follow_the_address(host, loopback, url):
+    assert serve.is_loopback(host) is loopback
+    assert serve.url(host, 8000) == url
 
 
 def test_concurrent_requests_share_model_calls(trained):
@@ -184,6 +249,85 @@ def test_a_server_process_answers_real_rows_over_a_socket(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def _start(run_dir, cache, port):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kboolq.serve", str(run_dir), "--port", str(port),
+         "--cache-dir", str(cache)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                return server
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+            time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_stalled_clients_are_cut_off_and_sigterm_stops_the_server_within_seconds(trained):
+    port = _free_port()
+    server = _start(*trained, port)
+    try:
+        headers = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+        for sock in headers:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # and no more
+        body = socket.create_connection(("127.0.0.1", port))
+        body.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"quest')
+        started = time.monotonic()
+        answer = body.recv(4096)  # the body never comes: 408 after READ_TIMEOUT
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert time.monotonic() - started < serve.READ_TIMEOUT + 5
+        for sock in headers:  # closed by the server: recv returns b""
+            sock.settimeout(serve.READ_TIMEOUT + 5)
+            assert sock.recv(4096) == b""
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"quest')
+        time.sleep(1)
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=serve.SHUTDOWN_GRACE + 10) == 143
+        assert time.monotonic() - started < serve.SHUTDOWN_GRACE + 5
+        err = server.stderr.read()
+        assert "Traceback" not in err and "ClientDisconnect" not in err, err[-3000:]
+        assert f"sent no whole request within {serve.READ_TIMEOUT:g} s; closed" in err
+        # a restart binds the port at once, though its closed connections are in TIME-WAIT
+        again = _start(*trained, port)
+        again.terminate()
+        assert again.wait(timeout=30) == 143  # 128 + SIGTERM, as the README says
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.slow
+def test_of_two_servers_started_at_once_on_one_port_one_serves_and_one_says_why(trained):
+    port = _free_port()
+    command = [sys.executable, "-m", "kboolq.serve", str(trained[0]), "--port", str(port),
+               "--cache-dir", str(trained[1])]  # fmt: skip
+    servers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while all(s.poll() is None for s in servers):  # the loser stops before loading a model
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        loser = next(s for s in servers if s.poll() is not None)
+        out, err = loser.communicate()
+        assert loser.returncode == 2 and out == ""
+        assert err == (
+            f"kboolq.serve: error: --host 127.0.0.1 --port {port}: cannot listen there "
+            "(Address already in use)\n"
+        )
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
 
 
 def test_a_model_that_fails_answers_500_with_the_reason(trained, monkeypatch):
