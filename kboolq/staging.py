@@ -42,13 +42,29 @@ def write_target(path: Path) -> Path:
 
 
 def _ours(run_dir: Path, kind: str) -> list[Path]:
-    """kboolq's own STAGING or OLD directories beside RUN_DIR: its name and its mark."""
+    """kboolq's own STAGING or OLD directories beside RUN_DIR: its name and its mark (or, with
+    its name, empty: what a kill leaves between remove_marked's last two steps)."""
     run_dir = Path(run_dir)
     return sorted(
         path
         for path in run_dir.parent.glob(f".{run_dir.name}.{kind}-*")
-        if path.is_dir() and not path.is_symlink() and (path / MARK).is_file()
+        if path.is_dir()
+        and not path.is_symlink()
+        and ((path / MARK).is_file() or not any(path.iterdir()))
     )
+
+
+def remove_marked(path: Path) -> None:
+    """Remove a marked directory, its mark last, so that a kill at any moment leaves it marked
+    (or empty) and a later command still knows it for kboolq's own."""
+    for entry in path.iterdir():
+        if entry.name != MARK:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    (path / MARK).unlink(missing_ok=True)
+    path.rmdir()
 
 
 def new_staging(run_dir: Path) -> Path:
@@ -76,7 +92,7 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     claimed."""
     removed = [*_ours(run_dir, STAGING), *_ours(run_dir, OLD)]
     for path in removed:
-        shutil.rmtree(path)
+        remove_marked(path)
     run_dir = Path(run_dir)
     if run_dir.is_dir() and not run_dir.is_symlink():
         removed += remove_stale_temporaries(run_dir)
@@ -120,7 +136,7 @@ def swap(staging: Path, run_dir: Path, is_ours: Callable[[str], bool]) -> None:
         (run_dir / MARK).touch()
         os.replace(run_dir, old)
         os.replace(staging, run_dir)
-        shutil.rmtree(old)
+        remove_marked(old)
     else:
         os.replace(staging, run_dir)
     (run_dir / MARK).unlink(missing_ok=True)

@@ -14,6 +14,7 @@ not used.
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -37,5 +38,12 @@ def set_threads(threads: int | None) -> int:
         threads = default_threads()
     if threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
+    cores = available_cores()
+    if threads > cores:  # more threads than cores only oversubscribe (and 100,000 crash torch)
+        print(
+            f"kboolq: --threads {threads} is more than the {cores} cores available; using {cores}",
+            file=sys.stderr,
+        )
+        threads = cores
     torch.set_num_threads(threads)
     return threads

@@ -63,3 +63,21 @@ def test_preprocess_takes_threads_as_every_command_that_computes(tmp_path, capsy
 
     assert preprocess.main([*SOURCES, "--cache-dir", str(tmp_path), "--threads", "1"]) == 0
     assert "fingerprint" in capsys.readouterr().out
+
+
+def test_threads_beyond_the_cores_are_capped_with_one_line(capsys):
+    import torch
+
+    from kboolq.threads import available_cores, set_threads
+
+    before = torch.get_num_threads()
+    cores = available_cores()
+    try:
+        assert set_threads(100_000) == cores
+        assert torch.get_num_threads() == cores
+        assert capsys.readouterr().err == (
+            f"kboolq: --threads 100000 is more than the {cores} cores available; using {cores}\n"
+        )
+        assert set_threads(1) == 1 and capsys.readouterr().err == ""
+    finally:
+        torch.set_num_threads(before)

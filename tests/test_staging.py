@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import fixture_args
@@ -144,6 +145,46 @@ def test_a_kill_between_the_renames_of_a_swap_is_recovered(run, monkeypatch, kil
     staging.remove_leftovers(run_dir)
     assert _tree(run_dir) == before
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("kill_after", [0, 1, 2, 3])
+def test_a_kill_while_the_parked_run_is_removed_leaves_it_marked_for_cleaning(
+    run, tmp_path, monkeypatch, kill_after
+):
+    run_dir, _ = run
+    copy = tmp_path / "w" / "copy"
+    shutil.copytree(run_dir, copy)
+    work = staging.new_staging(copy)
+    (work / "model.keras").write_bytes(b"new")
+    real_unlink, calls = Path.unlink, []
+
+    def unlink(self, *args, **kwargs):  # the parked run's files go one by one
+        if len(calls) == kill_after:
+            raise SystemExit("killed")
+        calls.append(self)
+        real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(SystemExit):
+        staging.swap(work, copy, is_kboolq_entry)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    (parked,) = copy.parent.glob(".copy.kboolq-old-*")
+    assert (parked / staging.MARK).is_file()  # its mark goes last
+    assert staging.remove_leftovers(copy) == [parked, copy / staging.MARK]
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["copy"]
+    assert (copy / "model.keras").read_bytes() == b"new"
+
+
+def test_an_empty_parked_directory_with_kboolqs_name_is_a_leftover_too(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    empty = tmp_path / ".run.kboolq-old-0a1b2c3d"
+    empty.mkdir()  # a kill between the mark's removal and the rmdir
+    users = tmp_path / ".run.kboolq-old-users"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")  # not empty, not marked: never removed
+    assert staging.remove_leftovers(run_dir) == [empty]
+    assert (users / "notes.txt").read_text() == "mine"
 
 
 def test_overwrite_through_a_symlink_writes_the_target_and_keeps_the_link(run, tmp_path):
