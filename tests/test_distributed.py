@@ -400,6 +400,38 @@ def test_workers_runs_every_point_once_in_one_command(tmp_path):
     assert len(ran) == 2 and sum(ran) == 6
     assert "[chief] grid: trial 6 of 6 done" in output
     assert not (out / "grid.secret").exists()  # the launcher's secret travels in the environment
+    # run again: the grid is done, so the chief says so and every process ends, no traceback
+    started = time.monotonic()
+    again = _launch(out, tmp_path / "cache", 2, "--threads", "2")
+    _wait([again], seconds=120)
+    output = _output(again)
+    assert again.returncode == 0 and "Traceback" not in output
+    assert "[chief] grid chief: all 6 points done" in output
+    assert time.monotonic() - started < 90  # loading, no waiting for a chief that is gone
+    _assert_every_point_once(out)
+
+
+@pytest.mark.slow
+def test_a_worker_waiting_for_its_chief_obeys_sigterm_within_seconds(tmp_path):
+    args = fixture_args(tmp_path / "grid", tmp_path / "cache", *AXES, "--epochs", "1")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tuning.grid", *args, "--worker", f"127.0.0.1:{_free_port()}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "KBOOLQ_GRID_SECRET": "s3cret"},
+    )  # fmt: skip
+    try:
+        for line in worker.stdout:  # nobody serves that port: it waits for a chief
+            if "waiting for the grid chief" in line:
+                break
+        time.sleep(2)
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 143
+        assert time.monotonic() - started < 5
+        assert worker.stdout.read().strip().splitlines()[-1] == "tuning.grid: interrupted (SIGTERM)"
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from tuning.distributed import SECRET_ENV
 
 REPLACEMENTS = 3  # per worker slot: a worker that keeps dying is a problem to report, not retry
 STOP_GRACE = 60.0  # seconds a process gets to finish its batch after SIGTERM before SIGKILL
+DONE_GRACE = 5.0  # seconds the workers get to end on their own once the chief has ended
 ORPHAN_GRACE = 30.0  # seconds a grid process outlives its launcher at most (follow_launcher)
 LAUNCHER_ENV = "KBOOLQ_GRID_LAUNCHER"  # the launcher's pid, in the environment of its children
 
@@ -151,8 +152,16 @@ class Launcher:
                     )
                     workers[index] = self._worker(index)
                     processes.append(workers[index])
-            for worker in workers:  # the chief told them the grid is done
-                worker.wait(timeout=STOP_GRACE)
+            # The chief told the workers it talks to that the grid is done; one still loading
+            # its data (a resumed grid that was already done) waits for a chief that is gone.
+            deadline = time.monotonic() + DONE_GRACE
+            while any(w.poll() is None for w in workers) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            waiting = [w for w in workers if w.poll() is None]
+            if waiting:
+                self.say(f"[launcher] the chief is done; stopping {len(waiting)} worker"
+                         f"{'s' * (len(waiting) != 1)} that did not hear it")  # fmt: skip
+                stop(waiting)
         except KeyboardInterrupt as exc:
             self.say("[launcher] stopping the chief and every worker")
             stop(processes)
