@@ -101,15 +101,17 @@ def save_learning_curves(history: list[dict[str, float]], path: Path, best_epoch
 
 
 def save_grid_curves(curves_by_trial: dict[str, list[float]], best: str | None, path: Path):
-    """Each trial's valid balanced accuracy per epoch, the best trial drawn bold."""
+    """Each trial's valid balanced accuracy per epoch, the best trial drawn bold; every epoch
+    is a marker too, so that trials of one epoch (no line to draw) still show."""
     figure, axis = _figure()
     figure.set_size_inches(6, 4)
     for name, values in curves_by_trial.items():
         epochs = range(1, len(values) + 1)
         if name == best:
-            axis.plot(epochs, values, color="C3", linewidth=2.5, label=f"best: trial {name}")
+            axis.plot(epochs, values, color="C3", linewidth=2.5, marker="o",
+                      label=f"best: trial {name}")  # fmt: skip
         else:
-            axis.plot(epochs, values, color="grey", alpha=0.5, linewidth=1)
+            axis.plot(epochs, values, color="grey", alpha=0.5, linewidth=1, marker=".")
     axis.set(xlabel="epoch", ylabel="valid balanced accuracy", title="grid: valid curves")
     if best is not None:
         axis.legend(loc="best")

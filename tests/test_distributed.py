@@ -74,6 +74,19 @@ def test_trials_run_concurrently_and_a_lost_lease_hands_the_point_on(tmp_path, m
     assert oracle.create_trial("b").status == "STOPPED"
 
 
+def test_tied_trials_rank_the_same_everywhere_and_after_a_resume(tmp_path):
+    oracle = _oracle(tmp_path)
+    a, b = oracle.create_trial("a"), oracle.create_trial("b")
+    _end(oracle, b, 0.6)  # the later trial ends first
+    _end(oracle, a, 0.6)
+    assert [t.trial_id for t in oracle.get_best_trials(2)] == [a.trial_id, b.trial_id]
+    oracle.trials = dict(reversed(list(oracle.trials.items())))  # as reloaded in another order
+    assert [t.trial_id for t in oracle.get_best_trials(2)] == [a.trial_id, b.trial_id]
+    again = _oracle(tmp_path)
+    again.reload()
+    assert [t.trial_id for t in again.get_best_trials(2)] == [a.trial_id, b.trial_id]
+
+
 def test_a_restarted_oracle_keeps_running_trials_and_never_repeats_ended_ones(tmp_path):
     oracle = _oracle(tmp_path, lease=30)
     a, b = oracle.create_trial("a"), oracle.create_trial("b")

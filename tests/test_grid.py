@@ -63,6 +63,19 @@ def test_2x2_grid_writes_summary_and_best_run(tmp_path, capsys):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_grid_curves_of_one_epoch_trials_are_drawn(tmp_path, monkeypatch):
+    from kboolq import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save_figure", lambda figure, path: drawn.append(figure))
+    plots.save_grid_curves({"0": [0.55], "1": [0.6]}, "1", tmp_path / "c.png")
+    lines = drawn[0].axes[0].get_lines()
+    assert [list(line.get_ydata()) for line in lines] == [[0.55], [0.6]]
+    # a line through one point draws nothing: each point needs a marker to be seen
+    assert all(line.get_marker() not in (None, "None", "", " ") for line in lines)
+    assert all(line.get_markersize() > 0 for line in lines)
+
+
 def test_progress_line_by_hand():
     line = tuner.progress_line(3, 81, 125.0, [30.0, 50.0, 40.0], (0.61234, "2"))
     assert line == (

@@ -24,7 +24,7 @@ import pytest
 from conftest import fixture_args
 
 from kboolq.errors import UserError
-from tuning import distributed, grid, tuner
+from tuning import distributed, grid, tls, tuner
 from tuning.oracle import ResumableGridOracle
 
 SECRET = "the-right-secret"
@@ -432,6 +432,7 @@ def test_a_wrong_secret_stops_a_worker_at_once_and_a_served_port_is_refused(tmp_
 
 
 def _certificate(tmp_path) -> tuple[Path, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cert, key = tmp_path / "chief.pem", tmp_path / "chief.key"
     subprocess.run(
         [
@@ -451,18 +452,62 @@ def test_over_tls_a_worker_that_trusts_the_chief_connects_and_a_plain_one_cannot
     oracle = _oracle(tmp_path)
     servicer = distributed.GridServicer(oracle, {"grid": 1}, heartbeat=1.0)
     address = f"127.0.0.1:{_free_port()}"
-    tls = distributed.read_tls(cert, key)
-    server = distributed.start_server(servicer, address, SECRET, tls)
+    server = distributed.start_server(servicer, address, SECRET, tls.read_tls(cert, key))
     try:
         role = distributed.Role("worker", "w", "127.0.0.1", int(address.split(":")[1]))
         local = kt.Oracle(objective=kt.Objective("score", "max"), max_trials=1)
-        client = distributed.GridClient(local, role, 20, SECRET, distributed.read_ca(cert))
+        client = distributed.GridClient(local, role, 20, SECRET, tls.read_ca(cert))
         assert client.record() == {"record": {"grid": 1}, "heartbeat": 1.0}
-        wrong = distributed.GridClient(local, role, 20, "wrong", distributed.read_ca(cert))
+        wrong = distributed.GridClient(local, role, 20, "wrong", tls.read_ca(cert))
         with pytest.raises(UserError, match="refused this worker: wrong or missing grid secret"):
             wrong.record()
-        plain = distributed.GridClient(local, role, 3, SECRET)  # no TLS: never gets through
-        with pytest.raises(UserError, match="cannot reach the grid chief"):
-            plain.record()
+        other, _ = _certificate(tmp_path / "other")  # a CA that did not sign the chief's
+        cases = [
+            (None, "the chief speaks TLS: give this worker --tls-ca (the chief's certificate)"),
+            (
+                tls.read_ca(other),
+                "TLS handshake failed: self-signed certificate; give --tls-ca the chief's "
+                "certificate (or the CA that signed it)",
+            ),
+        ]
+        for ca, reason in cases:
+            started = time.monotonic()
+            with pytest.raises(UserError) as error:
+                distributed.GridClient(local, role, 600, SECRET, ca).record()
+            assert str(error.value) == f"--worker {address}: {reason}"
+            assert time.monotonic() - started < 10  # not --chief-timeout's 600 s
     finally:
         server.stop(0)
+    plain_address = f"127.0.0.1:{_free_port()}"
+    server = distributed.start_server(servicer, plain_address, SECRET, None)
+    try:
+        role = distributed.Role("worker", "w", "127.0.0.1", int(plain_address.split(":")[1]))
+        with pytest.raises(UserError) as error:
+            distributed.GridClient(local, role, 600, SECRET, tls.read_ca(cert)).record()
+        assert str(error.value).startswith(f"--worker {plain_address}: TLS handshake failed (")
+        assert str(error.value).endswith(
+            "): the chief does not speak TLS; start it with --tls-cert and --tls-key, or leave "
+            "out --tls-ca"
+        )
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_chief_certificate_and_key_that_do_not_match_are_refused_before_listening(tmp_path):
+    cert, key = _certificate(tmp_path)
+    _, other_key = _certificate(tmp_path / "other")
+    with pytest.raises(UserError) as error:
+        tls.read_tls(cert, other_key)
+    assert str(error.value) == (
+        f"--tls-cert {cert} --tls-key {other_key}: not a certificate and its private key "
+        "(KEY_VALUES_MISMATCH)"
+    )
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text(
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
+    )
+    with pytest.raises(UserError, match=f"--tls-cert {garbage} --tls-key {key}: not a certificate"):
+        tls.read_tls(garbage, key)
+    with pytest.raises(UserError, match=f"--tls-ca {garbage}: not a certificate"):
+        tls.read_ca(garbage)

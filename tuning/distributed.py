@@ -47,6 +47,7 @@ from kboolq.errors import UserError
 from kboolq.files import write_bytes
 from tuning.kt_private import protos, trial_dir
 from tuning.oracle import ResumableGridOracle
+from tuning.tls import mismatch
 
 Trial = kt.engine.trial.Trial
 IDLE = kt.engine.trial.TrialStatus.IDLE
@@ -134,29 +135,6 @@ def worker_secret(grid_dir: Path) -> str:
         f"no grid secret: set {SECRET_ENV} to the content of the chief's GRID_DIR/{SECRET_FILE} "
         "(the chief prints where it is), or give this worker the chief's --out on a shared disk"
     )
-
-
-def read_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes] | None:
-    """The chief's TLS certificate chain and private key (PEM), both or neither."""
-    if (cert is None) != (key is None):
-        raise UserError("--tls-cert and --tls-key go together (the chief's certificate and key)")
-    if cert is None:
-        return None
-    return _read_pem(cert, "--tls-cert"), _read_pem(key, "--tls-key")
-
-
-def _read_pem(path: Path, flag: str) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from None
-    if b"-----BEGIN" not in data:
-        raise UserError(f"{flag} {path}: not a PEM file")
-    return data
-
-
-def read_ca(path: Path | None) -> bytes | None:
-    return None if path is None else _read_pem(path, "--tls-ca")
 
 
 class SecretCheck(grpc.ServerInterceptor):
@@ -502,6 +480,7 @@ class GridClient:
     ) -> None:
         self._oracle, self.role, self.timeout = oracle, role, timeout
         self.metadata = ((AUTH_KEY, f"Bearer {secret}"), (TUNER_KEY, role.tuner_id))
+        self.ca = ca
         if ca is None:
             self.channel = grpc.insecure_channel(role.address, options=OPTIONS)
         else:
@@ -534,6 +513,10 @@ class GridClient:
                 ready.result(timeout=max(0.01, min(1.0 if first else WAIT_NOTICE, left)))
                 return
             except grpc.FutureTimeoutError:
+                problem = mismatch(self.role.host, self.role.port, self.ca)
+                if problem is not None:
+                    ready.cancel()
+                    raise ChiefUnreachable(f"--worker {self.role.address}: {problem}") from None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     ready.cancel()

@@ -37,14 +37,13 @@ from tuning.distributed import (
     GridClient,
     Role,
     chief_secret,
-    read_ca,
-    read_tls,
     role_from,
     serve,
     worker_secret,
 )
 from tuning.launch import Launcher, follow_launcher
 from tuning.record import RECORD, check_same_grid, grid_record, is_grid, record_changes
+from tuning.tls import read_ca, read_tls
 from tuning.tuner import _duration, build_tuner, finish, trial_check
 
 __all__ = ["DEFAULT_GRID", "main", "parser", "settings_from_args"]

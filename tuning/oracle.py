@@ -42,6 +42,12 @@ def values_key(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+def rank(trial_id: str, score: float | None) -> tuple:
+    """The one order of trials everywhere (best/, trials.csv, the progress line): the higher
+    score first, a tie to the trial made first (the lower id), trials without a score last."""
+    return (score is None, -(score or 0.0), trial_id)
+
+
 class ResumableGridOracle(kt.oracles.GridSearchOracle):
     """GridSearch's order of points, handed out from the recorded trials, with leases.
 
@@ -126,9 +132,11 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
         return trial
 
     def get_best_trials(self, num_trials: int = 1) -> list[kt.engine.trial.Trial]:
-        """Completed trials only (KerasTuner pads the list with failed or running ones)."""
+        """Completed trials only, by `rank` (KerasTuner pads the list with failed or running
+        ones, and leaves the order of equal scores to its dictionary's order)."""
         completed = kt.engine.trial.TrialStatus.COMPLETED
-        return [t for t in super().get_best_trials(num_trials) if t.status == completed]
+        done = [t for t in self.trials.values() if t.status == completed and t.score is not None]
+        return sorted(done, key=lambda t: rank(t.trial_id, t.score))[:num_trials]
 
     @kt.synchronized
     def holds(self, tuner_id: str, trial_id: str) -> bool:

@@ -31,7 +31,7 @@ from kboolq.training import MONITOR, train_model
 from tuning import kt_private
 from tuning.axes import grid_size
 from tuning.distributed import GridClient, Heartbeat
-from tuning.oracle import ResumableGridOracle
+from tuning.oracle import ResumableGridOracle, rank
 
 OBJECTIVE = kt.Objective(MONITOR, direction="max")
 
@@ -199,7 +199,7 @@ class Progress:
         if seconds is not None:
             self.trial_seconds.append(seconds)
         done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED"]
-        best = max(done, key=lambda t: t.score, default=None)
+        best = min(done, key=lambda t: rank(t.trial_id, t.score), default=None)
         workers = max(1, len(self.oracle.tuner_ids))
         print(
             progress_line(
@@ -278,7 +278,7 @@ def trials_table(tuner: GridTuner, grid: dict[str, list[Any]]) -> list[dict[str,
         row.update({name: trial.hyperparameters.values.get(name) for name in grid})
         row[MONITOR] = trial.score
         rows.append(row)
-    rows.sort(key=lambda r: (r[MONITOR] is None, -(r[MONITOR] or 0.0), r["trial"]))
+    rows.sort(key=lambda r: rank(r["trial"], r[MONITOR]))
     return rows
 
 
