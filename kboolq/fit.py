@@ -377,9 +377,10 @@ def _train_into(
     )
     info = run_info(config, inputs)  # an ensemble's: the settings given; its members' differ
     write_info(work, info)
+    settings = {k: v for k, v in info.to_dict().items() if k != "hyperparameters"}
     tracker, extra = tracking.start_tracking(
-        args.wandb, {**config.to_dict(), **info.to_dict()}, name=run_dir.name
-    )
+        args.wandb, {**config.to_dict(), **settings}, cache_dir(args) / "wandb", name=run_dir.name
+    )  # the hyperparameters once, at the top, where W&B's tables and filters find them
     started = time.perf_counter()
     checkpoint, members_spread = None, None
     held_out = [HeldOut(k, args.train_folds) if args.train_folds > 1 else None

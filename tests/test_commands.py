@@ -386,7 +386,7 @@ def test_wandb_offline_logs_every_epoch_and_one_model(tmp_path):
     pytest.importorskip("wandb")
     args = fixture_args(tmp_path / "run", tmp_path / "cache", "--hidden", "4", "--epochs", "2")
     code = (
-        "import wandb, kboolq.fit as f\n"
+        "import json, wandb, kboolq.fit as f\n"
         "logged, artifacts = [], []\n"
         "init = wandb.init\n"
         "def spy(**kw):\n"
@@ -394,15 +394,40 @@ def test_wandb_offline_logs_every_epoch_and_one_model(tmp_path):
         "    log, log_artifact = run.log, run.log_artifact\n"
         "    run.log = lambda data, **k: logged.append(sorted(data)) or log(data, **k)\n"
         "    run.log_artifact = lambda a, **k: artifacts.append(a.type) or log_artifact(a, **k)\n"
+        "    finish = run.finish\n"
+        "    def end(*a, **k):\n"
+        "        summary = {key: run.summary[key] for key in run.summary.keys()\n"
+        "                   if isinstance(run.summary[key], int | float)}\n"
+        "        print(json.dumps({'summary': summary, 'config': dict(run.config)}))\n"
+        "        return finish(*a, **k)\n"
+        "    run.finish = end\n"
         "    return run\n"
         "wandb.init = spy\n"
         f"assert f.main({[*args, '--wandb']!r}) == 0\n"
         "epochs = [k for k in logged if 'val_balanced_accuracy' in k]\n"
         "print(len(epochs), artifacts.count('model'), any('valid/pr_curve' in k for k in logged))\n"
     )
-    env = {**_env(), "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    env = {**_env(), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("WANDB_DIR", None)
+    folder = tmp_path / "cwd"
+    folder.mkdir()
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
-    )
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+        cwd=folder,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "2 1 True"
+    assert list(folder.iterdir()) == []  # nothing in the current folder
+    assert list((tmp_path / "cache" / "wandb" / "wandb").glob("offline-run-*"))  # here instead
+    ended = json.loads(next(l for l in result.stdout.splitlines() if l.startswith('{"summary')))
+    summary, config = ended["summary"], ended["config"]
+    rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    epochs = [dict(zip(header, map(float, row.split(",")), strict=True)) for row in rows[1:]]
+    best = max(epochs, key=lambda e: e["val_balanced_accuracy"])
+    for key in ("accuracy", "balanced_accuracy"):  # the best epoch's valid values
+        assert summary[key] == pytest.approx(best[f"val_{key}"], abs=1e-6)
+        assert summary[f"val_{key}"] == pytest.approx(best[f"val_{key}"], abs=1e-6)
+    assert summary["best_epoch"] == epochs.index(best) + 1
+    assert "hyperparameters" not in config and config["hidden_size"] == 4  # once, at the top
+    assert "Deprecat" not in result.stderr and "reinit" not in result.stderr

@@ -108,6 +108,7 @@ class GridTuner(kt.Tuner):
         tracker, extra = tracking.start_tracking(
             self.wandb,
             config.to_dict(),
+            Path(self.project_dir).parent / "wandb",
             name=f"trial-{trial.trial_id}",
             group=Path(self.project_dir).parent.name,
         )
