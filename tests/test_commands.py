@@ -419,7 +419,7 @@ def test_wandb_offline_logs_every_epoch_and_one_model(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "2 1 True"
     assert list(folder.iterdir()) == []  # nothing in the current folder
     assert list((tmp_path / "cache" / "wandb" / "wandb").glob("offline-run-*"))  # here instead
-    ended = json.loads(next(l for l in result.stdout.splitlines() if l.startswith('{"summary')))
+    ended = json.loads(next(x for x in result.stdout.splitlines() if x.startswith('{"summary')))
     summary, config = ended["summary"], ended["config"]
     rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
     header = rows[0].split(",")
