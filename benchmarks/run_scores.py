@@ -24,7 +24,7 @@ def scores_of(runs: list[Path]) -> tuple[Scores, list[Scores]]:
     first = open_run(runs[0], default_cache_dir())
     boolq = load_boolq(first.info.data.data, first.info.data.valid_size)
     names = [name for name in ("valid", "test") if name in boolq.splits]
-    encoded = first.encode({name: boolq.splits[name] for name in names})
+    encoded = first.encode_splits({name: boolq.splits[name] for name in names})
     batch = first.info.config.batch_size
     labels = {name: encoded.splits[name].labels for name in names}
     models = [first.model] + [load_model(run) for run in runs[1:]]

@@ -39,17 +39,23 @@ class OpenRun:
     model: keras.Model
     glove: Glove
 
-    def encode(self, groups: dict[str, Sequence[Row]]) -> Prepared:
-        """Rows in the run's own layout, over the run's vectors."""
-        return encode(groups, self.glove, self.info.layout, accents=self.info.data.accents)
-
-    def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
-        """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""
+    def encode(self, rows: Sequence[Row | dict]) -> Prepared:
+        """Rows as predict takes them (a Row or a {"question": ..., "passage": ...} dict), in
+        the run's own layout over the run's vectors: `.splits["rows"]` holds their word ids
+        and lengths, `.lookup` the vector table, `.layout` where question and passage go."""
         parsed = [
             row if isinstance(row, Row) else parse_row(row, f"row {i}", labelled=False)
             for i, row in enumerate(rows)
         ]
-        encoded = self.encode({"rows": parsed})
+        return self.encode_splits({"rows": parsed})
+
+    def encode_splits(self, groups: dict[str, Sequence[Row]]) -> Prepared:
+        """Named groups of rows (a data set's splits) encoded as `encode` does one."""
+        return encode(groups, self.glove, self.info.layout, accents=self.info.data.accents)
+
+    def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
+        """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""
+        encoded = self.encode(rows)
         split, batch = encoded.splits["rows"], self.info.config.batch_size
         return predict_split(self.model, split, encoded.lookup, encoded.layout, batch)
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         info = first.info
         boolq = load_boolq(info.data.data, info.data.valid_size)
         names = [name for name in ("valid", "test") if name in boolq.splits]
-        encoded = first.encode({n: boolq.splits[n] for n in names})
+        encoded = first.encode_splits({n: boolq.splits[n] for n in names})
         runs = list(args.runs)
         models = [first.model] + [load_model(run) for run in args.runs[1:]]
         if args.select:

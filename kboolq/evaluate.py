@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(
                 f"{boolq.source} has no {args.split} split (it has {', '.join(boolq.splits)})"
             )
-        encoded = run.encode({args.split: boolq.splits[args.split]})
+        encoded = run.encode_splits({args.split: boolq.splits[args.split]})
         split = encoded.splits[args.split]
         batch_size = args.batch_size or info.config.batch_size
         scores = predict_split(run.model, split, encoded.lookup, encoded.layout, batch_size)

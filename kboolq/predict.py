@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     answerable = [entry for entry in entries if entry.error is None]
     if answerable:
-        encoded = run.encode({"rows": [entry.row for entry in answerable]})
+        encoded = run.encode([entry.row for entry in answerable])
         batch = run.info.config.batch_size
         rows = encoded.splits["rows"]
         predicted = predict_split(run.model, rows, encoded.lookup, encoded.layout, batch)

@@ -25,8 +25,10 @@ def test_answers_come_in_the_rows_order_and_equal_each_row_alone(trained):
     together = run.predict(rows)
     alone = np.array([run.predict([row])[0] for row in rows])
     np.testing.assert_allclose(together, alone, atol=1e-6, rtol=0)
-    encoded = run.encode({"rows": rows})
+    encoded = run.encode(rows)
     split, layout = encoded.splits["rows"], encoded.layout
+    as_dicts = run.encode([{"question": r.question, "passage": r.passage} for r in rows])
+    np.testing.assert_array_equal(as_dicts.splits["rows"].ids, split.ids)  # as predict takes
     batches = Batches.for_model(run.model, split, encoded.lookup, layout, 8)
     assert batches.order.tolist() != list(range(len(rows)))  # taken by length, not in order
     assert max(batches[i][0]["vectors"].shape[1] for i in range(len(batches))) <= layout.steps

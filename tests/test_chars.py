@@ -240,7 +240,7 @@ def test_a_chars_run_records_its_layout_and_predicts_from_its_directory(chars_ru
     first = loaded.predict(rows)
     assert first.shape == (2,) and np.isfinite(first).all()
     np.testing.assert_allclose(load_run(run, cache).predict(rows), first, atol=1e-6)
-    assert loaded.encode({"r": [Row(**rows[0], label=0, where="r")]}).lookup.chars is not None
+    assert loaded.encode([Row(**rows[0], label=0, where="r")]).lookup.chars is not None
 
 
 def test_a_chars_run_refuses_an_ensemble_with_a_plain_run(chars_run, trained, tmp_path):
