@@ -16,7 +16,7 @@ from kboolq.data.layout import Prepared, encode
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.files import default_cache_dir
-from kboolq.rundir import RunInfo, check_fits, load_model, read_info
+from kboolq.rundir import RunInfo, check_fits, load_model, read_info, sources_of
 
 
 def load_vectors(info: RunInfo, cache_dir: Path) -> Glove:
@@ -64,7 +64,9 @@ def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
     info = read_info(run_dir)
     model = load_model(run_dir)
     check_fits(model, info, run_dir)
-    return OpenRun(Path(run_dir), info, model, load_vectors(info, cache_dir))
+    with sources_of(run_dir):
+        glove = load_vectors(info, cache_dir)
+    return OpenRun(Path(run_dir), info, model, glove)
 
 
 def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRun:

@@ -22,6 +22,7 @@ import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docs
 
 import argparse
 import contextlib
+import json
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 import kboolq
+from kboolq import reference
 from kboolq.api import OpenRun, open_run
 from kboolq.cli import (
     add_cache_argument,
@@ -41,8 +43,17 @@ from kboolq.cli import (
     run_command,
 )
 from kboolq.data.batches import CHARS, STEMS, WORDS, takes_chars, takes_stems
-from kboolq.data.boolq import Row
-from kboolq.data.layout import CHARACTERS, NO_TOKEN, NO_WORD, Layout, char_ids, stem_classes
+from kboolq.data.boolq import Row, load_boolq, parse_row, read_records
+from kboolq.data.boolq import source_problem as boolq_source_problem
+from kboolq.data.layout import (
+    CHARACTERS,
+    NO_TOKEN,
+    NO_WORD,
+    Layout,
+    char_ids,
+    stem_classes,
+    vocabulary_problem,
+)
 from kboolq.data.tokens import TOKENIZER_VERSION, tokenize
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
@@ -53,7 +64,22 @@ from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
 
 MANIFEST = "manifest.json"
-EXPORT_FILES = ("model.onnx", "vocab.txt", MANIFEST, "README.md")
+EXPORT_FILES = (
+    "model.onnx",
+    "vocab.txt",
+    MANIFEST,
+    "README.md",
+    reference.FILE,
+    reference.CHECK_FILE,
+)
+CHECK_ROWS = 200  # rows of the run's valid split in check.jsonl, with kboolq's answers
+EXAMPLES = [  # check.jsonl's rows when the run's data cannot be read here
+    {"question": "is the sky blue", "passage": "The sky is blue on a clear day."},
+    {"question": "do cats eat mice", "passage": "Cats hunt mice and birds (and eat them)."},
+    {"question": "is paris in germany", "passage": "Paris is the capital of France, not Germany."},
+    {"question": "can't a u.s. president serve three terms?",
+     "passage": "The 22nd Amendment limits a president to two terms -- e.g. eight years."},
+]  # fmt: skip
 OPSET = 17
 INPUTS = ("question", "passage", "lengths")
 CHAR_INPUTS = ("question_chars", "passage_chars")  # a --chars run's: each token's characters
@@ -260,15 +286,19 @@ def manifest(run: OpenRun, inputs: list[str], threshold: float) -> dict:
         },
         "tokenizer": {
             "version": TOKENIZER_VERSION,
+            "file": reference.FILE,
             "steps": [
                 f"accents: {info.data.accents} ('fold': NFKD, combining marks removed; "
                 "'drop': kept, then lost in the ASCII step)",
                 "lower-case, then keep ASCII characters only",
-                "nltk.tokenize.word_tokenize(text, preserve_line=True)",
-                "drop tokens made of punctuation only",
-                "split a final '.' off a token that has no other '.'",
+                "nltk's word_tokenize(text, preserve_line=True): its regular expressions, "
+                f"written out in {reference.FILE}",
+                "a final '.' removed from a token of 2 or more characters that holds no other '.'",
+                "tokens made of punctuation only dropped",
             ],
-            "reference": "kboolq.data.tokens.tokenize(text, accents)",
+            "reference": f"{reference.FILE}: tokenize(text) and encode(rows, vocabulary) on "
+            f"Python's standard library; `python {reference.FILE}` checks model.onnx against "
+            f"kboolq's answers in {reference.CHECK_FILE}",
         },
         "layout": {
             "q_max": info.layout.q_max,
@@ -330,6 +360,33 @@ def export_onnx(run: OpenRun, work: Path) -> list[str]:
     return [tensor.name for tensor in graph.input]
 
 
+def write_check(run: OpenRun, path: Path, given: Path | None = None) -> None:
+    """check.jsonl: the rows of `given` (a JSONL file), else up to CHECK_ROWS rows of the run's
+    valid split (EXAMPLES when its data cannot be read here), each with kboolq's own P(yes),
+    for checking a tokenizer against."""
+    data = run.info.data
+    rows = [dict(example) for example in EXAMPLES]
+    if given is not None:
+        rows = [{"question": r.question, "passage": r.passage}
+                for r in (parse_row(record, where, labelled=False)
+                          for record, where in read_records(given))]  # fmt: skip
+    elif boolq_source_problem(data.data) is None:
+        valid = load_boolq(data.data, data.valid_size).splits["valid"]
+        rows = [{"question": r.question, "passage": r.passage} for r in valid]
+    else:
+        print(f"kboolq.export: {data.data} cannot be read here; check.jsonl holds "
+              f"{len(EXAMPLES)} example rows", file=sys.stderr)  # fmt: skip
+    accents, word_chars = data.accents, run.info.layout.word_chars
+    answerable = [
+        row for i, row in enumerate(rows)
+        if vocabulary_problem(parse_row(row, f"row {i}", labelled=False), run.glove, accents,
+                              word_chars) is None
+    ][: None if given is not None else CHECK_ROWS]  # fmt: skip
+    answers = run.predict(answerable)
+    write_text(path, "".join(json.dumps({**row, "p_yes": float(p)}) + "\n"
+                             for row, p in zip(answerable, answers, strict=True)))  # fmt: skip
+
+
 def is_export(path: Path) -> bool:
     return (Path(path) / MANIFEST).exists() and (Path(path) / "model.onnx").exists()
 
@@ -352,6 +409,12 @@ def parser() -> argparse.ArgumentParser:
         default=0.5,
         help="the P(yes) from which the manifest says 'yes' (default: %(default)s)",
     )
+    p.add_argument(
+        "--check", type=Path, metavar="JSONL",
+        help=f"rows (question and passage per line) to write into {reference.CHECK_FILE} with "
+        "kboolq's answers, which `python tokenizer.py` in the export compares model.onnx "
+        f"with (default: {CHECK_ROWS} rows of the run's valid split)",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     add_cache_argument(p)
     add_threads_argument(p)
@@ -390,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         with staged(out, lambda name: name in EXPORT_FILES) as work:
             inputs = export_onnx(run, work)
             write_json(work / MANIFEST, manifest(run, inputs, args.threshold))
+            layout = run.info.layout
+            write_text(
+                work / reference.FILE, reference.source(run.info.data.accents, layout.word_chars)
+            )
+            write_check(run, work / reference.CHECK_FILE, args.check)
             card = Path(args.run_dir) / "README.md"
             if card.exists():
                 write_text(work / "README.md", card.read_text())

@@ -70,6 +70,7 @@ from kboolq.rundir import (
     read_info,
     run_and_members,
     save_ensemble,
+    sources_of,
     write_info,
 )
 from kboolq.staging import recover, remove_leftovers, staged, write_target
@@ -237,7 +238,8 @@ def refit(args: argparse.Namespace, given: list[str]) -> int:
         recover(out)
         claim_output(out, "run", is_run, args.overwrite, protect=run_and_members(source))
         remove_leftovers(out)
-        inputs = load_inputs(info.data, cache_dir(args), info.layout.word_chars)
+        with sources_of(source):
+            inputs = load_inputs(info.data, cache_dir(args), info.layout.word_chars)
         check_same_vectors("--refit", source, info, inputs.glove)
         check_same_rows("--refit", source, info, inputs.boolq)
         prepared = with_valid_in_train(inputs.prepared)

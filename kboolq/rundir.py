@@ -9,10 +9,12 @@ together. kboolq.api opens a run for use; kboolq.outputs guards what a command m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -231,6 +233,21 @@ def _check_types(section: Any, path: Path, where: str) -> None:
         value = getattr(section, f.name)
         if isinstance(value, bool) or not isinstance(value, _TYPES[f.type]):
             raise UserError(f"{path}: '{where}.{f.name}': expected {f.type}, got {value!r}")
+
+
+@contextlib.contextmanager
+def sources_of(run_dir: Path) -> Iterator[None]:
+    """Errors about the data or vectors RUN_DIR's config.json names, told by its keys: the user
+    gave no --glove or --data flag, the run recorded them."""
+    try:
+        yield
+    except UserError as exc:
+        message = str(exc)
+        if not message.startswith(("--glove ", "--data ")):
+            raise
+        for flag, key in (("--glove", "embeddings.source"), ("--data", "data.source")):
+            message = re.sub(rf"(?m)^{flag} ", f"'{key}' ", message)
+        raise UserError(f"{Path(run_dir) / CONFIG_FILE}: {message}") from None
 
 
 def _keys_for_flags(message: str) -> str:

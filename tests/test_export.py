@@ -1,7 +1,10 @@
 """python -m kboolq.export: the ONNX model answers as kboolq.predict does, from token ids."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,15 @@ def _onnx_p_yes(directory: Path, rows, run) -> np.ndarray:
     layout = run.info.layout
     feed = export.token_ids(rows, run.glove.index, run.info.data.accents, layout.word_chars)
     return session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0].ravel()
+
+
+def _module(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"shipped_{path.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _fit(out, cache, *extra):
@@ -47,8 +59,16 @@ def test_the_onnx_model_answers_as_predict_does_and_carries_its_manifest(tmp_pat
     _fit(run, cache)
     assert export.main([str(run), "--out", str(out), "--cache-dir", str(cache)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "manifest.json", "model.onnx", "vocab.txt"
+        "README.md", "check.jsonl", "manifest.json", "model.onnx", "tokenizer.py", "vocab.txt"
     ]  # fmt: skip
+    checked = [json.loads(line) for line in (out / "check.jsonl").open()]
+    valid = read_rows(FIXTURE_BOOLQ / "train.jsonl")[-40:]  # the run's valid split
+    assert [(c["question"], c["passage"]) for c in checked] == [
+        (r.question, r.passage) for r in valid
+    ]
+    np.testing.assert_allclose([c["p_yes"] for c in checked], load_run(run, cache).predict(valid))
+    shipped = _module(out / "tokenizer.py")  # the export's own tokenizer and check
+    assert shipped.check(out) is True
     loaded = load_run(run, cache)
     rows = read_rows(FIXTURE_BOOLQ / "validation.jsonl")  # long passages: tails averaged
     assert max(len(r.passage.split()) for r in rows) > loaded.info.layout.p_max
@@ -147,13 +167,38 @@ def test_every_architecture_and_an_ensemble_match_predict_on_200_real_rows(tmp_p
     )
     assert ensemble.main([*map(str, runs[:2]), "--out", str(tmp_path / "ens"),
                           "--cache-dir", str(cache)]) == 0  # fmt: skip
+    stranger = _venv_without_kboolq(tmp_path / "venv")
+    checked = {}
     for run in [*runs, tmp_path / "ens", tmp_path / "bigru_chars"]:
         out = tmp_path / f"{run.name}.onnx"
-        assert export.main([str(run), "--out", str(out), "--cache-dir", str(cache)]) == 0
+        args = [str(run), "--out", str(out), "--cache-dir", str(cache), "--check", str(REAL_ROWS)]
+        assert export.main(args) == 0
         loaded = load_run(run, cache)
         differences[run.name] = float(
             np.abs(_onnx_p_yes(out, rows, loaded) - loaded.predict(rows)).max()
         )
+        if run.name in ("bigru", "ens", "bigru_chars"):  # as a stranger: the export's files only
+            result = subprocess.run(
+                [str(stranger), "tokenizer.py"], cwd=out, capture_output=True, text=True,
+                timeout=600, env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+            )  # fmt: skip
+            assert result.returncode == 0, result.stdout + result.stderr
+            checked[run.name] = result.stdout.strip()
+            assert checked[run.name].startswith("200 rows, largest difference from kboolq's ")
         shutil.rmtree(out)  # 78 MiB each
-    print(json.dumps(differences))
+    print(json.dumps(differences), json.dumps(checked))
     assert max(differences.values()) < 1e-4, differences
+
+
+def _venv_without_kboolq(path: Path) -> Path:
+    """A new virtual environment with numpy and onnxruntime only (no kboolq, no nltk)."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
+    python = path / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "numpy", "onnxruntime"],
+        check=True, timeout=900,
+    )  # fmt: skip
+    probe = "import importlib.util as u; print(u.find_spec('kboolq'), u.find_spec('nltk'))"
+    found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "None None"
+    return python

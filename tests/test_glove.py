@@ -47,13 +47,14 @@ def test_changed_file_gets_new_fingerprint(tmp_path, cache_dir):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("a 1 2\nb 3\n", r"bad.txt:2: expected a word and 2 numbers"),
+        ("a 1 2\nb 3\n", r"bad.txt:2: expected a word and 2 numbers \(the vector size of "
+         r"most lines\)"),
         ("a 1 2\nb 3 4\nc 1 x\n", r"bad.txt:3: expected a word and 2 numbers"),
         ("", "not a GloVe"),
-        ("2 3\na 1 2\nb 3 4\n", r"bad.txt:1: the first line gives 3-d vectors, but the lines "
-         r"hold 2 numbers"),
+        ("2 3\na 1 2\nb 3 4\n", r"bad.txt:2: expected a word and 3 numbers \(the vector "
+         r"size of the first line\)"),
         ("2 2\na 1 2\n. . 3 4\nb 5 x\n", r"bad.txt:4: expected a word and 2 numbers"),
-        ("2 2\nb 1 2\n. . 3 4\na inf 1\n", r"bad.txt:4: the vector of 'a' is not finite"),
+        ("2 2\nb 1 2\n. . 3 4\na inf 1\n", r"bad.txt:4: expected 'a' and 2 finite numbers"),
     ],
 )  # fmt: skip
 def test_bad_vector_files(tmp_path, cache_dir, content, message):
@@ -79,6 +80,65 @@ def test_lines_whose_word_holds_spaces_are_skipped_with_a_notice(tmp_path, cache
     assert capsys.readouterr().err == (
         f"kboolq: {path}: skipped 2 lines with more than a word and 2 numbers (a word holding "
         "spaces): lines 2, 4\n"
+    )
+
+
+def _lines(count, dim=50, end=lambda i: ""):
+    return "".join(
+        f"w{i} " + " ".join(str((i * 7 + j) % 11 / 10) for j in range(dim)) + end(i) + "\n"
+        for i in range(count)
+    )
+
+
+def test_a_vec_file_with_spaces_ending_some_lines_keeps_every_vector(tmp_path, cache_dir, capsys):
+    path = tmp_path / "some.vec"
+    path.write_text("300 50\n" + _lines(300, end=lambda i: " " * (i % 2)))
+    glove = load_glove(str(path), cache_dir)
+    assert len(glove.words) == 300 and glove.dim == 50 and capsys.readouterr().err == ""
+    assert glove.vectors[299, 1] == np.float32((299 * 7 + 1) % 11 / 10)
+
+
+def test_a_byte_order_mark_and_windows_line_ends_lose_nothing(tmp_path, cache_dir):
+    for name, text in (("bom.vec", "\ufeff300 50\n" + _lines(300)),
+                       ("bom.txt", "\ufeff" + _lines(300)),
+                       ("crlf.txt", _lines(300).replace("\n", "\r\n"))):  # fmt: skip
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8", newline="")
+        glove = load_glove(str(path), cache_dir)
+        assert glove.words[:2] == ["w0", "w1"] and len(glove.words) == 300, name
+        assert glove.dim == 50
+
+
+def test_the_vector_size_comes_from_most_lines_not_the_first(tmp_path, cache_dir):
+    path = tmp_path / "short-first.txt"
+    lines = _lines(300).splitlines()
+    path.write_text("\n".join([lines[0].rsplit(" ", 1)[0], *lines[1:]]) + "\n")
+    with pytest.raises(UserError) as error:
+        load_glove(str(path), cache_dir)
+    assert str(error.value) == (
+        f"{path}:1: expected a word and 50 numbers (the vector size of most lines)"
+    )
+
+
+def test_a_file_that_would_lose_more_than_a_few_lines_is_refused_naming_them(tmp_path, cache_dir):
+    path = tmp_path / "half.txt"
+    path.write_text(_lines(300, end=lambda i: " 9" * (i % 2)))  # every other line: 51 numbers
+    with pytest.raises(UserError) as error:
+        load_glove(str(path), cache_dir)
+    assert str(error.value) == (
+        f"{path}: 150 of 300 lines hold more than a word and 50 numbers (lines 2, 4, 6, 8, 10, "
+        "...); the vector size comes from most lines: fix the file"
+    )
+
+
+def test_a_word_given_twice_is_named_and_its_last_vector_used(tmp_path, cache_dir, capsys):
+    path = tmp_path / "twice.txt"
+    path.write_text("a 1 2\nb 3 4\na 5 6\n")
+    glove = load_glove(str(path), cache_dir)
+    assert glove.vectors[glove.index["a"]].tolist() == [5, 6]
+    assert capsys.readouterr().err == (
+        f"kboolq: {path}: 1 word appears more than once (the first: 'a', lines 1, 3); the last "
+        "vector of each is used\n"
     )
 
 
@@ -131,7 +191,7 @@ def test_a_conversion_waits_for_anothers_and_reads_its_result(cache_dir, monkeyp
     source = glove_module.vector_source(str(FIXTURE_GLOVE), cache_dir)
     stat = FIXTURE_GLOVE.stat()
     key = glove_module.sha256_json(
-        [str(FIXTURE_GLOVE.resolve()), "", stat.st_size, stat.st_mtime_ns]
+        [str(FIXTURE_GLOVE.resolve()), "", stat.st_size, stat.st_mtime_ns, glove_module.PARSER]
     )[:24]
     directory = Path(cache_dir) / "glove" / key
     results = []

@@ -73,8 +73,9 @@ def test_the_secret_check_passes_only_the_exact_secret(metadata, allowed):
             raise RuntimeError
 
         context.abort = abort
+        never_read = iter(lambda: pytest.fail("the refusal read the request"), None)
         with pytest.raises(RuntimeError):
-            handler.unary_unary(b"", context)
+            handler.stream_unary(never_read, context)
         assert aborted == [(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing grid secret")]
 
 
@@ -429,6 +430,44 @@ def test_a_wrong_secret_stops_a_worker_at_once_and_a_served_port_is_refused(tmp_
     finally:
         chief.kill()
         chief.wait()
+
+
+@pytest.mark.slow
+def test_fifty_stalled_calls_of_a_stranger_do_not_hold_up_the_worker(tmp_path):
+    """A stranger opens calls and never sends their request (nor ends them): each must be
+    refused at once, not hold one of the chief's handler threads while it waits."""
+    import threading
+
+    servicer = distributed.GridServicer(_oracle(tmp_path), {"grid": 1}, heartbeat=1.0)
+    port = _free_port()
+    server = distributed.start_server(servicer, f"127.0.0.1:{port}", SECRET, None)
+    release = threading.Event()
+
+    def never():  # a request that never comes
+        release.wait(120)
+        yield b""
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stalled = [
+            channel.stream_unary(f"/{distributed.SERVICE}/{name}").future(
+                never(), metadata=[("kboolq-tuner-id", "stranger")], timeout=120
+            )
+            for name in ("Record", "Heartbeat", "PutFiles") * 16 + ("Record", "Record")
+        ]
+        assert len(stalled) == 50
+        role = distributed.Role("worker", "w", "127.0.0.1", port)
+        local = kt.Oracle(objective=kt.Objective("score", "max"), max_trials=1)
+        started = time.monotonic()
+        client = distributed.GridClient(local, role, 60, SECRET)
+        assert client.record() == {"record": {"grid": 1}, "heartbeat": 1.0}
+        assert time.monotonic() - started < 5
+        for call in stalled:  # refused without their request
+            assert call.exception(timeout=10).code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        release.set()
+        channel.close()
+        server.stop(0)
 
 
 def _certificate(tmp_path) -> tuple[Path, Path]:

@@ -97,3 +97,18 @@ def test_an_edited_config_names_the_file_and_what_is_wrong(edit, message, tmp_pa
     (run_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match=message):
         read_info(run_dir)
+
+
+def test_missing_vectors_named_in_config_json_are_reported_by_its_key(tmp_path):
+    from kboolq.api import open_run
+
+    run_dir = _old_run("bigru", tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["embeddings"]["source"] = str(tmp_path / "gone.txt")
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError) as error:
+        open_run(run_dir, tmp_path / "cache")
+    assert str(error.value) == (
+        f"{run_dir / 'config.json'}: 'embeddings.source' {tmp_path / 'gone.txt'}: no such file "
+        "(or use hub:50/100/200/300 or kumo50)"
+    )

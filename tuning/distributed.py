@@ -138,15 +138,19 @@ def worker_secret(grid_dir: Path) -> str:
 
 
 class SecretCheck(grpc.ServerInterceptor):
-    """Refuses every call that does not carry the grid's secret, before any handler runs."""
+    """Refuses every call that does not carry the grid's secret, before any handler runs.
+
+    The refusal is a handler that takes the request as a stream and never reads it: a unary
+    handler would first wait for the request message on one of the server's threads, so that
+    a stranger who opens calls and never sends one could hold every thread (8 did)."""
 
     def __init__(self, secret: str) -> None:
         self.expected = f"Bearer {secret}".encode()
 
-        def refuse(request, context):
+        def refuse(requests, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing grid secret")
 
-        self.refusal = grpc.unary_unary_rpc_method_handler(refuse)
+        self.refusal = grpc.stream_unary_rpc_method_handler(refuse)
 
     def intercept_service(self, continuation, details):
         given = dict(details.invocation_metadata or ()).get(AUTH_KEY, "")

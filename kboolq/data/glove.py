@@ -22,6 +22,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,28 +93,79 @@ def _read_cache(directory: Path, source: str) -> Glove | None:
     return Glove(words, vectors, source, fingerprint)
 
 
+PARSER = 2  # the text parser's rules (part of a converted file's cache key): 2 = _CleanText
+SAMPLE_LINES = 1000  # the lines whose most common field count gives a headerless file's size
+LOST_SHARE = 0.001  # more skipped lines than this share of the file (and than 3): refused
+
+
 def _count_header(first_line: str) -> int | None:
     """The vector size a fastText .vec file's first line ('COUNT DIM') gives; None for a
     GloVe file, whose first line is already a word and its vector."""
-    fields = first_line.split()
+    fields = first_line.removeprefix("\ufeff").split()
     if len(fields) == 2 and all(field.isdigit() for field in fields):
         return int(fields[1])
     return None
 
 
-def _parse_text(handle, name: str, header: int | None = None) -> tuple[list[str], np.ndarray]:
+def _sample_size(handle) -> int:
+    """The vector size most of a headerless file's first SAMPLE_LINES lines hold."""
+    counts: Counter[int] = Counter()
+    for number, line in enumerate(_CleanText(handle).lines()):
+        if number >= SAMPLE_LINES:
+            break
+        if line.strip():
+            counts[len(line.split(" ")) - 1] += 1
+    return counts.most_common(1)[0][0] if counts else 0
+
+
+class _CleanText:
+    """A text stream as pandas reads it, without what varies between writers of vector files:
+    a byte-order mark at the start, and spaces, tabs or a carriage return before a line's end
+    (fastText ends every line with a space, some tools only some lines)."""
+
+    ENDS = re.compile(r"[ \t\r]+(?=\n)")
+
+    def __init__(self, handle) -> None:
+        self.handle, self.held, self.started = handle, "", False
+
+    def read(self, size: int = -1) -> str:
+        while True:
+            chunk = self.handle.read(size if size and size > 0 else 1 << 20)
+            if not self.started:
+                chunk, self.started = chunk.removeprefix("\ufeff"), True
+            text = self.held + chunk
+            if not chunk:  # the end: a last line's trailing spaces go too
+                self.held = ""
+                return self.ENDS.sub("", text).rstrip(" \t\r")
+            kept = text.rstrip(" \t\r")  # they may end a line in the next chunk
+            self.held = text[len(kept) :]
+            if kept:
+                return self.ENDS.sub("", kept)
+
+    def lines(self) -> Iterator[str]:
+        rest = ""
+        while chunk := self.read(1 << 16):
+            *whole, rest = (rest + chunk).split("\n")
+            yield from whole
+        if rest:
+            yield rest
+
+
+def _parse_text(handle, name: str, header: int | None, size: int) -> tuple[list[str], np.ndarray]:
     """'word v1 ... vD' lines: GloVe's, or fastText's .vec (`header`: the vector size its first
-    line gives; the line is skipped) with a space ending each line. A line with more fields
-    than the first (a "word" holding spaces, as a few hundred in glove.840B) is skipped, with a
-    notice; anything else malformed stops with its line."""
+    line gives; the line is skipped), `size` numbers each (the header's, or what most lines
+    hold). A few lines with more fields (a "word" holding spaces, as a few hundred in
+    glove.840B) are skipped with a notice; more than LOST_SHARE of the file is refused, naming
+    the lines; a line with fewer numbers, or one that is not a number, stops with its line."""
     skip = 0 if header is None else 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
             frame = pd.read_csv(
-                handle,
+                _CleanText(handle),
                 sep=" ",
                 header=None,
+                names=list(range(size + 1)),
                 skiprows=skip,
                 quoting=csv.QUOTE_NONE,
                 na_filter=False,
@@ -128,11 +180,16 @@ def _parse_text(handle, name: str, header: int | None = None) -> tuple[list[str]
     skipped = sorted(
         int(line) for w in caught for line in re.findall(r"Skipping line (\d+)", str(w.message))
     )
-    last = frame.iloc[:, -1]
-    if frame.shape[1] > 2 and not pd.api.types.is_numeric_dtype(last) and last.eq("").all():
-        frame = frame.iloc[:, :-1]  # every line ended with a space (fastText)
-    if frame.shape[1] < 2:
+    if size < 1 or frame.shape[0] == 0:
         raise UserError(f"{name}: not a GloVe text file (expected 'word v1 v2 ...' lines)")
+    total = frame.shape[0] + len(skipped)
+    if len(skipped) > max(3, LOST_SHARE * total):
+        shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+        raise UserError(
+            f"{name}: {len(skipped):,} of {total:,} lines hold more than a word and {size} "
+            f"numbers (lines {shown}); the vector size comes from "
+            f"{'the first line' if header is not None else 'most lines'}: fix the file"
+        )
     values = frame.iloc[:, 1:]
 
     def line_of(row: int) -> int:  # the file's line, counting the lines skipped before it
@@ -147,15 +204,26 @@ def _parse_text(handle, name: str, header: int | None = None) -> tuple[list[str]
     except ValueError:
         bad = values.apply(pd.to_numeric, errors="coerce").isna().any(axis=1).to_numpy()
         raise UserError(
-            f"{name}:{line_of(int(bad.argmax()))}: expected a word and {values.shape[1]} numbers"
+            f"{name}:{line_of(int(bad.argmax()))}: expected a word and {size} numbers (the "
+            f"vector size of {'the first line' if header is not None else 'most lines'})"
         ) from None
-    if not np.isfinite(vectors).all():
+    if not np.isfinite(vectors).all():  # a short line's missing numbers are NaN too
         row = int((~np.isfinite(vectors)).any(axis=1).argmax())
-        raise UserError(f"{name}:{line_of(row)}: the vector of {words[row]!r} is not finite")
-    if header is not None and header != vectors.shape[1]:
         raise UserError(
-            f"{name}:1: the first line gives {header}-d vectors, but the lines hold "
-            f"{vectors.shape[1]} numbers"
+            f"{name}:{line_of(row)}: expected {words[row]!r} and {size} finite numbers (the "
+            f"vector size of {'the first line' if header is not None else 'most lines'})"
+        )
+    repeated = pd.Series(words).duplicated(keep=False).to_numpy()
+    if repeated.any():
+        first = int(repeated.argmax())
+        lines = [line_of(int(i)) for i in np.flatnonzero(repeated)[:50] if words[i] == words[first]]
+        count = len(set(np.asarray(words, dtype=object)[repeated]))
+        print(
+            f"kboolq: {name}: {count} word{'s' * (count != 1)} appear{'s' * (count == 1)} more "
+            "than once (the "
+            f"first: {words[first]!r}, lines {', '.join(map(str, lines))}); the last vector of "
+            "each is used",
+            file=sys.stderr,
         )
     if skipped:
         shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
@@ -202,7 +270,9 @@ def _write_cache(open_text, name: str, directory: Path, source: str, fingerprint
             with open_text() as handle:
                 header = _count_header(handle.readline())
             with open_text() as handle:
-                words, vectors = _parse_text(handle, name, header)
+                size = header if header is not None else _sample_size(handle)
+            with open_text() as handle:
+                words, vectors = _parse_text(handle, name, header, size)
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise UserError(f"{name}: a damaged zip archive ({exc}); download it again") from None
         np.save(tmp / "vectors.npy", vectors)
@@ -364,7 +434,8 @@ class GloveFile(VectorSource):
         if not path.is_file():
             raise UserError(f"--glove {spec}: no such file (or use hub:50/100/200/300 or kumo50)")
         stat = path.stat()
-        key = sha256_json([str(path.resolve()), member, stat.st_size, stat.st_mtime_ns])[:24]
+        stamp = [str(path.resolve()), member, stat.st_size, stat.st_mtime_ns]
+        key = sha256_json([*stamp, PARSER])[:24]
         directory = Path(self.cache_dir) / "glove" / key
         cached = _read_cache(directory, spec)
         if cached is not None:
