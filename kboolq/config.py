@@ -109,7 +109,7 @@ class Config:
         problems = []
         if self.arch not in ARCHITECTURES:
             problems.append(f"--arch {self.arch!r}: choose from {', '.join(ARCHITECTURES)}")
-        problems += wrong_types(self)
+        problems += [f"{flag_of(name)}: {why}" for name, why in misfits(self)]
         if problems:
             raise UserError("; ".join(problems))
         for name in ("learning_rate", "weight_decay", "clipnorm", "ema"):  # NaN passes checks
@@ -212,7 +212,7 @@ class DataSettings:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        problems = wrong_types(self)
+        problems = [f"{flag_of(name, DataSettings)}: {why}" for name, why in misfits(self)]
         if problems:
             raise UserError("; ".join(problems))
         if self.accents not in ACCENTS:
@@ -232,18 +232,19 @@ class DataSettings:
         return dataclasses.asdict(self)
 
 
-def wrong_types(settings: Config | DataSettings) -> list[str]:
-    """One line per field whose value is not of its default's type (an int passes for a float,
-    as JSON writes 1.0; a bool passes for nothing else): a config.json edited by hand or written
-    by another tool is refused by the flag or key it names, never by a traceback later."""
-    problems = []
-    for f in dataclasses.fields(settings):
-        value, kind = getattr(settings, f.name), type(f.default)
-        widened = kind is float and isinstance(value, int)
-        if isinstance(value, bool) or not (isinstance(value, kind) or widened):
-            flag = flag_of(f.name, type(settings))
-            problems.append(f"{flag}: expected {kind.__name__}, got {value!r}")
-    return problems
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}  # JSON writes 1.0 as 1
+
+
+def misfits(record: Any) -> list[tuple[str, str]]:
+    """(field, "expected T, got V") for each field of a dataclass of str, int and float fields
+    whose value has another type (a bool is no number): a config.json edited by hand or
+    written by another tool is refused by the flag or key it names, never by a traceback."""
+    return [
+        (f.name, f"expected {f.type}, got {value!r}")
+        for f in dataclasses.fields(record)
+        if isinstance(value := getattr(record, f.name), bool)
+        or not isinstance(value, _JSON_TYPES[f.type])
+    ]
 
 
 def word_chars(chars: Iterable[int]) -> int:

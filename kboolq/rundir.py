@@ -22,7 +22,7 @@ from typing import Any
 import keras
 
 import kboolq
-from kboolq.config import Config, DataSettings
+from kboolq.config import Config, DataSettings, misfits
 from kboolq.data.batches import CHARS, STEMS, WORDS
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
@@ -224,15 +224,10 @@ def read_info(run_dir: Path) -> RunInfo:
     return RunInfo(config, settings, layout, vectors, fingerprint, distillation, held_out)
 
 
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}  # JSON writes 1.0 as 1
-
-
 def _check_types(section: Any, path: Path, where: str) -> None:
     """Refuse a key of config.json whose value has the wrong JSON type, naming the key."""
-    for f in fields(section) if section is not None else ():
-        value = getattr(section, f.name)
-        if isinstance(value, bool) or not isinstance(value, _TYPES[f.type]):
-            raise UserError(f"{path}: '{where}.{f.name}': expected {f.type}, got {value!r}")
+    for name, why in misfits(section) if section is not None else ():
+        raise UserError(f"{path}: '{where}.{name}': {why}")
 
 
 @contextlib.contextmanager

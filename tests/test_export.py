@@ -199,6 +199,8 @@ def _venv_without_kboolq(path: Path) -> Path:
         check=True, timeout=900,
     )  # fmt: skip
     probe = "import importlib.util as u; print(u.find_spec('kboolq'), u.find_spec('nltk'))"
-    found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
+    found = subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, check=True, cwd=path
+    )
     assert found.stdout.strip() == "None None"
     return python

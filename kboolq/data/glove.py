@@ -158,6 +158,7 @@ def _parse_text(handle, name: str, header: int | None, size: int) -> tuple[list[
     glove.840B) are skipped with a notice; more than LOST_SHARE of the file is refused, naming
     the lines; a line with fewer numbers, or one that is not a number, stops with its line."""
     skip = 0 if header is None else 1
+    origin = "the first line" if header is not None else "most lines"  # of the vector size
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
@@ -188,7 +189,7 @@ def _parse_text(handle, name: str, header: int | None, size: int) -> tuple[list[
         raise UserError(
             f"{name}: {len(skipped):,} of {total:,} lines hold more than a word and {size} "
             f"numbers (lines {shown}); the vector size comes from "
-            f"{'the first line' if header is not None else 'most lines'}: fix the file"
+            f"{origin}: fix the file"
         )
     values = frame.iloc[:, 1:]
 
@@ -205,13 +206,13 @@ def _parse_text(handle, name: str, header: int | None, size: int) -> tuple[list[
         bad = values.apply(pd.to_numeric, errors="coerce").isna().any(axis=1).to_numpy()
         raise UserError(
             f"{name}:{line_of(int(bad.argmax()))}: expected a word and {size} numbers (the "
-            f"vector size of {'the first line' if header is not None else 'most lines'})"
+            f"vector size of {origin})"
         ) from None
     if not np.isfinite(vectors).all():  # a short line's missing numbers are NaN too
         row = int((~np.isfinite(vectors)).any(axis=1).argmax())
         raise UserError(
             f"{name}:{line_of(row)}: expected {words[row]!r} and {size} finite numbers (the "
-            f"vector size of {'the first line' if header is not None else 'most lines'})"
+            f"vector size of {origin})"
         )
     repeated = pd.Series(words).duplicated(keep=False).to_numpy()
     if repeated.any():
