@@ -48,6 +48,7 @@ from kboolq.threads import set_threads
 READ_TIMEOUT = 10.0  # seconds a client has for its request headers, and again for its body
 SHUTDOWN_GRACE = 5  # seconds requests in flight get after SIGTERM or Ctrl-C
 CONNECTIONS = 256  # open connections at most; more are answered 503 at once
+MAX_DEPTH = 8  # JSON nesting a request may have (a list of rows is 2)
 
 
 @dataclass
@@ -62,6 +63,18 @@ class Limits:
         """Bytes: every field at its longest in JSON's longest escape (12 bytes, a surrogate
         pair such as \\ud83d\\ude00, for a character outside the BMP), and slack."""
         return self.max_rows * (2 * 12 * self.max_chars + 200) + 1024
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON `value` nests (a list of rows is 2), counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in
+                         (value.values() if isinstance(value, dict) else value))  # fmt: skip
+    return deepest
 
 
 class TooLarge(Exception):
@@ -137,6 +150,8 @@ class Answerer:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"the body is not JSON ({exc})") from None
+        if _depth(payload) > MAX_DEPTH:
+            raise ValueError("the body nests too deeply to be a row or a list of rows")
         single = isinstance(payload, dict)
         records = [payload] if single else payload
         if not isinstance(records, list):

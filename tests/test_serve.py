@@ -117,6 +117,11 @@ def test_one_bad_row_is_422_a_deep_body_400_and_astral_text_within_the_limits_is
     assert deep.status_code == 400
     assert deep.json() == {"error": "the body nests too deeply to be a row or a list of rows"}
     assert field.status_code == 400
+    with client:  # at the normal stack depth too: 1,000 levels parse, and are refused
+        nested = client.post(
+            "/predict", content=b'{"question": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+        )
+    assert nested.status_code == 400 and nested.json() == deep.json()
     assert faces.status_code == 200 and len(faces.json()) == 3
 
 
