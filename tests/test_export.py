@@ -66,7 +66,8 @@ def test_the_onnx_model_answers_as_predict_does_and_carries_its_manifest(tmp_pat
     assert [(c["question"], c["passage"]) for c in checked] == [
         (r.question, r.passage) for r in valid
     ]
-    np.testing.assert_allclose([c["p_yes"] for c in checked], load_run(run, cache).predict(valid))
+    answers = load_run(run, cache).predict(valid)  # on jax, check.jsonl came from torch
+    np.testing.assert_allclose([c["p_yes"] for c in checked], answers, atol=1e-6, rtol=0)
     shipped = _module(out / "tokenizer.py")  # the export's own tokenizer and check
     assert shipped.check(out) is True
     loaded = load_run(run, cache)
