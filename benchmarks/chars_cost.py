@@ -16,7 +16,8 @@ import time
 import keras
 import numpy as np
 
-from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
+from kboolq.cli import add_source_arguments, cache_dir, data_settings
+from kboolq.inputs import load_inputs
 from kboolq.config import Config, add_config_arguments, config_from_args
 from kboolq.data.batches import Batches
 from kboolq.data.layout import WORD_CHARS

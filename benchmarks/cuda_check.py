@@ -30,7 +30,7 @@ from kboolq.config import Config
 from kboolq.models.gru import FastGRU
 from kboolq.models.architectures import build_model
 from kboolq.data.layout import Layout, Lookup, Split
-from kboolq.rundir import MODEL_FILE, load_model, save_model
+from kboolq.runs.rundir import MODEL_FILE, load_model, save_model
 from kboolq.training import compile_model
 
 B, T, D, H = 16, 40, 50, 64

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import keras
 
-from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
+from kboolq.cli import add_source_arguments, cache_dir, data_settings
+from kboolq.inputs import load_inputs
 from kboolq.config import Config
 from kboolq.threads import set_threads
 from kboolq.training import train_model

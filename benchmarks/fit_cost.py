@@ -21,7 +21,8 @@ import keras
 import torch
 
 from kboolq.data.batches import Batches
-from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
+from kboolq.cli import add_source_arguments, cache_dir, data_settings
+from kboolq.inputs import load_inputs
 from kboolq.config import add_config_arguments, config_from_args
 from kboolq.training import train_model
 

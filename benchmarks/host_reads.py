@@ -18,7 +18,8 @@ import itertools
 import tempfile
 from pathlib import Path
 
-from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
+from kboolq.cli import add_source_arguments, cache_dir, data_settings
+from kboolq.inputs import load_inputs
 from kboolq.config import add_config_arguments, config_from_args
 from kboolq.evaluation import evaluate_splits
 from kboolq.hostreads import StepReads, count_host_reads

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 
 import kboolq  # noqa: F401  (the backend first)
-from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
+from kboolq.cli import add_source_arguments, cache_dir, data_settings
 from kboolq.data.batches import Batches
+from kboolq.inputs import load_inputs
 
 
 def positions(batches: Batches, epochs: int) -> int:

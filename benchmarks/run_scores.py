@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kboolq.api import open_run
 from kboolq.data.boolq import load_boolq
 from kboolq.ensemble import check_compatible
 from kboolq.evaluation import SPREAD_METRICS, binary_report, predict_split, spread
 from kboolq.files import default_cache_dir
-from kboolq.rundir import load_model, read_info
+from kboolq.runs.api import open_run
+from kboolq.runs.rundir import load_model, read_info
 
 Scores = dict[str, np.ndarray]  # split name -> one value per row
 

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from kboolq.api import load_run
+from kboolq.runs.api import load_run
 from kboolq.data.boolq import read_rows
 
 

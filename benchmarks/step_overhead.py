@@ -20,7 +20,8 @@ import time
 import keras
 import numpy as np
 
-from kboolq.cli import add_source_arguments, cache_dir, data_settings, load_inputs
+from kboolq.cli import add_source_arguments, cache_dir, data_settings
+from kboolq.inputs import load_inputs
 from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.models.architectures import build_model

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kboolq.cli import load_inputs
 from kboolq.files import default_cache_dir
 from kboolq.fit import distilled
-from kboolq.rundir import read_info
+from kboolq.inputs import load_inputs
+from kboolq.runs.rundir import read_info
 from kboolq.threads import set_threads
 
 

@@ -10,6 +10,6 @@ from kboolq import backend  # noqa: F401  (first: picks Keras's backend, see its
 
 __version__ = "0.1.0"
 
-from kboolq.api import load_run  # noqa: E402  (after the backend is chosen)
+from kboolq.runs.api import load_run  # noqa: E402  (after the backend is chosen)
 
 __all__ = ["load_run", "__version__"]

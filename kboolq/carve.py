@@ -24,7 +24,7 @@ from kboolq.cli import run_command
 from kboolq.data.boolq import DEFAULT_VALID_SIZE, Row, read_rows, train_file
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
-from kboolq.outputs import claim_output, lock_output
+from kboolq.runs.outputs import claim_output, lock_output
 
 MARKER = "carve.json"  # what a directory written by carve records about itself
 

@@ -164,7 +164,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
-        """Every hyperparameter, as to_dict wrote it (kboolq.migration fills older files)."""
+        """Every hyperparameter, as to_dict wrote it (kboolq.runs.migration fills older files)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown, missing = sorted(set(values) - known), sorted(known - set(values))
         if unknown:

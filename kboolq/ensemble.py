@@ -17,25 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-from kboolq.api import open_run
-from kboolq.card import write_card
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
-from kboolq.evaluation import binary_report, evaluate_splits, format_table, predict_split
-from kboolq.files import write_json
-from kboolq.outputs import claim_output, lock_output
-from kboolq.rundir import (
+from kboolq.evaluation import binary_report, format_table, predict_split
+from kboolq.runs.api import open_run
+from kboolq.runs.finish import finish_run
+from kboolq.runs.outputs import claimed
+from kboolq.runs.rundir import (
+    RUN,
     RunInfo,
-    is_kboolq_entry,
-    is_run,
     load_model,
     read_info,
     run_and_members,
     save_ensemble,
     write_info,
 )
-from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
 
 
@@ -127,18 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     check_distinct(args.runs)
     infos = [read_info(run) for run in args.runs]
     check_compatible(infos, args.runs)
-    out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
-    with lock_output(out):
-        recover(out)
-        claim_output(
-            out,
-            "run",
-            is_run,
-            args.overwrite,
-            protect=[run for given in args.runs for run in run_and_members(given)],
-            flag="--out",
-        )
-        remove_leftovers(out)  # kboolq's own, and only once the output is claimed
+    protect = [run for given in args.runs for run in run_and_members(given)]
+    with claimed(args.out, RUN, args.overwrite, protect=protect) as out:
         first = open_run(args.runs[0], cache_dir(args))
         info = first.info
         boolq = load_boolq(info.data.data, info.data.valid_size)
@@ -159,13 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
             print(f"selected on valid: {', '.join(str(run) for run in runs)}")
         # staged: a kill at any moment leaves the old run whole or the new one complete
-        with staged(out, is_kboolq_entry) as work:
+        with out.staged() as work:
             write_info(work, info)
-            model = save_ensemble(work, models, runs, out)
-            reports = evaluate_splits(model, encoded, info.config.batch_size)
-            write_json(work / "metrics.json", reports)
+            model = save_ensemble(work, models, runs, out.path)
             words = ["python", "-m", "kboolq.ensemble", *map(str, runs), "--out", str(args.out)]
-            write_card(work, out.name, info, model, reports, shlex.join(words), encoded)
+            reports = finish_run(work, out.path.name, info, model, encoded, shlex.join(words))
         print(format_table(reports))
         print(f"ensemble of {len(runs)} runs written to {args.out}")
         return 0

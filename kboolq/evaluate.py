@@ -9,15 +9,15 @@ import json
 import sys
 from pathlib import Path
 
-from kboolq.api import open_run
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq, source_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, format_table, predict_split
 from kboolq.files import remove_stale_temporaries, write_json
-from kboolq.outputs import lock_output
 from kboolq.plots import save_plots
-from kboolq.rundir import read_info
+from kboolq.runs.api import open_run
+from kboolq.runs.outputs import lock_output
+from kboolq.runs.rundir import REPORT_FILE, read_info
 from kboolq.threads import set_threads
 
 
@@ -56,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
 def _reports(run_dir: Path) -> dict:
     """The splits evaluated before: report.json keeps one report per split."""
     try:
-        reports = json.loads((run_dir / "report.json").read_text())
+        reports = json.loads((run_dir / REPORT_FILE).read_text())
     except (OSError, ValueError):
         return {}
     return reports if isinstance(reports, dict) else {}
@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         scores = predict_split(run.model, split, encoded.lookup, encoded.layout, batch_size)
         # which data was scored: the run's own, or what --data named
         report = {**binary_report(split.labels, scores), "data": boolq.source}
-        write_json(args.run_dir / "report.json", {**_reports(args.run_dir), args.split: report})
+        write_json(args.run_dir / REPORT_FILE, {**_reports(args.run_dir), args.split: report})
         plots = save_plots(split.labels, scores, report, args.run_dir, args.split)
         print(format_table({args.split: report}))
         own = "--data" if args.data else "the run's own data"
         print(f"scored {args.split} of {boolq.source} ({own})")
-        print(f"wrote {args.run_dir / 'report.json'} and {', '.join(p.name for p in plots)}")
+        print(f"wrote {args.run_dir / REPORT_FILE} and {', '.join(p.name for p in plots)}")
         return 0
 
 

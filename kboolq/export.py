@@ -34,7 +34,6 @@ import torch
 
 import kboolq
 from kboolq import reference
-from kboolq.api import OpenRun, open_run
 from kboolq.cli import (
     add_cache_argument,
     add_threads_argument,
@@ -58,9 +57,9 @@ from kboolq.data.tokens import TOKENIZER_VERSION, tokenize
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
 from kboolq.models import gru
-from kboolq.outputs import claim_output, lock_output
-from kboolq.rundir import run_and_members
-from kboolq.staging import recover, remove_leftovers, staged, write_target
+from kboolq.runs.api import OpenRun, open_run
+from kboolq.runs.outputs import Kind, claimed
+from kboolq.runs.rundir import CARD_FILE, run_and_members
 from kboolq.threads import set_threads
 
 MANIFEST = "manifest.json"
@@ -68,7 +67,7 @@ EXPORT_FILES = (
     "model.onnx",
     "vocab.txt",
     MANIFEST,
-    "README.md",
+    CARD_FILE,
     reference.FILE,
     reference.CHECK_FILE,
 )
@@ -391,6 +390,9 @@ def is_export(path: Path) -> bool:
     return (Path(path) / MANIFEST).exists() and (Path(path) / "model.onnx").exists()
 
 
+EXPORT = Kind("export", is_export, lambda name: name in EXPORT_FILES)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m kboolq.export",
@@ -437,30 +439,26 @@ def main(argv: list[str] | None = None) -> int:
             "unknown words' stem classes cannot be passed to the ONNX graph; serve it with "
             "kboolq.serve"
         )
-    out = write_target(args.out)
+    protect = run_and_members(args.run_dir)
     if keras.backend.backend() != "torch":  # every refusal said here; torch.onnx traces
-        with lock_output(out):  # in a child on the torch backend, once this lock is free
-            recover(out)
-            claim_output(out, "export", is_export, args.overwrite,
-                         protect=run_and_members(args.run_dir))  # fmt: skip
+        with claimed(args.out, EXPORT, args.overwrite, protect=protect):
+            pass  # in a child on the torch backend, once this lock is free
         return on_backend("torch", "kboolq.export", argv)
-    with lock_output(out):
-        recover(out)
-        claim_output(
-            out, "export", is_export, args.overwrite, protect=run_and_members(args.run_dir)
+    with (
+        claimed(args.out, EXPORT, args.overwrite, protect=protect) as claim,
+        claim.staged() as work,
+    ):
+        inputs = export_onnx(run, work)
+        write_json(work / MANIFEST, manifest(run, inputs, args.threshold))
+        layout = run.info.layout
+        write_text(
+            work / reference.FILE, reference.source(run.info.data.accents, layout.word_chars)
         )
-        remove_leftovers(out)
-        with staged(out, lambda name: name in EXPORT_FILES) as work:
-            inputs = export_onnx(run, work)
-            write_json(work / MANIFEST, manifest(run, inputs, args.threshold))
-            layout = run.info.layout
-            write_text(
-                work / reference.FILE, reference.source(run.info.data.accents, layout.word_chars)
-            )
-            write_check(run, work / reference.CHECK_FILE, args.check)
-            card = Path(args.run_dir) / "README.md"
-            if card.exists():
-                write_text(work / "README.md", card.read_text())
+        write_check(run, work / reference.CHECK_FILE, args.check)
+        card = Path(args.run_dir) / CARD_FILE
+        if card.exists():
+            write_text(work / CARD_FILE, card.read_text())
+    out = claim.path
     size = (out / "model.onnx").stat().st_size / 2**20
     print(f"exported {args.run_dir} to {out}: model.onnx ({size:.1f} MiB), vocab.txt, {MANIFEST}")
     return 0

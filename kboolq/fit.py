@@ -1,4 +1,8 @@
-"""python -m kboolq.fit: train a classifier on the notebook's split and write a run directory."""
+"""python -m kboolq.fit: train a classifier on the notebook's split and write a run directory.
+
+The command reads the flags and picks the mode; the library does the rest: kboolq.fitting (one
+model or an ensemble, kboolq.members), kboolq.distill (--distill) and kboolq.refit (--refit),
+each written through kboolq.runs.outputs.claimed and ended by kboolq.runs.finish."""
 
 from __future__ import annotations
 
@@ -6,34 +10,19 @@ import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docs
 
 import argparse
 import contextlib
-import dataclasses
-import json
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 
-import keras
-import numpy as np
-
-from kboolq import tracking
-from kboolq.api import open_run
-from kboolq.card import fit_command, write_card
 from kboolq.cli import (
-    Inputs,
     add_source_arguments,
     add_threads_argument,
     add_verbose_argument,
     cache_dir,
-    check_same_rows,
-    check_same_vectors,
     data_settings,
-    load_inputs,
     run_command,
-    run_info,
     verbosity,
-    warn_about_data,
 )
 from kboolq.config import (
     Config,
@@ -41,45 +30,33 @@ from kboolq.config import (
     add_arguments,
     add_config_arguments,
     config_from_args,
-    config_with_flags,
     flag_of,
     word_chars,
 )
-from kboolq.data.layout import Prepared, train_folds
+from kboolq.distill import distilled
 from kboolq.errors import Interrupted, UserError
-from kboolq.evaluation import (
-    evaluate_splits,
-    format_spread,
-    format_table,
-    predict_split,
-    spread,
-)
-from kboolq.files import write_json
-from kboolq.outputs import claim_output, lock_output
-from kboolq.rundir import (
+from kboolq.evaluation import format_spread, format_table
+from kboolq.fitting import Plan, train_run
+from kboolq.inputs import load_inputs, warn_about_data
+from kboolq.members import alternate_config, fold_configs, member_configs
+from kboolq.refit import plan_refit, refit_into
+from kboolq.runs.outputs import Claim, claimed
+from kboolq.runs.rundir import (
+    MEMBERS_DIR,
+    METRICS_FILE,
     MODEL_FILE,
-    REFIT_FILE,
-    Distillation,
-    HeldOut,
+    RUN,
     RunInfo,
     clear_run,
-    ensemble_members,
-    is_kboolq_entry,
     is_run,
-    load_model,
     read_info,
     run_and_members,
-    save_ensemble,
-    sources_of,
-    write_info,
 )
-from kboolq.staging import recover, remove_leftovers, staged, write_target
 from kboolq.threads import set_threads
-from kboolq.training import refit_model, refit_schedule, train_model, with_valid_in_train
 
 MAX_SEEDS = 25  # members of one seed ensemble; more is a mistake, not a plan
 MAX_FOLDS = 10
-# The other model of the default seed ensemble: chosen on valid (README Results, seed means)
+# The other model of the default seed ensemble: chosen on valid (docs/results.md, seed means)
 ALTERNATE = "--arch esim --hidden 128 --exact-match off"
 
 
@@ -187,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         other = "--seeds" if args.seeds != 1 else "--distill"
         raise UserError(f"--train-folds makes its own ensemble of teachers: drop {other}")
     if args.train_folds > 1:
-        members = [dataclasses.replace(config, seed=config.seed + k)
-                   for k in range(args.train_folds)]  # fmt: skip
+        members = fold_configs(config, args.train_folds)
     else:
         members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
     settings = data_settings(args)
@@ -196,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--distill-weight must be from 0 to 1, got {args.distill_weight}")
     if args.distill is not None:
         read_run_flag("--distill", args.distill)  # reported before anything is touched
-    out = write_target(args.out)  # a symlinked RUN_DIR is written through, never replaced
-    with lock_output(out):
-        recover(out)
-        return fit(args, config, members, settings, out)
+    plan = Plan(verbosity(args), args.wandb, cache_dir(args), args.seeds, args.alternate,
+                args.train_folds)  # fmt: skip
+    teacher = [] if args.distill is None else run_and_members(Path(args.distill))
+    with claimed(args.out, RUN, args.overwrite, protect=teacher, resumable=unfinished) as out:
+        return fit(args, plan, config, members, settings, out)
 
 
 def read_run_flag(flag: str, run_dir: Path) -> RunInfo:
@@ -229,103 +206,47 @@ def refit(args: argparse.Namespace, given: list[str]) -> int:
         extra += ["--train-folds"] if args.train_folds != 1 else []
         raise UserError(f"--refit takes {args.refit}'s own settings: drop {', '.join(extra)}")
     source = Path(args.refit)
-    info = read_run_flag("--refit", source)
-    members = ensemble_members(source)
-    infos = {member: read_info(member) for member in members or [source]}
-    plans = [(member, i, refit_schedule(member, i.config)) for member, i in infos.items()]
-    out = write_target(args.out)
-    with lock_output(out):
-        recover(out)
-        claim_output(out, "run", is_run, args.overwrite, protect=run_and_members(source))
-        remove_leftovers(out)
-        with sources_of(source):
-            inputs = load_inputs(info.data, cache_dir(args), info.layout.word_chars)
-        check_same_vectors("--refit", source, info, inputs.glove)
-        check_same_rows("--refit", source, info, inputs.boolq)
-        prepared = with_valid_in_train(inputs.prepared)
-        rows = len(prepared.splits["train"])
-        print(f"refitting {source} on {rows} rows (train + valid)", flush=True)
-        started = time.perf_counter()
-        with staged(out, is_kboolq_entry) as work:
-            write_info(work, info)
-            models, member_dirs = [], []
-            for index, (member, member_info, rates) in enumerate(plans):
-                where = work if not members else work / "members" / f"{index}_{member.name}"
-                where.mkdir(parents=True, exist_ok=True)
-                print(f"{member}: {len(rates)} epochs", flush=True)
-                model = refit_model(
-                    member_info.config, prepared, where, rates, verbose=verbosity(args)
-                )
-                write_json(where / REFIT_FILE, {"from": str(member.resolve()), "epochs": len(rates),
-                                                "learning_rates": rates})  # fmt: skip
-                if members:  # every labelled row now: a fold member's fold is trained on too
-                    write_info(where, dataclasses.replace(member_info, held_out=None))
-                    write_json(where / "metrics.json", evaluate_splits(
-                        model, prepared, member_info.config.batch_size))  # fmt: skip
-                models.append(model)
-                member_dirs.append(out / where.relative_to(work))
-            if members:
-                model = save_ensemble(work, models, member_dirs, out)
-            reports = evaluate_splits(model, prepared, info.config.batch_size)
-            write_json(work / "metrics.json", reports)
-            seconds = time.perf_counter() - started
-            made_by = shlex.join(["python", "-m", "kboolq.fit", "--refit", str(source),
-                                  "--out", str(args.out)])  # fmt: skip
-            write_card(work, out.name, info, model, reports, made_by, prepared, seconds)
+    plan = plan_refit(source, read_run_flag("--refit", source))
+    made_by = shlex.join(["python", "-m", "kboolq.fit", "--refit", str(source),
+                          "--out", str(args.out)])  # fmt: skip
+    with claimed(args.out, RUN, args.overwrite, protect=run_and_members(source)) as out:
+        reports, seconds = refit_into(plan, out, cache_dir(args), verbosity(args), made_by)
     print(format_table(reports))
-    print(f"refit of {source} trained {seconds:.0f} s; written to {out}")
+    print(f"refit of {source} trained {seconds:.0f} s; written to {out.path}")
     return 0
 
 
-def alternate_config(config: Config, flags: str) -> Config | None:
-    """The settings of the odd-numbered members (1st, 3rd, ...), or None for 'none'."""
-    if flags.strip() == "none":
-        return None
-    return config_with_flags(config, flags, "--alternate")
-
-
-def member_configs(config: Config, alternate: Config | None, n: int) -> list[Config]:
-    """What each of n models trains with: seeds config.seed, config.seed + 1, ...; the 1st,
-    3rd, ... with `alternate`'s settings when there is more than one model (every seed is
-    checked as each is made). One model is `config` itself: --alternate shapes ensembles only."""
-    if n == 1:
-        return [config]
-    return [
-        dataclasses.replace(
-            alternate if alternate is not None and k % 2 == 0 else config, seed=config.seed + k
-        )
-        for k in range(n)
-    ]
+def unfinished(run_dir: Path) -> bool:
+    """A run that did not finish (no metrics.json): this command's own leftover, started over
+    in place without --overwrite."""
+    return is_run(run_dir) and not (run_dir / METRICS_FILE).exists()
 
 
 def fit(
     args: argparse.Namespace,
+    plan: Plan,
     config: Config,
     members: list[Config],
     settings: DataSettings,
-    run_dir: Path,
+    out: Claim,
 ) -> int:
     """Everything is checked before RUN_DIR is touched; a finished run being replaced stays
     whole until its successor is complete (trained in a staging directory, then swapped in, the
     user's own files carried over). A run that did not finish is this command's own leftover
     and is started over in place."""
-    unfinished = is_run(run_dir) and not (run_dir / "metrics.json").exists()
-    teacher = [] if args.distill is None else run_and_members(Path(args.distill))
-    replacing = claim_output(run_dir, "run", is_run, args.overwrite or unfinished, protect=teacher)
-    remove_leftovers(run_dir)  # kboolq's own, and only once the output is claimed
-    inputs = load_inputs(settings, cache_dir(args), word_chars(member.chars for member in members))
+    run_dir = out.path
+    left = unfinished(run_dir)
+    inputs = load_inputs(settings, plan.cache, word_chars(member.chars for member in members))
     warn_about_data(inputs, config.batch_size)
     if args.distill is not None:
-        inputs = distilled(inputs, args.distill, args.distill_weight, cache_dir(args))
-    staging = replacing and not unfinished
-    if unfinished:
+        inputs = distilled(inputs, args.distill, args.distill_weight, plan.cache)
+    staging = out.held and not left
+    if left:
         print(f"{run_dir} holds a run that did not finish; starting it over")
         clear_run(run_dir)
     try:
-        with staged(run_dir, is_kboolq_entry) if staging else _in_place(run_dir) as work:
-            reports, seconds, checkpoint, members_spread = _train_into(
-                work, args, config, members, inputs, run_dir
-            )
+        with out.staged() if staging else _in_place(run_dir) as work:
+            trained = train_run(work, plan, config, members, inputs, run_dir)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         if isinstance(exc, Interrupted) and str(exc):  # staging says what it did
@@ -333,24 +254,25 @@ def fit(
         elif staging:
             said = f"{run_dir} still holds the previous run"
         elif len(members) > 1:
-            said = f"finished members kept in {run_dir / 'members'}"
+            said = f"finished members kept in {run_dir / MEMBERS_DIR}"
         else:
             saved = run_dir / MODEL_FILE
             said = f"best model so far {f'kept in {saved}' if saved.exists() else 'none saved yet'}"
         raise Interrupted(f"interrupted: {said}", signum) from None
-    print(format_table(reports))
+    print(format_table(trained.reports))
     if len(members) > 1:
-        print(format_spread(members_spread, reports, len(members)))
+        print(format_spread(trained.members, trained.reports, len(members)))
         archs = ", ".join(member.arch for member in members)
-        folds = f", each without one of {args.train_folds} folds" if args.train_folds > 1 else ""
+        folds = f", each without one of {plan.folds} folds" if plan.folds > 1 else ""
         print(
-            f"ensemble of {len(members)} seeds ({archs}{folds}); trained {seconds:.0f} s; "
-            f"written to {run_dir}"
+            f"ensemble of {len(members)} seeds ({archs}{folds}); trained "
+            f"{trained.seconds:.0f} s; written to {run_dir}"
         )
     else:
+        best = trained.checkpoint
         print(
-            f"best epoch {checkpoint.best_epoch} (valid balanced accuracy {checkpoint.best:.4f}); "
-            f"trained {seconds:.0f} s; run written to {run_dir}"
+            f"best epoch {best.best_epoch} (valid balanced accuracy {best.best:.4f}); "
+            f"trained {trained.seconds:.0f} s; run written to {run_dir}"
         )
     return 0
 
@@ -359,196 +281,6 @@ def fit(
 def _in_place(run_dir: Path):
     run_dir.mkdir(parents=True, exist_ok=True)
     yield run_dir
-
-
-def _train_into(
-    work: Path,
-    args: argparse.Namespace,
-    config: Config,
-    members: list[Config],
-    inputs,
-    run_dir: Path,
-):
-    """Train one model or an ensemble (--seeds, --train-folds) into `work`, with its metrics
-    and W&B logging. Returns the reports, the seconds trained, the checkpoint (one model) and
-    the members' spread (an ensemble)."""
-    prepared = inputs.prepared
-    print(
-        f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
-        f"T = {prepared.layout.steps}, vectors {inputs.glove.source} ({inputs.glove.dim}d)"
-    )
-    info = run_info(config, inputs)  # an ensemble's: the settings given; its members' differ
-    write_info(work, info)
-    settings = {k: v for k, v in info.to_dict().items() if k != "hyperparameters"}
-    tracker, extra = tracking.start_tracking(
-        args.wandb, {**config.to_dict(), **settings}, cache_dir(args) / "wandb", name=run_dir.name
-    )  # the hyperparameters once, at the top, where W&B's tables and filters find them
-    started = time.perf_counter()
-    checkpoint, members_spread = None, None
-    held_out = [HeldOut(k, args.train_folds) if args.train_folds > 1 else None
-                for k in range(len(members))]  # fmt: skip
-    if len(members) == 1:
-        model, checkpoint = train_model(config, prepared, work, extra, verbose=verbosity(args))
-    else:
-        model, member_reports = train_members(
-            info, list(zip(members, held_out, strict=True)), prepared, work, extra, args, run_dir
-        )
-    seconds = time.perf_counter() - started
-    reports = evaluate_splits(model, prepared, config.batch_size)
-    write_json(work / "metrics.json", reports)
-    extra = ["--seeds", str(args.seeds), "--alternate", args.alternate] if args.seeds > 1 else []
-    extra += ["--train-folds", str(args.train_folds)] if args.train_folds > 1 else []
-    made_by = fit_command(info, shlex.join([*extra, "--out", str(run_dir)]))
-    write_card(work, run_dir.name, info, model, reports, made_by, prepared, seconds)
-    if len(members) > 1:
-        members_spread = spread(member_reports)
-        write_json(
-            work / "seeds.json",
-            {
-                "seeds": [member.seed for member in members],
-                "archs": [member.arch for member in members],
-                "alternate": args.alternate if args.seeds > 1 else "none",
-                "train_folds": args.train_folds,
-                "members": members_spread,
-                "ensemble": reports,
-            },
-        )
-    if tracker is not None:
-        valid = prepared.splits["valid"]
-        scores = predict_split(model, valid, prepared.lookup, prepared.layout, config.batch_size)
-        tracking.log_final(tracker, reports, valid.labels, scores, work / MODEL_FILE)
-        tracker.finish()
-    return reports, seconds, checkpoint, members_spread
-
-
-def train_members(
-    info: RunInfo,
-    plans: list[tuple[Config, HeldOut | None]],
-    prepared: Prepared,
-    work: Path,
-    extra: list,
-    args: argparse.Namespace,
-    run_dir: Path,
-) -> tuple[keras.Model, list[dict]]:
-    """Train one member run per plan under work/members: members/seed_S (--seeds), or
-    members/fold_k trained without fold k's train rows (--train-folds). A finished member whose
-    config.json matches is kept, so a killed fit resumes. Saves their average as work's model;
-    returns it and each member's report (its train split: the rows it trained on)."""
-    models, reports, names = [], [], []
-    print(
-        f"training {len(plans)} members one after another (about {len(plans)} times the "
-        "time of one fit; a killed run keeps the finished ones)",
-        flush=True,
-    )
-    for config, held_out in plans:
-        member = dataclasses.replace(info, config=config, held_out=held_out)
-        name = f"seed_{config.seed}" if held_out is None else f"fold_{held_out.fold}"
-        names.append(name)
-        member_dir, own = work / "members" / name, without_fold(prepared, held_out)
-        if _finished(member_dir, member):
-            print(f"member {name.replace('_', ' ')}: kept from an earlier run ({member_dir})")
-            models.append(load_model(member_dir))
-            reports.append(json.loads((member_dir / "metrics.json").read_text()))
-            continue
-        member_dir.mkdir(parents=True, exist_ok=True)
-        clear_run(member_dir)
-        write_info(member_dir, member)
-        where = f"{len(models) + 1} of {len(plans)}, {config.arch}"
-        if held_out is not None:
-            where += f", seed {config.seed}; {len(own.splits['train'])} train rows"
-        print(f"member {name.replace('_', ' ')} ({where})", flush=True)
-        model, _ = train_model(config, own, member_dir, extra, verbose=verbosity(args))
-        report = evaluate_splits(model, own, config.batch_size)
-        write_json(member_dir / "metrics.json", report)
-        how = "--seeds" if held_out is None else "--train-folds"
-        made_by = f"{fit_command(member)}  # member of {run_dir.name} (fit {how})"
-        write_card(member_dir, member_dir.name, member, model, report, made_by, own)
-        models.append(model)
-        reports.append(report)
-    members = [run_dir / "members" / name for name in names]
-    return save_ensemble(work, models, members, run_dir), reports
-
-
-def without_fold(prepared: Prepared, held_out: HeldOut | None) -> Prepared:
-    """`prepared` with the train rows of the held-out fold left out (all of them for None)."""
-    if held_out is None:
-        return prepared
-    train = prepared.splits["train"]
-    keep = train_folds(len(train), held_out.folds) != held_out.fold
-    return dataclasses.replace(prepared, splits={**prepared.splits, "train": train.take(keep)})
-
-
-def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> Inputs:
-    """`inputs` with each train row's label mixed with the teacher's P(yes) for it. The
-    teacher must have been made from the same data and --valid-size, so that it never trained
-    on the student's valid or test rows; they keep the labels alone."""
-    teacher = read_info(teacher_dir)
-    data = teacher.data
-    if (data.data, data.valid_size) != (inputs.boolq.source, inputs.settings.valid_size):
-        raise UserError(
-            f"--distill {teacher_dir}: made from {data.data} with --valid-size "
-            f"{data.valid_size}, not {inputs.boolq.source} with --valid-size "
-            f"{inputs.settings.valid_size}: its answers could carry the student's valid rows"
-        )
-    check_same_rows("--distill", teacher_dir, teacher, inputs.boolq)
-    rows = inputs.boolq.splits["train"]
-    folds = out_of_fold_members(teacher_dir)
-    if folds:
-        print(
-            f"distilling from {teacher_dir}: each of the {len(rows)} train rows answered by the "
-            f"member that did not train on it ({len(folds)} folds)",
-            flush=True,
-        )
-        fold = train_folds(len(rows), len(folds))
-        answers = np.empty(len(rows), np.float32)
-        for k, member in enumerate(folds):
-            index = np.flatnonzero(fold == k)
-            answers[index] = open_run(member, cache).predict([rows[i] for i in index])
-    else:
-        print(f"distilling from {teacher_dir}: its P(yes) for the {len(rows)} train rows",
-              flush=True)  # fmt: skip
-        answers = open_run(teacher_dir, cache).predict(rows)
-    train = inputs.prepared.splits["train"]
-    soft = ((1.0 - weight) * train.labels + weight * answers).astype(np.float32)
-    splits = {**inputs.prepared.splits, "train": dataclasses.replace(train, labels=soft)}
-    prepared = dataclasses.replace(inputs.prepared, splits=splits)
-    distillation = Distillation(str(Path(teacher_dir).resolve()), weight)
-    return dataclasses.replace(inputs, prepared=prepared, distillation=distillation)
-
-
-def out_of_fold_members(teacher_dir: Path) -> list[Path]:
-    """A fit --train-folds teacher's members in fold order (member k never trained on fold k's
-    train rows); [] for a teacher whose members held out no fold (or one model)."""
-    members = {member: read_info(member) for member in ensemble_members(teacher_dir)}
-    held = {member: info.held_out for member, info in members.items()}
-    if all(h is None for h in held.values()):
-        return []
-    folds = {h.folds for h in held.values() if h is not None}
-    count = max(folds)
-    by_fold = {h.fold: member for member, h in held.items() if h is not None}
-    data = {(info.data.data, info.data.valid_size) for info in members.values()}
-    if None in held.values() or len(folds) > 1 or len(held) != count or len(by_fold) != count:
-        found = ", ".join(
-            "all train rows" if h is None else f"fold {h.fold} of {h.folds}" for h in held.values()
-        )
-        raise UserError(
-            f"--distill {teacher_dir}: its members held out {found}; out-of-fold answers need "
-            "one member for each fold of one --train-folds K (a fit --train-folds run)"
-        )
-    if len(data) > 1:
-        raise UserError(f"--distill {teacher_dir}: its members were made from different data")
-    return [by_fold[k] for k in range(count)]
-
-
-def _finished(member_dir: Path, info: RunInfo) -> bool:
-    """A finished member trained with `info`'s settings (as read_info reads it back, in
-    today's format), which is kept, not trained again."""
-    if not (member_dir / "metrics.json").exists():
-        return False
-    try:
-        return read_info(member_dir) == info
-    except UserError:  # a missing or damaged config.json: the member is trained again
-        return False
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from kboolq.api import open_run
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import BadRecord, Row, parse_row, read_records
 from kboolq.data.layout import vocabulary_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
+from kboolq.runs.api import open_run
 from kboolq.threads import set_threads
 
 

@@ -12,10 +12,10 @@ from kboolq.cli import (
     add_threads_argument,
     cache_dir,
     data_settings,
-    load_inputs,
     run_command,
 )
 from kboolq.data.layout import report
+from kboolq.inputs import load_inputs
 from kboolq.threads import set_threads
 
 

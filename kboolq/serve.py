@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kboolq.api import OpenRun, open_run
-from kboolq.card import CARD
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import Row, parse_row
 from kboolq.data.layout import vocabulary_problem
 from kboolq.errors import UserError
+from kboolq.runs.api import OpenRun, open_run
+from kboolq.runs.rundir import CARD_FILE, MODEL_FILE
 from kboolq.threads import set_threads
 
 READ_TIMEOUT = 10.0  # seconds a client has for its request headers, and again for its body
@@ -289,18 +289,18 @@ class Served:
 
     @classmethod
     def of(cls, run: OpenRun) -> Served:
-        model = run.path / "model.keras"
+        model = run.path / MODEL_FILE
         digest = hashlib.sha256()
         with open(model, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-        card = run.path / CARD
+        card = run.path / CARD_FILE
         text = card.read_text() if card.exists() else None
         return cls(digest.hexdigest(), _identity(model), text)
 
     def replaced(self, run_dir: Path) -> bool:
         try:
-            return _identity(run_dir / "model.keras") != self.identity
+            return _identity(run_dir / MODEL_FILE) != self.identity
         except OSError:
             return True
 

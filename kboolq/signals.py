@@ -5,7 +5,7 @@ swallow it: a bare `except:` inside a library (Keras, building a model), or a `_
 exceptions Python only prints. The command would then run on and replace a run it was told to
 leave whole. So the handlers record each signal before they raise (`received`), and a command
 checks the record where it matters (`raise_if_received`): before training starts, and before
-a staged run is swapped in (kboolq.staging), with the signals held during the swap itself
+a staged run is swapped in (kboolq.runs.staging), with the signals held during the swap itself
 (`held`). A handler that finds itself inside a `__del__` records the signal without raising
 there; the next check raises it.
 """

@@ -30,7 +30,7 @@ from kboolq.evaluation import training_metrics
 from kboolq.files import write_text
 from kboolq.models.architectures import build_model
 from kboolq.plots import read_history, save_learning_curves
-from kboolq.rundir import load_model, save_model
+from kboolq.runs.rundir import CURVES_FILE, HISTORY_FILE, load_model, save_model
 
 MONITOR = "val_balanced_accuracy"
 
@@ -208,7 +208,7 @@ def train_model(
                               seed=config.seed, batching=config.batching)  # fmt: skip
     valid = Batches.for_model(model, splits["valid"], lookup, layout, size)
     checkpoint = BestCheckpoint(run_dir)
-    history = HistoryWriter(Path(run_dir) / "history.csv")
+    history = HistoryWriter(Path(run_dir) / HISTORY_FILE)
     # With --ema the averaged weights are swapped in before validation and at each epoch's end,
     # so the metrics, early stopping and the checkpoint (placed after the swap) all see them.
     averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []
@@ -248,7 +248,7 @@ def train_model(
     )
     if interrupt.interrupted:
         raise Interrupted(signum=interrupt.signum)
-    save_learning_curves(history.rows, Path(run_dir) / "learning_curves.png", checkpoint.best_epoch)
+    save_learning_curves(history.rows, Path(run_dir) / CURVES_FILE, checkpoint.best_epoch)
     return load_model(run_dir), checkpoint
 
 
@@ -279,7 +279,7 @@ def refit_model(
     callbacks = [
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []),
         keras.callbacks.LearningRateScheduler(lambda epoch, rate: rates[epoch]),
-        HistoryWriter(Path(run_dir) / "history.csv"),
+        HistoryWriter(Path(run_dir) / HISTORY_FILE),
         ReleaseMemory(),
         interrupt := StopOnInterrupt(),
         *([EpochProgbar()] if verbose else []),
@@ -301,7 +301,7 @@ def refit_model(
 def refit_schedule(run_dir: Path, config: Config) -> list[float]:
     """The learning rate of each epoch up to the one a finished run kept (the first with its
     best valid balanced accuracy, as its checkpoint chose), from its history.csv."""
-    path = Path(run_dir) / "history.csv"
+    path = Path(run_dir) / HISTORY_FILE
     try:
         rows = read_history(path)
     except (OSError, ValueError) as exc:

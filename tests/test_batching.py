@@ -8,11 +8,11 @@ import pytest
 from conftest import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import fit
-from kboolq.api import load_run
 from kboolq.data.batches import Batches, fixed_steps
 from kboolq.data.boolq import read_rows
 from kboolq.evaluation import predict_split
-from kboolq.rundir import read_info
+from kboolq.runs.api import load_run
+from kboolq.runs.rundir import read_info
 
 pytestmark = pytest.mark.backend
 

@@ -13,14 +13,15 @@ from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE, fixture_a
 
 import kboolq
 from kboolq import ensemble, evaluate, fit, predict
-from kboolq.api import open_run
-from kboolq.cli import check_sources, run_command
+from kboolq.cli import run_command
 from kboolq.config import DataSettings
 from kboolq.data.boolq import load_boolq
 from kboolq.data.glove import load_glove
 from kboolq.data.layout import bound, prepare
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
+from kboolq.inputs import check_sources
+from kboolq.runs.api import open_run
 
 
 def _rows(path):

@@ -6,7 +6,7 @@ import yaml
 from conftest import fixture_args
 
 from kboolq import ensemble, fit
-from kboolq.rundir import is_kboolq_entry
+from kboolq.runs.rundir import is_kboolq_entry
 
 
 def _front_matter(text: str) -> dict:

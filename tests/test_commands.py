@@ -148,8 +148,9 @@ def test_evaluate_writes_report_and_plots(run, capsys):
 @pytest.mark.slow
 def test_predict_in_a_new_process_equals_fit_time_predictions(run, tmp_path):
 
-    from kboolq.cli import data_settings, load_inputs
-    from kboolq.rundir import load_model
+    from kboolq.cli import data_settings
+    from kboolq.inputs import load_inputs
+    from kboolq.runs.rundir import load_model
 
     run_dir, cache = run
     args = fit.parser().parse_args([*SOURCES, "--cache-dir", str(cache), "--out", "x"])
@@ -327,7 +328,7 @@ def test_evaluate_reloads_the_data_the_run_was_trained_on(run, monkeypatch, caps
 def test_ensemble_averages_members_and_is_a_normal_run(run, tmp_path, capsys):
     import keras
 
-    from kboolq.rundir import load_model
+    from kboolq.runs.rundir import load_model
 
     run_dir, cache = run
     _fit(tmp_path / "second", cache, "--seed", "1")

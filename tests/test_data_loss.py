@@ -14,7 +14,7 @@ from conftest import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import cli, fit, signals, training
 from kboolq.errors import Interrupted, UserError
-from kboolq.staging import staged
+from kboolq.runs.staging import staged
 
 COMMON = ("--hidden", "4", "--epochs", "1")
 
@@ -79,14 +79,14 @@ def test_a_signal_during_the_swap_ends_the_command_after_it_with_the_new_run(tmp
     run = tmp_path / "run"
     run.mkdir()
     (run / "model.keras").write_bytes(b"old")
-    real_swap = __import__("kboolq.staging", fromlist=["swap"]).swap
+    real_swap = __import__("kboolq.runs.staging", fromlist=["swap"]).swap
 
     def swap_with_a_signal(staging, run_dir, is_ours):
         _deliver()  # held: only recorded
         real_swap(staging, run_dir, is_ours)
 
     with cli.terminate_as_interrupt(), pytest.MonkeyPatch.context() as patch:
-        patch.setattr("kboolq.staging.swap", swap_with_a_signal)
+        patch.setattr("kboolq.runs.staging.swap", swap_with_a_signal)
         with pytest.raises(Interrupted) as stopped, staged(run, lambda n: True) as work:
             (work / "model.keras").write_bytes(b"new")
     assert str(stopped.value) == f"{run} holds the new run (the signal came as it was swapped in)"

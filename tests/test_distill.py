@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from conftest import FIXTURE_BOOLQ, fixture_args
 
-from kboolq import fit
-from kboolq.api import load_run
-from kboolq.cli import data_settings, load_inputs
+from kboolq import distill, fit
+from kboolq.cli import data_settings
 from kboolq.data.boolq import read_rows
 from kboolq.errors import UserError
-from kboolq.rundir import HeldOut, read_info
+from kboolq.inputs import load_inputs
+from kboolq.runs.api import load_run
+from kboolq.runs.rundir import HeldOut, read_info
 
 COMMON = ("--hidden", "4", "--epochs", "2", "--min-epochs", "0")
 
@@ -27,7 +28,7 @@ def test_only_train_targets_mix_in_the_teachers_answers(teacher, tmp_path):
     teacher_dir, cache = teacher
     args = fit.parser().parse_args(fixture_args(tmp_path / "s", cache, *COMMON))
     inputs = load_inputs(data_settings(args), cache)
-    student = fit.distilled(inputs, teacher_dir, 0.25, cache)
+    student = distill.distilled(inputs, teacher_dir, 0.25, cache)
     answers = load_run(teacher_dir, cache).predict(inputs.boolq.splits["train"])
     hard = inputs.prepared.splits["train"].labels
     soft = student.prepared.splits["train"].labels
@@ -133,7 +134,7 @@ def test_a_fold_teacher_answers_each_train_row_with_the_member_that_never_saw_it
         card = (member / "README.md").read_text()
         assert f"- rows: train {(fold != k).sum()}, valid 40" in card
         assert f"- trained without fold {k} of 3 of the train rows (a fit --train-folds" in card
-    student = fit.distilled(inputs, teacher_dir, 1.0, cache)
+    student = distill.distilled(inputs, teacher_dir, 1.0, cache)
     expected = np.empty(len(rows), np.float32)
     for k, member in enumerate(members):
         index = np.flatnonzero(fold == k)
@@ -152,7 +153,7 @@ def test_a_teacher_with_only_some_folds_is_refused(fold_teacher, tmp_path):
     assert ensemble.main([*members, "--out", str(partial), "--cache-dir", str(cache)]) == 0
     args = fit.parser().parse_args(fixture_args(tmp_path / "s", cache, *COMMON))
     with pytest.raises(UserError) as error:
-        fit.distilled(load_inputs(data_settings(args), cache), partial, 0.5, cache)
+        distill.distilled(load_inputs(data_settings(args), cache), partial, 0.5, cache)
     assert str(error.value) == (
         f"--distill {partial}: its members held out fold 0 of 3, fold 1 of 3; out-of-fold "
         "answers need one member for each fold of one --train-folds K (a fit --train-folds run)"
@@ -188,7 +189,7 @@ def test_a_refit_fold_teacher_holds_out_nothing_and_is_no_out_of_fold_teacher(
     members = sorted((out / "members").iterdir())
     assert [m.name for m in members] == ["0_fold_0", "1_fold_1", "2_fold_2"]
     assert [read_info(m).held_out for m in members] == [None, None, None]
-    assert fit.out_of_fold_members(out) == []
+    assert distill.out_of_fold_members(out) == []
 
 
 def test_a_held_out_fold_outside_its_count_is_refused_naming_the_key(fold_teacher, tmp_path):

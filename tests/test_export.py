@@ -12,10 +12,10 @@ import pytest
 from conftest import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import ensemble, export, fit
-from kboolq.api import load_run
 from kboolq.data.boolq import Row, read_rows
 from kboolq.errors import UserError
 from kboolq.models.architectures import ARCHITECTURES
+from kboolq.runs.api import load_run
 
 ort = pytest.importorskip("onnxruntime")
 REAL_ROWS = Path(__file__).parent / "data" / "boolq-real" / "rows.jsonl"

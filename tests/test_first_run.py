@@ -125,8 +125,8 @@ def test_written_files_follow_the_umask(tmp_path):
 
 def test_the_fixture_sources_still_load_without_network(tmp_path):
     """SOURCES (local data, a GloVe text file) pass the source check without any probe."""
-    from kboolq.cli import check_sources
     from kboolq.config import DataSettings
+    from kboolq.inputs import check_sources
 
     settings = DataSettings(data=SOURCES[1], glove=str(FIXTURE_GLOVE), valid_size=40)
     check_sources(settings, tmp_path)

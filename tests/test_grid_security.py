@@ -231,8 +231,9 @@ def test_on_a_chief_only_accepted_files_complete_a_trial(tmp_path):
 
 def test_the_chief_checks_a_trials_files_against_its_grid_point(trained, tmp_path):
     run, cache = trained
-    from kboolq.cli import data_settings, load_inputs
+    from kboolq.cli import data_settings
     from kboolq.config import Config
+    from kboolq.inputs import load_inputs
 
     parsed = grid.parser().parse_args(fixture_args(tmp_path / "g", cache, "--hidden", "4"))
     inputs = load_inputs(data_settings(parsed), cache)

@@ -1,4 +1,4 @@
-"""kboolq.migration: the one place that reads older config.json and grid.json formats."""
+"""kboolq.runs.migration: the one place that reads older config.json and grid.json formats."""
 
 import json
 import re
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kboolq import migration
 from kboolq.errors import UserError
-from kboolq.rundir import read_info
+from kboolq.runs import migration
+from kboolq.runs.rundir import read_info
 from tuning.record import record_changes
 
 OLD_RUN = Path(__file__).parent / "data" / "runs" / "format1-bigru"
@@ -132,7 +132,7 @@ def test_a_grid_record_without_format_compares_with_the_values_it_was_made_with(
 
 
 def test_no_module_but_migration_knows_the_old_formats_values():
-    """The older formats' fill values appear in kboolq.migration only (one place)."""
+    """The older formats' fill values appear in kboolq.runs.migration only (one place)."""
     pattern = re.compile(r"FORMAT_[1-4]_|BEFORE_SETTING|\"format\"\) != 1|format == 1")
     knowing = sorted(
         str(path.relative_to(PACKAGES))
@@ -140,4 +140,4 @@ def test_no_module_but_migration_knows_the_old_formats_values():
         for path in (PACKAGES / folder).rglob("*.py")
         if pattern.search(path.read_text())
     )
-    assert knowing == ["kboolq/migration.py"]
+    assert knowing == ["kboolq/runs/migration.py"]

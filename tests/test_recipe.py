@@ -17,8 +17,9 @@ from kboolq.data.batches import takes_stems
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
 from kboolq.evaluation import spread
+from kboolq.members import alternate_config, member_configs
 from kboolq.models.architectures import build_model
-from kboolq.rundir import load_model, read_info
+from kboolq.runs.rundir import load_model, read_info
 
 ROWS = [{"question": "is it true", "passage": "it is true that it rains"}, {
     "question": "does the sun rise", "passage": "the moon sets in the west"}]  # fmt: skip
@@ -145,16 +146,16 @@ def test_bad_recipe_settings(field, value, message):
 
 def test_member_configs_alternate_from_the_first():
     config = Config(hidden_size=32, seed=5)
-    esim = fit.alternate_config(config, "--arch esim --hidden 8 --dropout 0.5")
-    members = fit.member_configs(config, esim, 3)
+    esim = alternate_config(config, "--arch esim --hidden 8 --dropout 0.5")
+    members = member_configs(config, esim, 3)
     assert [(m.arch, m.hidden_size, m.dropout, m.seed) for m in members] == [
         ("esim", 8, 0.5, 5), ("bigru", 32, 0.2, 6), ("esim", 8, 0.5, 7)]  # fmt: skip
     assert members[1] == dataclasses.replace(config, seed=6)
-    assert fit.member_configs(config, esim, 1) == [config]  # one model: the settings given
-    assert fit.alternate_config(config, "none") is None
-    assert fit.member_configs(config, None, 2) == [config, dataclasses.replace(config, seed=6)]
+    assert member_configs(config, esim, 1) == [config]  # one model: the settings given
+    assert alternate_config(config, "none") is None
+    assert member_configs(config, None, 2) == [config, dataclasses.replace(config, seed=6)]
     # the default: esim at hidden 128 without exact match, everything else as given
-    default = fit.alternate_config(config, fit.ALTERNATE)
+    default = alternate_config(config, fit.ALTERNATE)
     assert default == dataclasses.replace(config, arch="esim", hidden_size=128, exact_match="off")
 
 

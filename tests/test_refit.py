@@ -7,11 +7,11 @@ import pytest
 from conftest import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import fit
-from kboolq.api import load_run
 from kboolq.data.boolq import read_rows
 from kboolq.errors import UserError
 from kboolq.plots import read_history
-from kboolq.rundir import read_info
+from kboolq.runs.api import load_run
+from kboolq.runs.rundir import read_info
 
 COMMON = ("--hidden", "4", "--epochs", "4", "--min-epochs", "0", "--lr-plateau", "1")
 

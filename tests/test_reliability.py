@@ -13,14 +13,14 @@ from conftest import fixture_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kboolq.cli import load_inputs
 from kboolq.config import Config
 from kboolq.data.boolq import Row
 from kboolq.data.glove import Glove
 from kboolq.data.layout import Layout, encode
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
-from kboolq.rundir import read_info
+from kboolq.inputs import load_inputs
+from kboolq.runs.rundir import read_info
 from kboolq.training import release_memory, train_model
 
 WORDS = ["the", "a", "is", "u.s.", "1,000", "'s", "moon", "caf", "e.g."]
@@ -73,7 +73,7 @@ def _start_and_wait_for_checkpoint(out, cache):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_best_model_and_says_so(tmp_path):
-    from kboolq.rundir import load_model
+    from kboolq.runs.rundir import load_model
 
     out = tmp_path / "run"
     process = _start_and_wait_for_checkpoint(out, tmp_path / "cache")
@@ -91,7 +91,7 @@ def test_fit_killed_with_sigkill_restarts_cleanly(tmp_path):
     process = _start_and_wait_for_checkpoint(out, cache)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    from kboolq.rundir import load_model
+    from kboolq.runs.rundir import load_model
 
     assert load_model(out) is not None  # the last good checkpoint survives the kill
     result = subprocess.run(

@@ -10,7 +10,7 @@ from conftest import DATA, FIXTURE_BOOLQ, FIXTURE_GLOVE
 
 from kboolq import evaluate, predict
 from kboolq.errors import UserError
-from kboolq.rundir import read_info
+from kboolq.runs.rundir import read_info
 
 OLD_RUNS = DATA / "runs"
 
@@ -100,7 +100,7 @@ def test_an_edited_config_names_the_file_and_what_is_wrong(edit, message, tmp_pa
 
 
 def test_missing_vectors_named_in_config_json_are_reported_by_its_key(tmp_path):
-    from kboolq.api import open_run
+    from kboolq.runs.api import open_run
 
     run_dir = _old_run("bigru", tmp_path)
     config = json.loads((run_dir / "config.json").read_text())

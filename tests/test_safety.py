@@ -12,7 +12,7 @@ from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
 
 from kboolq import carve, fit, predict
 from kboolq.cli import run_command
-from kboolq.outputs import lock_output, lock_path
+from kboolq.runs.outputs import lock_output, lock_path
 from tuning import grid
 
 

@@ -19,8 +19,8 @@ import pytest
 from conftest import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import fit
-from kboolq.api import load_run
 from kboolq.data.boolq import read_rows
+from kboolq.runs.api import load_run
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")

@@ -1,4 +1,4 @@
-"""A refused or interrupted command leaves everything as it was (kboolq/staging.py).
+"""A refused or interrupted command leaves everything as it was (kboolq/runs/staging.py).
 
 One rule for fit and ensemble: --overwrite replaces kboolq's files only; a new run is staged and
 swapped in whole; kboolq removes only its own marked leftovers, and only after the output is
@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import fixture_args
 
-from kboolq import ensemble, fit, rundir, staging
+from kboolq import ensemble, fit
 from kboolq.cli import run_command
-from kboolq.rundir import is_kboolq_entry, load_model
+from kboolq.runs import rundir, staging
+from kboolq.runs.rundir import is_kboolq_entry, load_model
 
 
 def _tree(root):

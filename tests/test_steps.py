@@ -9,9 +9,9 @@ import pytest
 from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
 
 from kboolq import training
-from kboolq.cli import load_inputs
 from kboolq.config import Config, DataSettings
 from kboolq.hostreads import StepReads, count_host_reads
+from kboolq.inputs import load_inputs
 from kboolq.models import gru
 
 

@@ -45,6 +45,7 @@ import keras_tuner as kt
 
 from kboolq.errors import UserError
 from kboolq.files import write_bytes
+from kboolq.runs.rundir import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE
 from tuning.kt_private import protos, trial_dir
 from tuning.oracle import ResumableGridOracle
 from tuning.tls import mismatch
@@ -64,7 +65,7 @@ IDLE_WAIT = (0.5, 8.0)  # a worker with nothing to run asks again after 0.5, 1, 
 WAIT_NOTICE = 30.0  # a worker waiting for its chief says so at once and every this many seconds
 NOT_SENT = {"trial.json"}  # the chief's own file in a trial directory
 # The files of a run directory that a worker may send (what train_model and write_info write).
-RUN_UPLOAD = {"model.keras", "config.json", "history.csv", "learning_curves.png", "metrics.json"}
+RUN_UPLOAD = {MODEL_FILE, CONFIG_FILE, HISTORY_FILE, CURVES_FILE, METRICS_FILE}
 SECRET_ENV = "KBOOLQ_GRID_SECRET"
 SECRET_FILE = "grid.secret"
 AUTH_KEY = "authorization"  # the metadata key of the secret ("Bearer SECRET")

@@ -21,16 +21,14 @@ from kboolq.cli import (
     add_verbose_argument,
     cache_dir,
     data_settings,
-    load_inputs,
     run_command,
-    run_info,
     verbosity,
-    warn_about_data,
 )
 from kboolq.config import Config, word_chars
 from kboolq.errors import UserError
 from kboolq.files import write_json
-from kboolq.outputs import claim_output, lock_output
+from kboolq.inputs import load_inputs, run_info, warn_about_data
+from kboolq.runs.outputs import claim_output, lock_output
 from kboolq.threads import set_threads
 from tuning.axes import DEFAULT_GRID, FIELDS, grid_size, settings_from_args
 from tuning.distributed import (

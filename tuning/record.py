@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from kboolq.errors import UserError
-from kboolq.migration import FORMAT, migrate_grid_record
-from kboolq.rundir import RunInfo
+from kboolq.runs.migration import FORMAT, migrate_grid_record
+from kboolq.runs.rundir import RunInfo
 
 RECORD = "grid.json"  # what the grid directory was made from
 

@@ -9,7 +9,6 @@ import csv
 import dataclasses
 import io
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,26 @@ import keras
 import keras_tuner as kt
 
 from kboolq import tracking
-from kboolq.card import fit_command, write_card
 from kboolq.config import Config
 from kboolq.data.layout import Prepared
 from kboolq.errors import UserError
-from kboolq.evaluation import evaluate_splits, format_table
+from kboolq.evaluation import format_table
 from kboolq.files import write_json, write_text
 from kboolq.models.architectures import build_model
 from kboolq.plots import read_history, save_grid_curves
-from kboolq.rundir import RunInfo, check_fits, load_model, read_info, write_info
+from kboolq.runs.card import fit_command
+from kboolq.runs.finish import finish_run
+from kboolq.runs.outputs import claimed
+from kboolq.runs.rundir import (
+    CURVES_FILE,
+    HISTORY_FILE,
+    RUN,
+    RunInfo,
+    check_fits,
+    load_model,
+    read_info,
+    write_info,
+)
 from kboolq.training import MONITOR, train_model
 from tuning import kt_private
 from tuning.axes import grid_size
@@ -291,19 +301,16 @@ def write_trials_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def publish_best(trial_dir: Path, best_dir: Path) -> None:
-    """Replace GRID_DIR/best with a copy of the best trial's run directory, atomically."""
-    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=best_dir.parent))
-    try:
-        shutil.copytree(trial_dir, staging, dirs_exist_ok=True)
-        old = best_dir.with_name(".best-old")
-        shutil.rmtree(old, ignore_errors=True)
-        if best_dir.exists():
-            best_dir.rename(old)
-        staging.rename(best_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def publish_best(
+    trial_dir: Path, best_dir: Path, prepared: Prepared, batch_size: int, made_by: str
+) -> dict[str, dict]:
+    """GRID_DIR/best: a copy of the best trial's run, finished (evaluated once, its card), and
+    swapped in whole through kboolq's one output protocol; returns its reports."""
+    info = read_info(trial_dir)
+    with claimed(best_dir, RUN, overwrite=True) as out, out.staged() as work:
+        shutil.copytree(trial_dir, work, dirs_exist_ok=True)
+        model = load_model(work)
+        return finish_run(work, best_dir.name, info, model, prepared, made_by, None, batch_size)
 
 
 def finish(
@@ -318,17 +325,13 @@ def finish(
     curves = {
         row["trial"]: [r[MONITOR] for r in read_history(history)]
         for row in rows
-        if (history := Path(tuner.get_trial_dir(row["trial"])) / "history.csv").exists()
+        if (history := Path(tuner.get_trial_dir(row["trial"])) / HISTORY_FILE).exists()
     }
-    save_grid_curves(curves, best[0].trial_id, grid_dir / "learning_curves.png")
+    save_grid_curves(curves, best[0].trial_id, grid_dir / CURVES_FILE)
     best_dir = grid_dir / "best"
-    publish_best(Path(tuner.get_trial_dir(best[0].trial_id)), best_dir)
-    model = load_model(best_dir)
-    reports = evaluate_splits(model, prepared, base.batch_size)
-    write_json(best_dir / "metrics.json", reports)
-    info = read_info(best_dir)
-    made_by = f"{fit_command(info)}  # the grid's best trial, {best[0].trial_id}"
-    write_card(best_dir, "best", info, model, reports, made_by, prepared)
+    trial_dir = Path(tuner.get_trial_dir(best[0].trial_id))
+    made_by = f"{fit_command(read_info(trial_dir))}  # the grid's best trial, {best[0].trial_id}"
+    reports = publish_best(trial_dir, best_dir, prepared, base.batch_size, made_by)
     print(_format_rows(rows))
     print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
     print(format_table(reports))

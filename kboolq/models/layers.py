@@ -1,7 +1,7 @@
 """The layout's building blocks: masks and parts from the row lengths, pooling, a bias baseline.
 
 Every layer is registered under the package name "kboolq", so a saved `.keras` model finds it
-once kboolq.models.layers is imported (kboolq.rundir.load_model does that).
+once kboolq.models.layers is imported (kboolq.runs.rundir.load_model does that).
 """
 
 from __future__ import annotations

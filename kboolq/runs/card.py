@@ -21,9 +21,8 @@ import kboolq
 from kboolq.config import Config, DataSettings
 from kboolq.data.layout import Prepared
 from kboolq.files import write_text
-from kboolq.rundir import RunInfo
+from kboolq.runs.rundir import CARD_FILE, CURVES_FILE, RunInfo
 
-CARD = "README.md"
 SPLITS = ("valid", "test")
 
 
@@ -153,7 +152,7 @@ def card_text(
                 f"| no | {tn} | {fp} |",
                 f"| yes | {fn} | {tp} |",
             ]
-    if (Path(directory) / "learning_curves.png").exists():
+    if (Path(directory) / CURVES_FILE).exists():
         lines += ["", "![learning curves](learning_curves.png)"]
     lines += [
         "",
@@ -195,4 +194,4 @@ def card_text(
 def write_card(directory: Path, name: str, *args: Any, **kwargs: Any) -> None:
     """Write card_text(...) as `directory`/README.md (atomically); `name` is the run
     directory's final name (`directory` may be its staging directory)."""
-    write_text(Path(directory) / CARD, card_text(directory, name, *args, **kwargs))
+    write_text(Path(directory) / CARD_FILE, card_text(directory, name, *args, **kwargs))

@@ -1,5 +1,10 @@
 """Who may write a directory: one kboolq command at a time (a lock), and only into a new or empty
-directory or one of its own kind (the output guard every command passes before it writes)."""
+directory or one of its own kind (the output guard every command passes before it writes).
+
+`claimed` is the one output protocol that fit, ensemble, export and the grid's best/ follow:
+a symlink's target, the lock, a parked run put back, the claim, kboolq's own leftovers removed;
+its `Claim.staged()` then writes the new output beside the old one and swaps it in whole.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from kboolq.errors import UserError
-from kboolq.staging import is_temporary
+from kboolq.runs.staging import is_temporary, recover, remove_leftovers, staged, write_target
 
 LOCKS = Path(tempfile.gettempdir()) / "kboolq-locks"
 
@@ -96,3 +102,49 @@ def claim_output(
         f"{flag} {path}: not empty ({shown}) and not a kboolq {kind}; refusing to write there, "
         "choose a new or empty directory"
     )
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of output: its name in messages, how to tell a directory of that kind, and which
+    entries of one kboolq writes (the others are the user's, carried into a replacement)."""
+
+    name: str
+    is_kind: Callable[[Path], bool]
+    is_ours: Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An output directory this command holds: `path` (a symlink's target) and whether it
+    already `held` one of its kind (being replaced or resumed)."""
+
+    path: Path
+    held: bool
+    kind: Kind
+
+    def staged(self) -> contextlib.AbstractContextManager[Path]:
+        """A staging directory that becomes `path` whole when the block ends (runs.staging)."""
+        return staged(self.path, self.kind.is_ours)
+
+
+@contextlib.contextmanager
+def claimed(
+    path: Path,
+    kind: Kind,
+    overwrite: bool = False,
+    protect: Sequence[Path] = (),
+    flag: str = "--out",
+    resumable: Callable[[Path], bool] | None = None,
+) -> Iterator[Claim]:
+    """Hold `path` for writing a `kind` for as long as the block runs: written through a
+    symlink, locked against other kboolq commands, a run parked by a killed swap put back,
+    claimed (claim_output: a directory of that kind only with `overwrite`, or when
+    `resumable` says this command may take it over), then kboolq's own leftovers removed."""
+    out = write_target(path)  # a symlinked output is written through, never replaced
+    with lock_output(out):
+        recover(out)
+        take = overwrite or (resumable is not None and resumable(out))
+        held = claim_output(out, kind.name, kind.is_kind, take, protect, flag)
+        remove_leftovers(out)  # kboolq's own, and only once the output is claimed
+        yield Claim(out, held, kind)

@@ -16,7 +16,7 @@ from kboolq.data.layout import Prepared, encode
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.files import default_cache_dir
-from kboolq.rundir import RunInfo, check_fits, load_model, read_info, sources_of
+from kboolq.runs.rundir import RunInfo, check_fits, load_model, read_info, sources_of
 
 
 def load_vectors(info: RunInfo, cache_dir: Path) -> Glove:

@@ -2,9 +2,9 @@
 
 config.json (format FORMAT) holds the hyperparameters, the data settings, the layout, the vectors'
 fingerprint, and what a run learned from besides its labels (a teacher) or without (a held-out
-fold); read_info reads it into a RunInfo (kboolq.migration brings an older run's config.json to
+fold); read_info reads it into a RunInfo (kboolq.runs.migration brings an older run's config.json to
 today's format first), load_model reads model.keras and check_fits proves the two belong
-together. kboolq.api opens a run for use; kboolq.outputs guards what a command may write.
+together. kboolq.runs.api opens a run for use; kboolq.runs.outputs guards what a command may write.
 """
 
 from __future__ import annotations
@@ -27,20 +27,30 @@ from kboolq.data.batches import CHARS, STEMS, WORDS
 from kboolq.data.layout import Layout
 from kboolq.errors import UserError
 from kboolq.files import atomic_path, write_json
-from kboolq.migration import FORMAT, migrate_run
 from kboolq.models import gru, layers  # noqa: F401  (register the custom layers for loading)
 from kboolq.models.averaging import average
-from kboolq.staging import is_temporary
+from kboolq.runs.migration import FORMAT, migrate_run
+from kboolq.runs.outputs import Kind
+from kboolq.runs.staging import is_temporary
 
+# Every file kboolq writes into a run directory, named once here.
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"  # one row per epoch
+CURVES_FILE = "learning_curves.png"
+METRICS_FILE = "metrics.json"  # the finished run's reports per split (its absence: unfinished)
+CARD_FILE = "README.md"  # the model card
+REPORT_FILE = "report.json"  # kboolq.evaluate's reports
+MEMBERS_FILE = "members.json"  # an ensemble's member runs
+SEEDS_FILE = "seeds.json"  # fit --seeds / --train-folds: the members' spread
 REFIT_FILE = "refit.json"  # fit --refit: the run it refit, its epochs and learning rates
 RUN_FILES = (
-    MODEL_FILE, CONFIG_FILE, "history.csv", "metrics.json", "report.json", "members.json",
-    "seeds.json", "learning_curves.png", "README.md", REFIT_FILE,
+    MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE, REPORT_FILE, MEMBERS_FILE, SEEDS_FILE,
+    CURVES_FILE, CARD_FILE, REFIT_FILE,
 )  # fmt: skip
 PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr)\.png")  # evaluate's plots
-RUN_DIRS = ("members",)  # a seed ensemble's member runs
+MEMBERS_DIR = "members"  # fit --seeds / --train-folds: the member runs
+RUN_DIRS = (MEMBERS_DIR,)
 
 
 @dataclass(frozen=True)
@@ -119,14 +129,14 @@ def save_ensemble(
     ensemble read back from `work`."""
     final = Path(run_dir).resolve()
     listed = [os.path.relpath(Path(member).resolve(), final) for member in members]
-    write_json(Path(work) / "members.json", {"members": listed})
+    write_json(Path(work) / MEMBERS_FILE, {"members": listed})
     save_model(average(models), work)
     return load_model(work)
 
 
 def ensemble_members(run_dir: Path) -> list[Path]:
     """An ensemble's member runs (members.json, paths relative to RUN_DIR); [] for one model."""
-    path = Path(run_dir) / "members.json"
+    path = Path(run_dir) / MEMBERS_FILE
     if not path.exists():
         return []
     try:
@@ -146,7 +156,7 @@ def run_and_members(run_dir: Path) -> list[Path]:
         if run.resolve() in {f.resolve() for f in found}:
             continue
         found.append(run)
-        if (run / "members.json").is_file():
+        if (run / MEMBERS_FILE).is_file():
             todo += ensemble_members(run)
     return found
 
@@ -343,3 +353,6 @@ def is_run(directory: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(raw, dict) and "format" in raw and "hyperparameters" in raw
+
+
+RUN = Kind("run", is_run, is_kboolq_entry)  # what fit, refit, ensemble and the grid's best/ write

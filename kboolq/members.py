@@ -1,0 +1,119 @@
+"""The members of a fit ensemble (--seeds, --train-folds): what each trains with, and training
+them one after another into RUN_DIR/members, keeping the ones a killed fit finished."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+
+from kboolq.config import Config, config_with_flags
+from kboolq.data.layout import Prepared, train_folds
+from kboolq.errors import UserError
+from kboolq.runs.card import fit_command
+from kboolq.runs.finish import finish_run
+from kboolq.runs.rundir import (
+    MEMBERS_DIR,
+    METRICS_FILE,
+    HeldOut,
+    RunInfo,
+    clear_run,
+    load_model,
+    read_info,
+    save_ensemble,
+    write_info,
+)
+from kboolq.training import train_model
+
+
+def alternate_config(config: Config, flags: str) -> Config | None:
+    """The settings of the odd-numbered members (1st, 3rd, ...), or None for 'none'."""
+    if flags.strip() == "none":
+        return None
+    return config_with_flags(config, flags, "--alternate")
+
+
+def member_configs(config: Config, alternate: Config | None, n: int) -> list[Config]:
+    """What each of n models trains with: seeds config.seed, config.seed + 1, ...; the 1st,
+    3rd, ... with `alternate`'s settings when there is more than one model (every seed is
+    checked as each is made). One model is `config` itself: --alternate shapes ensembles only."""
+    if n == 1:
+        return [config]
+    return [
+        dataclasses.replace(
+            alternate if alternate is not None and k % 2 == 0 else config, seed=config.seed + k
+        )
+        for k in range(n)
+    ]
+
+
+def fold_configs(config: Config, folds: int) -> list[Config]:
+    """--train-folds K: K models with seeds config.seed, config.seed + 1, ..."""
+    return [dataclasses.replace(config, seed=config.seed + k) for k in range(folds)]
+
+
+def train_members(
+    info: RunInfo,
+    plans: list[tuple[Config, HeldOut | None]],
+    prepared: Prepared,
+    work: Path,
+    extra: list[keras.callbacks.Callback],
+    verbose: int,
+    run_dir: Path,
+) -> tuple[keras.Model, list[dict]]:
+    """Train one member run per plan under work/members: members/seed_S (--seeds), or
+    members/fold_k trained without fold k's train rows (--train-folds). A finished member whose
+    config.json matches is kept, so a killed fit resumes. Saves their average as work's model;
+    returns it and each member's report (its train split: the rows it trained on)."""
+    models, reports, names = [], [], []
+    print(
+        f"training {len(plans)} members one after another (about {len(plans)} times the "
+        "time of one fit; a killed run keeps the finished ones)",
+        flush=True,
+    )
+    for config, held_out in plans:
+        member = dataclasses.replace(info, config=config, held_out=held_out)
+        name = f"seed_{config.seed}" if held_out is None else f"fold_{held_out.fold}"
+        names.append(name)
+        member_dir, own = work / MEMBERS_DIR / name, without_fold(prepared, held_out)
+        if finished(member_dir, member):
+            print(f"member {name.replace('_', ' ')}: kept from an earlier run ({member_dir})")
+            models.append(load_model(member_dir))
+            reports.append(json.loads((member_dir / METRICS_FILE).read_text()))
+            continue
+        member_dir.mkdir(parents=True, exist_ok=True)
+        clear_run(member_dir)
+        write_info(member_dir, member)
+        where = f"{len(models) + 1} of {len(plans)}, {config.arch}"
+        if held_out is not None:
+            where += f", seed {config.seed}; {len(own.splits['train'])} train rows"
+        print(f"member {name.replace('_', ' ')} ({where})", flush=True)
+        model, _ = train_model(config, own, member_dir, extra, verbose=verbose)
+        how = "--seeds" if held_out is None else "--train-folds"
+        made_by = f"{fit_command(member)}  # member of {run_dir.name} (fit {how})"
+        reports.append(finish_run(member_dir, member_dir.name, member, model, own, made_by))
+        models.append(model)
+    members = [run_dir / MEMBERS_DIR / name for name in names]
+    return save_ensemble(work, models, members, run_dir), reports
+
+
+def without_fold(prepared: Prepared, held_out: HeldOut | None) -> Prepared:
+    """`prepared` with the train rows of the held-out fold left out (all of them for None)."""
+    if held_out is None:
+        return prepared
+    train = prepared.splits["train"]
+    keep = train_folds(len(train), held_out.folds) != held_out.fold
+    return dataclasses.replace(prepared, splits={**prepared.splits, "train": train.take(keep)})
+
+
+def finished(member_dir: Path, info: RunInfo) -> bool:
+    """A finished member trained with `info`'s settings (as read_info reads it back, in
+    today's format), which is kept, not trained again."""
+    if not (member_dir / METRICS_FILE).exists():
+        return False
+    try:
+        return read_info(member_dir) == info
+    except UserError:  # a missing or damaged config.json: the member is trained again
+        return False

@@ -1,0 +1,33 @@
+"""The last step of every run kboolq writes: its reports on each split, metrics.json and the
+model card (fit, its members, refit, ensemble and the grid's best/ all finish here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from kboolq.data.layout import Prepared
+from kboolq.evaluation import evaluate_splits
+from kboolq.files import write_json
+from kboolq.runs.card import write_card
+from kboolq.runs.rundir import METRICS_FILE, RunInfo
+
+
+def finish_run(
+    work: Path,
+    name: str,
+    info: RunInfo,
+    model: keras.Model,
+    prepared: Prepared,
+    made_by: str,
+    seconds: float | None = None,
+    batch_size: int | None = None,
+) -> dict[str, dict]:
+    """Evaluate `model` on `prepared`'s splits (in batches of `batch_size`, default the run's
+    own), write work/metrics.json (a run without it is unfinished) and work/README.md, the
+    card of the run that ends up named `name`; returns the reports."""
+    reports = evaluate_splits(model, prepared, batch_size or info.config.batch_size)
+    write_json(Path(work) / METRICS_FILE, reports)
+    write_card(work, name, info, model, reports, made_by, prepared, seconds)
+    return reports
