@@ -103,7 +103,9 @@ def reference_inputs(seed: int = 2) -> tuple[Layout, dict, np.ndarray]:
     table = rng.normal(size=(300, 16)).astype(np.float32)
     table[0] = 0
     labels = (rng.random(rows) < 0.6).astype(np.int8)
-    inputs, _ = Batches(Split(ids, q_len, p_len, labels), Lookup.of(table), rows)[0]
+    inputs, _ = Batches(
+        Split(ids, q_len, p_len, labels), Lookup(table, np.zeros(len(table), np.int32)), rows
+    )[0]
     return layout, inputs, labels
 
 

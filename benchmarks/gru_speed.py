@@ -164,7 +164,11 @@ def bench_pair(
     table[0] = 0
     ids = rng.integers(1, 5000, split.ids.shape).astype(np.int32)
     ids[split.ids == 0] = 0
-    batches = Batches(Split(ids, split.q_len, split.p_len, split.labels), Lookup.of(table), batch)
+    batches = Batches(
+        Split(ids, split.q_len, split.p_len, split.labels),
+        Lookup(table, np.zeros(len(table), np.int32)),
+        batch,
+    )
     inputs, labels = batches[0]
     keras.utils.set_random_seed(0)
     keras_model = keras_gru_model(layout, dim, hidden)
@@ -201,7 +205,9 @@ def bench_pair(
         repeats,
     )
     real_table = rng.normal(size=(41316, dim)).astype(np.float32)  # the real table's size
-    generator = Batches(split, Lookup.of(real_table), batch, shuffle=True)
+    generator = Batches(
+        split, Lookup(real_table, np.zeros(len(real_table), np.int32)), batch, shuffle=True
+    )
     result.update(interleaved_medians({"batch": lambda: generator[3]}, repeats * 5))
     return result
 
@@ -214,7 +220,7 @@ def bench_epoch(
     subset = Split(
         *(a[: steps * batch] for a in (split.ids, split.q_len, split.p_len, split.labels))
     )
-    batches = Batches(subset, Lookup.of(table), batch, shuffle=True)
+    batches = Batches(subset, Lookup(table, np.zeros(len(table), np.int32)), batch, shuffle=True)
     dim, hidden = table.shape[1], 128
     keras.utils.set_random_seed(0)
     project = notebook_model(hidden, layout, dim)

@@ -42,7 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
-        source = Path(args.data) / "train.jsonl"
+        source = Path(args.source) / "train.jsonl"
         with open(source) as lines:
             (data / "train.jsonl").write_text("".join(itertools.islice(lines, args.rows)))
         settings = dataclasses.replace(data_settings(args), data=str(data))

@@ -22,7 +22,7 @@ def scores_of(runs: list[Path]) -> tuple[Scores, list[Scores]]:
     """Labels per split, and each run's P(yes) per split."""
     check_compatible([read_info(run) for run in runs], runs)
     first = open_run(runs[0], default_cache_dir())
-    boolq = load_boolq(first.info.data.data, first.info.data.valid_size)
+    boolq = load_boolq(first.info.data.source, first.info.data.valid_size)
     names = [name for name in ("valid", "test") if name in boolq.splits]
     encoded = first.encode_splits({name: boolq.splits[name] for name in names})
     batch = first.info.config.batch_size

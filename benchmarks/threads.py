@@ -61,7 +61,9 @@ def training_data(data: Path) -> tuple[Layout, Batches]:
     ids = rng.integers(1, 5000, (rows, layout.steps)).astype(np.int32)
     table = rng.normal(size=(5000, 50)).astype(np.float32)
     labels = (rng.random(rows) < 0.6).astype(np.int8)
-    return layout, Batches(Split(ids, q_len, p_len, labels), Lookup.of(table), 64)
+    return layout, Batches(
+        Split(ids, q_len, p_len, labels), Lookup(table, np.zeros(len(table), np.int32)), 64
+    )
 
 
 def wait_for_all(barrier: Path, processes: int) -> None:

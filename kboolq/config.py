@@ -19,10 +19,16 @@ from typing import Any, NoReturn
 from kboolq.data.batches import BATCHINGS
 from kboolq.data.boolq import DEFAULT_VALID_SIZE
 from kboolq.data.glove import DEFAULT_GLOVE
-from kboolq.data.layout import PASSAGE_PERCENTILE, QUESTION_PERCENTILE, WORD_CHARS
+from kboolq.data.layout import (
+    PASSAGE_PERCENTILE,
+    QUESTION_PERCENTILE,
+    WORD_CHARS,
+    LayoutSettings,
+)
 from kboolq.data.tokens import ACCENTS, DEFAULT_ACCENTS
 from kboolq.errors import UserError
-from kboolq.models.architectures import ALIASES, ARCHITECTURES
+from kboolq.models.architectures import ARCHITECTURES
+from kboolq.runs.migration import ARCH_RENAMES, current_arch
 
 CLASS_WEIGHTS = ("none", "balanced")
 EXACT_MATCH = ("off", "on", "stem")
@@ -38,7 +44,8 @@ class Config:
     arch: str = _option(
         "bigru", "--arch",
         "model: " + "; ".join(f"{name} ({a.help})" for name, a in ARCHITECTURES.items()),
-        choices=(*ARCHITECTURES, *ALIASES),
+        choices=(*ARCHITECTURES, *ARCH_RENAMES),
+        metavar="{" + ",".join(ARCHITECTURES) + "}",
     )  # fmt: skip
     hidden_size: int = _option(256, "--hidden", "GRU and dense hidden units")
     dropout: float = _option(
@@ -59,8 +66,7 @@ class Config:
         "'on' gives every question and passage word one more input channel: 1 when the word "
         "also occurs in the other part; 'stem' adds a second one: 1 when a word with the same "
         "stem does ('runs' and 'running'). For bigru, attention and esim; the notebook design "
-        "never separates the parts and question_only never sees the passage, so they ignore it. "
-        "Runs saved before this setting existed used 'off'",
+        "never separates the parts and question_only never sees the passage, so they ignore it",
         choices=EXACT_MATCH,
     )  # fmt: skip
     chars: int = _option(
@@ -68,8 +74,7 @@ class Config:
         "size of a character CNN vector joined to each word's GloVe vector (0: off; the "
         "paper's model uses one, 50 is a common size). Unknown words then keep their place "
         "in the layout and get a vector from their first 16 characters; exact match also "
-        "compares characters. For bigru, attention, esim, biattention and question_only; "
-        "runs saved before this setting existed used 0",
+        "compares characters. For bigru, attention, esim, biattention and question_only",
     )  # fmt: skip
     min_epochs: int = _option(
         8, "--min-epochs", "epochs trained before early stopping may end the run"
@@ -105,7 +110,7 @@ class Config:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arch", ALIASES.get(self.arch, self.arch))
+        object.__setattr__(self, "arch", current_arch(self.arch))
         problems = []
         if self.arch not in ARCHITECTURES:
             problems.append(f"--arch {self.arch!r}: choose from {', '.join(ARCHITECTURES)}")
@@ -176,7 +181,7 @@ class Config:
 
 @dataclass(frozen=True)
 class DataSettings:
-    data: str = _option(
+    source: str = _option(
         "hub", "--data",
         "BoolQ source: 'hub' (google/boolq, needs network), 'tfds' (needs kboolq[tfds]) or a "
         "directory with train.jsonl and optionally validation.jsonl (.jsonl.gz and .parquet "
@@ -201,13 +206,12 @@ class DataSettings:
         QUESTION_PERCENTILE, "--question-percentile",
         "questions longer than this percentile of the train questions' token counts are cut to "
         "it (a notice counts the rows cut), so that one outsized question cannot stretch every "
-        "row; 100 keeps every train question whole (runs saved before this setting used 100)",
+        "row; 100 keeps every train question whole",
     )  # fmt: skip
     accents: str = _option(
         DEFAULT_ACCENTS, "--accents",
         "'fold' strips accents before the ASCII filter (\"pokémon\" -> \"pokemon\"); 'drop' "
-        "deletes accented letters as the notebook did (\"pokmon\", out of vocabulary); runs "
-        "saved before this setting existed used 'drop'",
+        "deletes accented letters as the notebook did (\"pokmon\", out of vocabulary)",
         choices=ACCENTS,
     )  # fmt: skip
 
@@ -230,6 +234,12 @@ class DataSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def layout_settings(self, word_chars: int = 0) -> LayoutSettings:
+        """How the rows become the layout, with `word_chars` characters per word (0: none)."""
+        return LayoutSettings(
+            self.passage_percentile, self.question_percentile, self.accents, word_chars
+        )
 
 
 _JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}  # JSON writes 1.0 as 1

@@ -21,9 +21,9 @@ def distilled(inputs: Inputs, teacher_dir: Path, weight: float, cache: Path) -> 
     on the student's valid or test rows; they keep the labels alone."""
     teacher = read_info(teacher_dir)
     data = teacher.data
-    if (data.data, data.valid_size) != (inputs.boolq.source, inputs.settings.valid_size):
+    if (data.source, data.valid_size) != (inputs.boolq.source, inputs.settings.valid_size):
         raise UserError(
-            f"--distill {teacher_dir}: made from {data.data} with --valid-size "
+            f"--distill {teacher_dir}: made from {data.source} with --valid-size "
             f"{data.valid_size}, not {inputs.boolq.source} with --valid-size "
             f"{inputs.settings.valid_size}: its answers could carry the student's valid rows"
         )
@@ -63,7 +63,7 @@ def out_of_fold_members(teacher_dir: Path) -> list[Path]:
     folds = {h.folds for h in held.values() if h is not None}
     count = max(folds)
     by_fold = {h.fold: member for member, h in held.items() if h is not None}
-    data = {(info.data.data, info.data.valid_size) for info in members.values()}
+    data = {(info.data.source, info.data.valid_size) for info in members.values()}
     if None in held.values() or len(folds) > 1 or len(held) != count or len(by_fold) != count:
         found = ", ".join(
             "all train rows" if h is None else f"fold {h.fold} of {h.folds}" for h in held.values()

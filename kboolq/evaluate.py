@@ -17,7 +17,7 @@ from kboolq.files import remove_stale_temporaries, write_json
 from kboolq.plots import save_plots
 from kboolq.runs.api import open_run
 from kboolq.runs.outputs import lock_output
-from kboolq.runs.rundir import REPORT_FILE, read_info
+from kboolq.runs.rundir import CONFIG_FILE, REPORT_FILE, read_info
 from kboolq.threads import set_threads
 
 
@@ -72,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         run = open_run(args.run_dir, cache_dir(args))
         remove_stale_temporaries(args.run_dir)
         info = run.info
-        if args.data is None and (problem := source_problem(info.data.data)):
+        if args.data is None and (problem := source_problem(info.data.source)):
             reason = problem.removeprefix("--data ")
             raise UserError(
-                f"{args.run_dir / 'config.json'}: key 'data.source' records the data the run was "
+                f"{args.run_dir / CONFIG_FILE}: key 'data.source' records the data the run was "
                 f"trained on, which cannot be read now ({reason}); pass --data DIR (or hub, "
                 "tfds) to score other data: it overrides the recorded source"
             )
-        boolq = load_boolq(args.data or info.data.data, info.data.valid_size)
+        boolq = load_boolq(args.data or info.data.source, info.data.valid_size)
         if args.split not in boolq.splits:
             raise UserError(
                 f"{boolq.source} has no {args.split} split (it has {', '.join(boolq.splits)})"

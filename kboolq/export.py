@@ -51,13 +51,13 @@ from kboolq.data.layout import (
     Layout,
     char_ids,
     stem_classes,
-    vocabulary_problem,
+    word_ids,
 )
 from kboolq.data.tokens import TOKENIZER_VERSION, tokenize
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
 from kboolq.models import gru
-from kboolq.runs.api import OpenRun, open_run
+from kboolq.runs.api import OpenRun, check_threshold, open_run
 from kboolq.runs.outputs import Kind, claimed
 from kboolq.runs.rundir import CARD_FILE, run_and_members
 from kboolq.threads import set_threads
@@ -106,7 +106,6 @@ class TokenIds(torch.nn.Module):
 
     def forward(self, question, passage, lengths, question_chars=None, passage_chars=None):
         q_max, p_max = self.layout.q_max, self.layout.p_max
-        batch = question.shape[0]
         q_len = torch.clamp(lengths[:, 0], max=q_max)
         p_all = lengths[:, 1]
         q_ids = torch.nn.functional.pad(question, (0, q_max))[:, :q_max]
@@ -122,15 +121,10 @@ class TokenIds(torch.nn.Module):
         weights = in_tail.to(torch.float32).unsqueeze(-1)
         rows = self.table[torch.clamp(passage, max=self.unknown)]
         tail = (rows * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        separator = self.table.new_zeros((batch, self.layout.separator, self.table.shape[1]))
-        vectors = torch.cat(
-            [
-                self.table[torch.clamp(q_ids, max=self.unknown)],
-                separator,
-                self.table[torch.clamp(head, max=self.unknown)],
-                tail.unsqueeze(1),
-            ],
-            dim=1,
+        vectors = self._joined(
+            self.table[torch.clamp(q_ids, max=self.unknown)],
+            self.table[torch.clamp(head, max=self.unknown)],
+            tail,
         )
         p_len = torch.clamp(p_all, max=p_max)
         inputs = {
@@ -140,39 +134,36 @@ class TokenIds(torch.nn.Module):
         if self.takes_stems:
             last = self.stems[passage[:, p_max - 1]] * (p_all == p_max).to(torch.int32)
             last = torch.where(p_all > p_max, torch.full_like(last, TAIL_STEM), last)
-            zeros = self.stems.new_zeros((batch, self.layout.separator))
-            inputs[STEMS] = torch.cat(
-                [self.stems[q_ids], zeros, self.stems[head], last.unsqueeze(1)], dim=1
-            )
+            inputs[STEMS] = self._joined(self.stems[q_ids], self.stems[head], last)
         if self.takes_chars:
             inputs.update(self._words(question_chars, passage_chars, q_ids, q_real, head,
                                       head_real, passage, p_all))  # fmt: skip
         return self.model(inputs, training=False)
+
+    def _joined(self, question, head, last):
+        """The layout's T positions from its parts: the question (B, q_max, ...), the
+        separator's zeros, the passage's first p_max - 1 positions and its last one (B, ...),
+        a word or the averaged tail: the one place the graph lays a row out."""
+        zeros = question.new_zeros((question.shape[0], self.layout.separator, *question.shape[2:]))
+        return torch.cat([question, zeros, head, last.unsqueeze(1)], dim=1)
 
     def _words(self, question_chars, passage_chars, q_ids, q_real, head, head_real, passage, p_all):
         """The chars and words inputs: each distinct word of the batch once with its characters,
         and each position's row of them; words are told apart by id (one per known word, one
         per distinct unknown word), padding and separator are id 0, a tail has its own."""
         q_max, p_max, width = self.layout.q_max, self.layout.p_max, self.layout.word_chars
-        batch = q_ids.shape[0]
         q_chars = torch.nn.functional.pad(question_chars, (0, 0, 0, q_max))[:, :q_max]
         p_chars = torch.nn.functional.pad(passage_chars, (0, 0, 0, p_max))
         last_is_a_word = (p_all == p_max).unsqueeze(1)  # else padding (shorter) or a tail
         last_code = torch.where(
             p_all > p_max, torch.full_like(p_all, TAIL_WORD), passage[:, p_max - 1]
-        ).unsqueeze(1) * ((p_all >= p_max).unsqueeze(1))
-        chars = torch.cat(
-            [
-                q_chars * q_real.unsqueeze(-1),
-                q_chars.new_zeros((batch, self.layout.separator, width)),
-                p_chars[:, : p_max - 1] * head_real.unsqueeze(-1),
-                (p_chars[:, p_max - 1] * last_is_a_word).unsqueeze(1),
-            ],
-            dim=1,
+        ) * (p_all >= p_max)
+        chars = self._joined(
+            q_chars * q_real.unsqueeze(-1),
+            p_chars[:, : p_max - 1] * head_real.unsqueeze(-1),
+            p_chars[:, p_max - 1] * last_is_a_word,
         )  # (B, T, W)
-        codes = torch.cat(
-            [q_ids, q_ids.new_zeros((batch, self.layout.separator)), head, last_code], dim=1
-        )  # (B, T)
+        codes = self._joined(q_ids, head, last_code)  # (B, T)
         distinct, where = torch.unique(codes.flatten(), sorted=True, return_inverse=True)
         table = chars.new_zeros((distinct.shape[0], width))
         table = table.index_put((where,), chars.flatten(0, 1))  # equal codes: equal characters
@@ -209,11 +200,10 @@ def token_ids(
     for row in rows:
         for what, text in (("question", row.question), ("passage", row.passage)):
             tokens = tokenize(text, accents)
-            if not word_chars:
-                tokens = [t for t in tokens if t in index]
+            # the encoder's rule; the graph's ids: vocabulary line + 1, unknown words after it
             ids = [
-                index[t] + 1 if t in index else len(index) + 1 + unknown.setdefault(t, len(unknown))
-                for t in tokens
+                i + 1 if i >= 0 else len(index) - 1 - i
+                for i in word_ids(tokens, index, unknown if word_chars else None)
             ]
             if not ids:
                 problem = NO_TOKEN if word_chars else NO_WORD
@@ -369,17 +359,15 @@ def write_check(run: OpenRun, path: Path, given: Path | None = None) -> None:
         rows = [{"question": r.question, "passage": r.passage}
                 for r in (parse_row(record, where, labelled=False)
                           for record, where in read_records(given))]  # fmt: skip
-    elif boolq_source_problem(data.data) is None:
-        valid = load_boolq(data.data, data.valid_size).splits["valid"]
+    elif boolq_source_problem(data.source) is None:
+        valid = load_boolq(data.source, data.valid_size).splits["valid"]
         rows = [{"question": r.question, "passage": r.passage} for r in valid]
     else:
-        print(f"kboolq.export: {data.data} cannot be read here; check.jsonl holds "
+        print(f"kboolq.export: {data.source} cannot be read here; check.jsonl holds "
               f"{len(EXAMPLES)} example rows", file=sys.stderr)  # fmt: skip
-    accents, word_chars = data.accents, run.info.layout.word_chars
     answerable = [
         row for i, row in enumerate(rows)
-        if vocabulary_problem(parse_row(row, f"row {i}", labelled=False), run.glove, accents,
-                              word_chars) is None
+        if run.problem(parse_row(row, f"row {i}", labelled=False)) is None
     ][: None if given is not None else CHECK_ROWS]  # fmt: skip
     answers = run.predict(answerable)
     write_text(path, "".join(json.dumps({**row, "p_yes": float(p)}) + "\n"
@@ -425,8 +413,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UserError(f"--threshold must be from 0 to 1, got {args.threshold}")
+    check_threshold(args.threshold)
     try:
         import onnx  # noqa: F401
     except ImportError:

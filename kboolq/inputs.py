@@ -43,7 +43,7 @@ def check_sources(settings: DataSettings, cache: Path) -> None:
     problems = [
         problem
         for problem in (
-            boolq_source_problem(settings.data),
+            boolq_source_problem(settings.source),
             glove_source_problem(settings.glove, cache),
         )
         if problem
@@ -57,17 +57,9 @@ def load_inputs(settings: DataSettings, cache: Path, word_chars: int = 0) -> Inp
     characters per word (layout.WORD_CHARS when a model reads --chars; 0: none)."""
     check_sources(settings, cache)
     start = time.perf_counter()
-    boolq = load_boolq(settings.data, settings.valid_size)
+    boolq = load_boolq(settings.source, settings.valid_size)
     glove = load_glove(settings.glove, cache)
-    prepared, from_cache = prepare(
-        boolq,
-        glove,
-        cache,
-        settings.passage_percentile,
-        settings.accents,
-        question_percentile=settings.question_percentile,
-        word_chars=word_chars,
-    )
+    prepared, from_cache = prepare(boolq, glove, cache, settings.layout_settings(word_chars))
     return Inputs(settings, boolq, glove, prepared, time.perf_counter() - start, from_cache)
 
 
@@ -80,20 +72,18 @@ def check_same_rows(flag: str, run_dir: Path, info: RunInfo, boolq: BoolQ) -> No
     where = f"{flag} {run_dir}"
     if recorded is None:
         print(f"{where}: records no preprocess fingerprint; using the rows now at "
-              f"{info.data.data} unchecked", file=sys.stderr)  # fmt: skip
+              f"{info.data.source} unchecked", file=sys.stderr)  # fmt: skip
         return
-    data = info.data
-    settings = (data.passage_percentile, data.accents, data.question_percentile)
+    settings = info.data.layout_settings(info.layout.word_chars)
     now, before_bounds = (
-        fingerprint_of(boolq.fingerprint, info.vectors.fingerprint, *settings,
-                       info.layout.word_chars, bounds)
+        fingerprint_of(boolq.fingerprint, info.vectors.fingerprint, settings, bounds)
         for bounds in (BOUNDS, 1)
-    )  # fmt: skip
+    )
     if recorded not in (now, before_bounds):
         raise UserError(
-            f"{where}: was made from other rows than those now at {data.data} (its preprocess "
-            f"fingerprint {recorded[:12]}, the rows now give {now[:12]}); the data changed "
-            "since it was trained"
+            f"{where}: was made from other rows than those now at {info.data.source} (its "
+            f"preprocess fingerprint {recorded[:12]}, the rows now give {now[:12]}); the data "
+            "changed since it was trained"
         )
 
 
@@ -114,7 +104,7 @@ def warn_about_data(inputs: Inputs, batch_size: int) -> None:
 def run_info(config: Config, inputs: Inputs) -> RunInfo:
     """What a run directory records about its hyperparameters, layout, vectors and data."""
     glove = inputs.glove
-    settings = dataclasses.replace(inputs.settings, data=inputs.boolq.source, glove=glove.source)
+    settings = dataclasses.replace(inputs.settings, source=inputs.boolq.source, glove=glove.source)
     return RunInfo(
         config,
         settings,

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import BadRecord, Row, parse_row, read_records
-from kboolq.data.layout import vocabulary_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
-from kboolq.runs.api import open_run
+from kboolq.runs.api import answer, check_threshold, open_run
 from kboolq.threads import set_threads
 
 
@@ -88,15 +87,12 @@ def entries_from_args(args: argparse.Namespace) -> list[Entry]:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
-    if not 0.0 <= args.threshold <= 1.0:  # NaN fails this too
-        raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
+    check_threshold(args.threshold)
     entries = entries_from_args(args)
     run = open_run(args.run_dir, cache_dir(args))
     for entry in entries:
         if entry.row is not None:
-            entry.error = vocabulary_problem(
-                entry.row, run.glove, run.info.data.accents, run.info.layout.word_chars
-            )
+            entry.error = run.problem(entry.row)
     answerable = [entry for entry in entries if entry.error is None]
     if answerable:
         encoded = run.encode([entry.row for entry in answerable])
@@ -110,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"line": entry.where, "error": entry.error}))
             continue
         score = entry.score
-        answer = "yes" if score >= args.threshold else "no"
+        said = answer(score, args.threshold)
         print(
-            json.dumps({"question": entry.row.question, "p_yes": round(score, 6), "answer": answer})
+            json.dumps({"question": entry.row.question, "p_yes": round(score, 6), "answer": said})
         )
     failed = len(entries) - len(answerable)
     if failed:

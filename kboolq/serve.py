@@ -39,9 +39,8 @@ from typing import Any
 
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import Row, parse_row
-from kboolq.data.layout import vocabulary_problem
 from kboolq.errors import UserError
-from kboolq.runs.api import OpenRun, open_run
+from kboolq.runs.api import OpenRun, answer, check_threshold, open_run
 from kboolq.runs.rundir import CARD_FILE, MODEL_FILE
 from kboolq.threads import set_threads
 
@@ -173,9 +172,7 @@ class Answerer:
                     )
             try:
                 row = parse_row(record, where, labelled=False)
-                problem = vocabulary_problem(
-                    row, self.run.glove, self.run.info.data.accents, self.run.info.layout.word_chars
-                )
+                problem = self.run.problem(row)
                 if problem is not None:
                     raise UserError(f"{where}: {problem}")
             except UserError as exc:
@@ -209,7 +206,7 @@ class Answerer:
                 answers.append(error)
                 continue
             p_yes = next(scores)
-            answers.append({"p_yes": p_yes, "answer": "yes" if p_yes >= self.threshold else "no"})
+            answers.append({"p_yes": p_yes, "answer": answer(p_yes, self.threshold)})
         return 200, answers[0] if single else answers
 
 
@@ -432,8 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.batch_wait <= 1000:
         raise UserError("--batch-wait must be from 0 to 1000 ms")
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UserError(f"--threshold must be from 0 to 1, got {args.threshold}")
+    check_threshold(args.threshold)
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be from 1 to 65535, got {args.port}")
     try:

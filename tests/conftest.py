@@ -1,8 +1,8 @@
-"""Test setup: a private KERAS_HOME (set before keras is imported), fixed seeds, fixture paths."""
+"""Test setup: a private KERAS_HOME (set before keras is imported), fixed seeds, --run-slow, and
+the fixtures every module shares (one trained run per session, a copy per test)."""
 
 import os
 import tempfile
-from pathlib import Path
 
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kboolq-keras-home-")
 
@@ -12,25 +12,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from kboolq import fit  # noqa: E402
+from helpers import copy_run, fit_fixture  # noqa: E402
 
 # On a GPU, cuDNN would round GRU inputs to TF32 (torch's default there): the tests compare
 # float32 computations, so they run in float32 everywhere. See benchmarks/cuda_check.py.
 torch.backends.cudnn.allow_tf32 = False
-
-DATA = Path(__file__).parent / "data"
-FIXTURE_BOOLQ = DATA / "boolq"
-FIXTURE_GLOVE = DATA / "glove.txt"
-FIXTURE_VALID_SIZE = 40
-SOURCES = [
-    "--data", str(FIXTURE_BOOLQ), "--glove", str(FIXTURE_GLOVE),
-    "--valid-size", str(FIXTURE_VALID_SIZE),
-]  # fmt: skip
-
-
-def fixture_args(out, cache, *extra):
-    """Command-line arguments for fit or grid on the fixture data, quiet, into `out`."""
-    return [*SOURCES, "--cache-dir", str(cache), "--out", str(out), "--verbose", "0", *extra]
 
 
 def pytest_addoption(parser):
@@ -52,30 +38,21 @@ def _seeded():
     np.random.seed(0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """A tiny run fitted once per test module: (run directory, cache directory). Tests that
-    change the run copy it first."""
+    """A tiny run fitted once for the whole session: (run directory, cache directory). Never
+    changed by a test: a test that writes into a run uses `run`, its own copy."""
     root = tmp_path_factory.mktemp("trained")
-    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
-    assert fit.main(args) == 0
+    assert fit_fixture(root / "run", root / "cache") == 0
     return root / "run", root / "cache"
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """This test's own copy of the session's trained run, and the shared cache."""
+    return copy_run(trained[0], tmp_path / "run"), trained[1]
 
 
 @pytest.fixture
 def cache_dir(tmp_path):
     return tmp_path / "cache"
-
-
-def small_glove(words, dim=2):
-    """A GloVe table over `words` whose vectors are 1, 2, 3, ... in order (distinct rows)."""
-    from kboolq.data.glove import Glove
-
-    vectors = np.arange(1, len(words) * dim + 1, dtype=np.float32).reshape(len(words), dim)
-    return Glove(list(words), vectors, "test", "fp")
-
-
-def make_row(question, passage, label=1, where="x:1"):
-    from kboolq.data.boolq import Row
-
-    return Row(question, passage, label, where)

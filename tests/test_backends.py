@@ -12,7 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, fixture_args
+from helpers import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import fit
 from kboolq.data.boolq import read_rows

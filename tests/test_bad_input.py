@@ -6,7 +6,7 @@ import re
 import shutil
 
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE
+from helpers import FIXTURE_BOOLQ, FIXTURE_GLOVE, copy_run
 
 from kboolq import carve, ensemble, evaluate, fit, predict
 from kboolq.cli import run_command
@@ -31,13 +31,6 @@ def _data_dir(tmp_path, lines, name="train.jsonl"):
         "\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows)
     )
     return directory
-
-
-def _copy_run(trained, tmp_path):
-    run_dir, _ = trained
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    return copy
 
 
 def _fit(tmp_path, data, *extra):
@@ -166,14 +159,14 @@ def case_run_without_config(tmp_path, trained):
 
 
 def case_incompatible_config(tmp_path, trained):
-    run_dir = _copy_run(trained, tmp_path)
+    run_dir = copy_run(trained[0], tmp_path / "run")
     config = json.loads((run_dir / "config.json").read_text())
     (run_dir / "config.json").write_text(json.dumps({**config, "format": 99}))
     return "evaluate", [str(run_dir)], "run format 99, this kboolq reads formats 1 to 5"
 
 
 def case_config_missing_layout(tmp_path, trained):
-    run_dir = _copy_run(trained, tmp_path)
+    run_dir = copy_run(trained[0], tmp_path / "run")
     config = json.loads((run_dir / "config.json").read_text())
     del config["layout"]
     (run_dir / "config.json").write_text(json.dumps(config))
@@ -181,7 +174,7 @@ def case_config_missing_layout(tmp_path, trained):
 
 
 def case_truncated_model(tmp_path, trained):
-    run_dir = _copy_run(trained, tmp_path)
+    run_dir = copy_run(trained[0], tmp_path / "run")
     data = (run_dir / "model.keras").read_bytes()
     (run_dir / "model.keras").write_bytes(data[: len(data) // 3])
     return "evaluate", [str(run_dir)], r"model.keras: damaged \(not a complete .keras archive\)"
@@ -190,14 +183,14 @@ def case_truncated_model(tmp_path, trained):
 def case_foreign_model(tmp_path, trained):
     import keras
 
-    run_dir = _copy_run(trained, tmp_path)
+    run_dir = copy_run(trained[0], tmp_path / "run")
     inputs = keras.Input((3,))
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(run_dir / "model.keras")
     return "evaluate", [str(run_dir)], "a Keras model, but not a kboolq one"
 
 
 def case_split_absent(tmp_path, trained):
-    run_dir = _copy_run(trained, tmp_path)
+    run_dir = copy_run(trained[0], tmp_path / "run")
     data = tmp_path / "trainonly"
     data.mkdir()
     shutil.copy(FIXTURE_BOOLQ / "train.jsonl", data)
@@ -209,7 +202,7 @@ def case_split_absent(tmp_path, trained):
 
 
 def case_changed_vectors(tmp_path, trained):
-    run_dir = _copy_run(trained, tmp_path)
+    run_dir = copy_run(trained[0], tmp_path / "run")
     vectors = tmp_path / "glove.txt"
     vectors.write_text(FIXTURE_GLOVE.read_text().replace("0", "1"))
     config = json.loads((run_dir / "config.json").read_text())
@@ -254,7 +247,7 @@ def case_ensemble_of_one(tmp_path, trained):
 
 
 def case_ensemble_of_incompatible_runs(tmp_path, trained):
-    other = _copy_run(trained, tmp_path)
+    other = copy_run(trained[0], tmp_path / "run")
     config = json.loads((other / "config.json").read_text())
     config["layout"]["p_max"] += 1
     (other / "config.json").write_text(json.dumps(config))
@@ -263,7 +256,7 @@ def case_ensemble_of_incompatible_runs(tmp_path, trained):
 
 
 def case_ensemble_of_runs_tokenized_differently(tmp_path, trained):
-    other = _copy_run(trained, tmp_path)
+    other = copy_run(trained[0], tmp_path / "run")
     config = json.loads((other / "config.json").read_text())
     config["data"]["accents"] = "drop" if config["data"]["accents"] == "fold" else "fold"
     (other / "config.json").write_text(json.dumps(config))
@@ -304,7 +297,7 @@ def case_negative_seed(tmp_path, trained):
 
 def case_threshold_out_of_range(tmp_path, trained):
     argv = [str(trained[0]), "--question", "q", "--passage", "p", "--threshold", "2"]
-    return "predict", argv, r"--threshold must be in \[0, 1\], got 2.0"
+    return "predict", argv, r"--threshold must be from 0 to 1, got 2.0"
 
 
 def case_evaluate_batch_size_zero(tmp_path, trained):
@@ -359,7 +352,7 @@ def case_fit_out_holds_the_users_files(tmp_path, trained):
 
 
 def case_ensemble_onto_a_member(tmp_path, trained):
-    run_dir = _copy_run(trained, tmp_path)
+    run_dir = copy_run(trained[0], tmp_path / "run")
     argv = [str(run_dir), str(trained[0]), "--out", str(run_dir), "--overwrite"]
     return "ensemble", argv, "is one of this command's inputs"
 

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, fixture_args
+from helpers import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import fit
 from kboolq.data.batches import Batches, fixed_steps
@@ -59,7 +59,7 @@ def test_no_rows_get_no_answers(trained):
 
 
 def test_preprocess_takes_threads_as_every_command_that_computes(tmp_path, capsys):
-    from conftest import SOURCES
+    from helpers import SOURCES
 
     from kboolq import preprocess
 

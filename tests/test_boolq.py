@@ -3,7 +3,7 @@ import json
 import time
 
 import pytest
-from conftest import FIXTURE_BOOLQ
+from helpers import FIXTURE_BOOLQ
 
 from kboolq.data.boolq import DATA_SOURCES, HubBoolQ, LocalBoolQ, TfdsBoolQ, load_boolq
 from kboolq.errors import UserError

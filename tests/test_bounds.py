@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE, fixture_args
+from helpers import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE, copy_run, fixture_args
 
 import kboolq
 from kboolq import ensemble, evaluate, fit, predict
@@ -17,7 +17,7 @@ from kboolq.cli import run_command
 from kboolq.config import DataSettings
 from kboolq.data.boolq import load_boolq
 from kboolq.data.glove import load_glove
-from kboolq.data.layout import bound, prepare
+from kboolq.data.layout import LayoutSettings, bound, prepare
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
 from kboolq.inputs import check_sources
@@ -26,12 +26,6 @@ from kboolq.runs.api import open_run
 
 def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _copy_run(trained, tmp_path, name="run"):
-    copy = tmp_path / name
-    shutil.copytree(trained[0], copy)
-    return copy
 
 
 def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, capsys):
@@ -47,7 +41,7 @@ def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, ca
     # numpy's 99.9th percentile of under 1,000 rows leans on the largest: one row moved it
     assert math.ceil(np.percentile(train_lengths, 99.9)) > 2 * train_lengths[-2]
     expected = train_lengths[-2]  # the order statistic below, which no single row can move
-    prepared, _ = prepare(boolq, glove, tmp_path / "cache", accents="fold")
+    prepared, _ = prepare(boolq, glove, tmp_path / "cache", LayoutSettings(accents="fold"))
     assert prepared.layout.q_max == expected
     assert prepared.splits["train"].q_len.max() == expected
     err = capsys.readouterr().err
@@ -55,7 +49,9 @@ def test_one_outsized_question_is_cut_to_a_percentile_with_a_notice(tmp_path, ca
         f"kboolq: questions longer than {expected} words (the 99.9th percentile of train "
         "questions) are cut to it: 1 train row"
     ) in err
-    whole, _ = prepare(boolq, glove, tmp_path / "cache", accents="fold", question_percentile=100)
+    whole, _ = prepare(
+        boolq, glove, tmp_path / "cache", LayoutSettings(accents="fold", question_percentile=100)
+    )
     assert whole.layout.q_max == 64  # 100 keeps every train question whole, up to the ceiling
     assert (
         "kboolq: questions longer than 64 words (kboolq's ceiling, whatever the percentile) "
@@ -82,7 +78,7 @@ def test_a_layout_bound_is_an_order_statistic_no_single_row_moves(
 
 
 def test_old_runs_read_with_the_whole_question_length_they_were_trained_with(trained, tmp_path):
-    run = _copy_run(trained, tmp_path)
+    run = copy_run(trained[0], tmp_path / "run")
     raw = json.loads((run / "config.json").read_text())
     assert raw["format"] == 5 and raw["data"]["question_percentile"] == 99.9
     del raw["data"]["question_percentile"]
@@ -194,7 +190,7 @@ def test_a_bom_on_the_first_line_is_read_as_utf8(tmp_path):
 def test_evaluate_says_the_run_recorded_its_data_and_records_what_it_scored(
     trained, tmp_path, capsys
 ):
-    run = _copy_run(trained, tmp_path)
+    run = copy_run(trained[0], tmp_path / "run")
     moved = tmp_path / "moved"
     raw = json.loads((run / "config.json").read_text())
     raw["data"]["source"] = str(moved)
@@ -214,7 +210,7 @@ def test_evaluate_says_the_run_recorded_its_data_and_records_what_it_scored(
 
 
 def test_a_config_whose_layout_no_longer_fits_the_model_names_the_key(trained, tmp_path, capsys):
-    run = _copy_run(trained, tmp_path)
+    run = copy_run(trained[0], tmp_path / "run")
     raw = json.loads((run / "config.json").read_text())
     layout = raw["layout"]
     start = layout["q_max"] + layout["separator"]  # a model takes any T: where parts start

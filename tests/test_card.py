@@ -3,7 +3,7 @@
 import json
 
 import yaml
-from conftest import fixture_args
+from helpers import fixture_args
 
 from kboolq import ensemble, fit
 from kboolq.runs.rundir import is_kboolq_entry

@@ -7,7 +7,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from conftest import fixture_args, make_row, small_glove
+from helpers import fixture_args, make_row, small_glove
 
 from kboolq import fit, load_run
 from kboolq.config import Config
@@ -18,6 +18,7 @@ from kboolq.data.layout import (
     CHARACTERS,
     WORD_CHARS,
     Layout,
+    LayoutSettings,
     char_ids,
     encode,
     prepare,
@@ -108,9 +109,9 @@ def test_characters_are_cached_under_their_own_fingerprint(tmp_path):
     rows = [make_row("is zork a cat", "a cat zork qux", label=i % 2) for i in range(6)]
     boolq = BoolQ({"train": rows[:4], "valid": rows[4:]}, "test", "data-fp")
     plain, _ = prepare(boolq, glove, tmp_path)
-    first, cached = prepare(boolq, glove, tmp_path, word_chars=5)
+    first, cached = prepare(boolq, glove, tmp_path, LayoutSettings(word_chars=5))
     assert not cached and first.fingerprint != plain.fingerprint
-    again, cached = prepare(boolq, glove, tmp_path, word_chars=5)
+    again, cached = prepare(boolq, glove, tmp_path, LayoutSettings(word_chars=5))
     assert cached and first.layout.word_chars == again.layout.word_chars == 5
     np.testing.assert_array_equal(again.lookup.chars, first.lookup.chars)
     np.testing.assert_array_equal(again.splits["train"].ids, first.splits["train"].ids)
@@ -121,14 +122,14 @@ def test_a_damaged_character_entry_is_rebuilt_not_trusted(tmp_path, capsys):
     glove = small_glove(["is", "a", "cat"])
     rows = [make_row("is zork a cat", "a cat zork qux", label=i % 2) for i in range(6)]
     boolq = BoolQ({"train": rows[:4], "valid": rows[4:]}, "test", "data-fp")
-    first, _ = prepare(boolq, glove, tmp_path, word_chars=5)
+    first, _ = prepare(boolq, glove, tmp_path, LayoutSettings(word_chars=5))
     (entry,) = (tmp_path / "prepared").glob("*.npz")
     with np.load(entry) as archive:
         arrays = {name: archive[name] for name in archive.files}
     arrays["chars"] = arrays["chars"] + CHAR_VOCABULARY  # ids the CNN has no embedding for
     with open(entry, "wb") as handle:
         np.savez(handle, **arrays)
-    again, cached = prepare(boolq, glove, tmp_path, word_chars=5)
+    again, cached = prepare(boolq, glove, tmp_path, LayoutSettings(word_chars=5))
     assert (
         not cached
         and f"the cache entry {entry} is damaged; rebuilding it" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
+from helpers import FIXTURE_BOOLQ, SOURCES, fit_fixture, fixture_args
 
 import kboolq
 from kboolq import carve, ensemble, evaluate, fit, predict, preprocess
@@ -33,25 +32,7 @@ KEYS = {
 
 
 def _fit(run_dir, cache, *extra):
-    args = fixture_args(run_dir, cache, "--hidden", "8", "--epochs", "2", *extra)
-    assert fit.main(args) == 0
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One fit for the module; tests get copies (see `run`), so none sees another's changes."""
-    root = tmp_path_factory.mktemp("run")
-    _fit(root / "run", root / "cache")
-    return root / "run", root / "cache"
-
-
-@pytest.fixture
-def run(trained, tmp_path):
-    """A private copy of the module's trained run directory, and the shared cache."""
-    run_dir, cache = trained
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    return copy, cache
+    assert fit_fixture(run_dir, cache, "--hidden", "8", "--epochs", "2", *extra) == 0
 
 
 def _env():

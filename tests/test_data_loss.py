@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import FIXTURE_BOOLQ, fixture_args
+from helpers import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import cli, fit, signals, training
 from kboolq.errors import Interrupted, UserError

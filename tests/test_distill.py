@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, fixture_args
+from helpers import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import distill, fit
 from kboolq.cli import data_settings
@@ -88,7 +88,7 @@ def test_a_teacher_made_from_another_split_is_refused_before_training(teacher, t
     args[args.index("--valid-size") + 1] = "30"
     with pytest.raises(UserError) as error:
         fit.main(args)
-    source = read_info(teacher_dir).data.data
+    source = read_info(teacher_dir).data.source
     assert str(error.value) == (
         f"--distill {teacher_dir}: made from {source} with --valid-size 40, not {source} with "
         "--valid-size 30: its answers could carry the student's valid rows"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras_tuner as kt
 import pytest
-from conftest import SOURCES, fixture_args
+from helpers import SOURCES, fixture_args, free_port
 
 import kboolq
 from kboolq.errors import UserError
@@ -212,12 +212,6 @@ def test_a_grid_over_architectures_trains_each(tmp_path):
 # --- processes on 127.0.0.1 -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 STARTED: list[subprocess.Popen] = []
 SECRET = "test-grid-secret"
 
@@ -288,7 +282,7 @@ def _spans(out):
 
 @pytest.mark.slow
 def test_a_chief_and_two_workers_with_their_own_disks_run_each_point_once_at_once(tmp_path):
-    address, cache = f"127.0.0.1:{_free_port()}", tmp_path / "cache"
+    address, cache = f"127.0.0.1:{free_port()}", tmp_path / "cache"
     chief = _start(tmp_path / "chief", cache, "chief", address)
     workers = [_start(tmp_path / f"w{i}", cache, "worker", address) for i in (1, 2)]
     stranger = _start(tmp_path / "w3", cache, "worker", address, epochs=5)  # other arguments
@@ -308,7 +302,7 @@ def test_a_chief_and_two_workers_with_their_own_disks_run_each_point_once_at_onc
 
 @pytest.mark.slow
 def test_a_killed_worker_loses_its_lease_and_the_grid_completes_once(tmp_path):
-    address, out, cache = f"127.0.0.1:{_free_port()}", tmp_path / "grid", tmp_path / "cache"
+    address, out, cache = f"127.0.0.1:{free_port()}", tmp_path / "grid", tmp_path / "cache"
     chief = _start(out, cache, "chief", address, "--lease", "4", epochs=40)
     doomed = _start(out, cache, "worker", address, epochs=40)
     deadline = time.monotonic() + 120
@@ -326,7 +320,7 @@ def test_a_killed_worker_loses_its_lease_and_the_grid_completes_once(tmp_path):
 
 @pytest.mark.slow
 def test_a_chief_killed_and_restarted_finishes_without_repeating_a_trial(tmp_path):
-    address, out, cache = f"127.0.0.1:{_free_port()}", tmp_path / "grid", tmp_path / "cache"
+    address, out, cache = f"127.0.0.1:{free_port()}", tmp_path / "grid", tmp_path / "cache"
     chief = _start(out, cache, "chief", address, epochs=20)
     workers = [_start(out, cache, "worker", address, epochs=20) for _ in range(2)]
     deadline = time.monotonic() + 180
@@ -428,7 +422,7 @@ def test_workers_runs_every_point_once_in_one_command(tmp_path):
 def test_a_worker_waiting_for_its_chief_obeys_sigterm_within_seconds(tmp_path):
     args = fixture_args(tmp_path / "grid", tmp_path / "cache", *AXES, "--epochs", "1")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "tuning.grid", *args, "--worker", f"127.0.0.1:{_free_port()}"],
+        [sys.executable, "-m", "tuning.grid", *args, "--worker", f"127.0.0.1:{free_port()}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "KBOOLQ_GRID_SECRET": "s3cret"},
     )  # fmt: skip

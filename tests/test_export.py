@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, fixture_args
+from helpers import FIXTURE_BOOLQ, fit_fixture
 
-from kboolq import ensemble, export, fit
+from kboolq import ensemble, export
 from kboolq.data.boolq import Row, read_rows
 from kboolq.errors import UserError
 from kboolq.models.architectures import ARCHITECTURES
@@ -38,8 +38,7 @@ def _module(path: Path):
 
 
 def _fit(out, cache, *extra):
-    common = ("--hidden", "4", "--epochs", "1", "--exact-match", "stem")
-    assert fit.main(fixture_args(out, cache, *common, *extra)) == 0
+    assert fit_fixture(out, cache, "--exact-match", "stem", *extra) == 0
 
 
 def test_token_ids_by_hand():

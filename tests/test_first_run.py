@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, SOURCES, fixture_args
+from helpers import FIXTURE_BOOLQ, FIXTURE_GLOVE, SOURCES, fixture_args
 
 import kboolq
 from kboolq import evaluate, fit, predict
@@ -128,10 +128,10 @@ def test_the_fixture_sources_still_load_without_network(tmp_path):
     from kboolq.config import DataSettings
     from kboolq.inputs import check_sources
 
-    settings = DataSettings(data=SOURCES[1], glove=str(FIXTURE_GLOVE), valid_size=40)
+    settings = DataSettings(source=SOURCES[1], glove=str(FIXTURE_GLOVE), valid_size=40)
     check_sources(settings, tmp_path)
     with pytest.raises(UserError, match="no such file"):
-        check_sources(DataSettings(data=SOURCES[1], glove=str(tmp_path / "x")), tmp_path)
+        check_sources(DataSettings(source=SOURCES[1], glove=str(tmp_path / "x")), tmp_path)
 
 
 def test_threads_default_to_half_the_cores_and_are_checked(monkeypatch):

@@ -2,7 +2,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_GLOVE
+from helpers import FIXTURE_GLOVE
 
 import kboolq.data.glove as embeddings
 from kboolq.data.glove import load_glove

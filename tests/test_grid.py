@@ -7,11 +7,11 @@ import sys
 import time
 
 import pytest
-from conftest import SOURCES, fixture_args
+from helpers import SOURCES, fixture_args
 
 from kboolq.config import Config
 from kboolq.errors import UserError
-from tuning import grid, tuner
+from tuning import grid, progress
 
 AXES = ["--hidden", "4,8", "--lr", "1e-3,1e-2", "--dropout", "0", "--weight-decay", "0"]
 
@@ -77,12 +77,12 @@ def test_grid_curves_of_one_epoch_trials_are_drawn(tmp_path, monkeypatch):
 
 
 def test_progress_line_by_hand():
-    line = tuner.progress_line(3, 81, 125.0, [30.0, 50.0, 40.0], (0.61234, "2"))
+    line = progress.progress_line(3, 81, 125.0, [30.0, 50.0, 40.0], (0.61234, "2"))
     assert line == (
         "grid: trial 3 of 81 done, elapsed 2m05s, best so far 0.6123 (trial 2), "
         "about 52m00s left (78 trials x 0m40s)"  # 78 x 40 s = 3,120 s
     )
-    assert tuner.progress_line(81, 81, 4000.0, [50.0], None) == (
+    assert progress.progress_line(81, 81, 4000.0, [50.0], None) == (
         "grid: trial 81 of 81 done, elapsed 1h06m"
     )
 

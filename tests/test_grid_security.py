@@ -21,10 +21,10 @@ from pathlib import Path
 import grpc
 import keras_tuner as kt
 import pytest
-from conftest import fixture_args
+from helpers import fixture_args, free_port
 
 from kboolq.errors import UserError
-from tuning import distributed, grid, tls, tuner
+from tuning import auth, distributed, grid, tuner, uploads
 from tuning.oracle import ResumableGridOracle
 
 SECRET = "the-right-secret"
@@ -61,7 +61,7 @@ class _Details:
     ],
 )
 def test_the_secret_check_passes_only_the_exact_secret(metadata, allowed):
-    check = distributed.SecretCheck(SECRET)
+    check = auth.SecretCheck(SECRET)
     handler = check.intercept_service(lambda details: "the real handler", _Details(metadata))
     assert (handler == "the real handler") is allowed
     if not allowed:
@@ -81,17 +81,17 @@ def test_the_secret_check_passes_only_the_exact_secret(metadata, allowed):
 
 def test_a_chief_without_a_secret_makes_one_only_its_owner_can_read(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("KBOOLQ_GRID_SECRET", raising=False)
-    secret = distributed.chief_secret(tmp_path)
+    secret = auth.chief_secret(tmp_path)
     path = tmp_path / "grid.secret"
     assert path.read_text().strip() == secret and len(secret) >= 40
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert f"the grid secret is in {path}" in capsys.readouterr().out
     assert secret not in capsys.readouterr().out
-    assert distributed.chief_secret(tmp_path) == secret  # a resumed grid keeps it
-    assert distributed.worker_secret(tmp_path) == secret  # a worker sharing the chief's --out
+    assert auth.chief_secret(tmp_path) == secret  # a resumed grid keeps it
+    assert auth.worker_secret(tmp_path) == secret  # a worker sharing the chief's --out
     monkeypatch.setenv("KBOOLQ_GRID_SECRET", "from-env")
-    assert distributed.chief_secret(tmp_path) == "from-env"
-    assert distributed.worker_secret(tmp_path / "elsewhere") == "from-env"
+    assert auth.chief_secret(tmp_path) == "from-env"
+    assert auth.worker_secret(tmp_path / "elsewhere") == "from-env"
 
 
 @pytest.mark.parametrize(
@@ -111,14 +111,14 @@ def test_a_secret_that_grpc_metadata_cannot_carry_is_refused_at_both_ends(
         f"$KBOOLQ_GRID_SECRET: the grid secret holds {shown}; use visible ASCII characters only "
         "(letters, digits and punctuation; no spaces)"
     )
-    for role in (distributed.chief_secret, distributed.worker_secret):
+    for role in (auth.chief_secret, auth.worker_secret):
         with pytest.raises(UserError) as error:
             role(tmp_path)
         assert str(error.value).startswith(message)
     monkeypatch.delenv("KBOOLQ_GRID_SECRET")
     (tmp_path / "grid.secret").write_text(secret + "x\n")
     with pytest.raises(UserError, match="grid.secret: the grid secret holds "):
-        distributed.chief_secret(tmp_path)
+        auth.chief_secret(tmp_path)
     assert not list(tmp_path.glob("*.tmp*"))
 
 
@@ -162,8 +162,8 @@ def test_tls_flags_are_checked(tmp_path, monkeypatch, argv, message):
 )
 def test_an_upload_with_other_files_is_refused_and_nothing_is_written(tmp_path, files, reason):
     target = tmp_path / "trials" / "trial_0"
-    with pytest.raises(distributed.UploadRejected, match=reason):
-        distributed.unpack_files(_upload("0", files), target)
+    with pytest.raises(uploads.UploadRejected, match=reason):
+        uploads.unpack_files(_upload("0", files), target)
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
 
 
@@ -171,20 +171,20 @@ def test_an_upload_over_the_size_cap_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(distributed, "MAX_UPLOAD", 1000)
     target = tmp_path / "trial_0"
     message = _upload("0", {"model.keras": b"0" * 600, "history.csv": b"1" * 600})
-    with pytest.raises(distributed.UploadRejected, match="unpacks to 1200 bytes, over 1000"):
-        distributed.unpack_files(message, target)
+    with pytest.raises(uploads.UploadRejected, match="unpacks to 1200 bytes, over 1000"):
+        uploads.unpack_files(message, target)
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(distributed.UploadRejected, match="not a kboolq trial header"):
-        distributed.unpack_files(b"garbage\n" + b"x", target)
+    with pytest.raises(uploads.UploadRejected, match="not a kboolq trial header"):
+        uploads.unpack_files(b"garbage\n" + b"x", target)
 
 
 def test_an_upload_is_unpacked_beside_the_trial_and_moved_in(tmp_path):
     target = tmp_path / "trial_0"
     target.mkdir()
-    staging = distributed.unpack_files(_upload("0", {"history.csv": b"epoch\n1\n"}), target)
+    staging = uploads.unpack_files(_upload("0", {"history.csv": b"epoch\n1\n"}), target)
     assert staging.parent == tmp_path and staging.name.startswith(".upload-trial_0-")
     assert list(target.iterdir()) == []  # nothing in the trial before the check
-    assert distributed.move_in(staging, target) == ["history.csv"]
+    assert uploads.move_in(staging, target) == ["history.csv"]
     assert (target / "history.csv").read_bytes() == b"epoch\n1\n" and not staging.exists()
 
 
@@ -240,7 +240,7 @@ def test_the_chief_checks_a_trials_files_against_its_grid_point(trained, tmp_pat
     hypermodel = tuner.ConfigHyperModel(
         Config(max_epochs=1), {"hidden_size": [4, 8]}, inputs.prepared
     )
-    accept = tuner.trial_check(hypermodel)
+    accept = uploads.trial_check(hypermodel.config, hypermodel.prepared)
     hps = kt.HyperParameters()
     hps.Choice("hidden_size", [4, 8])
     trial = kt.engine.trial.Trial(hps, trial_id="0")
@@ -259,12 +259,6 @@ def test_the_chief_checks_a_trials_files_against_its_grid_point(trained, tmp_pat
 
 
 # --- a chief on 127.0.0.1, and strangers ------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_chief(tmp_path, address, *extra, secret=SECRET):
@@ -314,7 +308,7 @@ def _wait_for_port(address, process, seconds=120):
 def test_strangers_and_a_planted_model_are_refused_and_the_grid_ends_with_its_own_best(
     tmp_path, trained
 ):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     chief, out = _start_chief(tmp_path, address)
     try:
         _wait_for_port(address, chief)
@@ -400,7 +394,7 @@ def test_strangers_and_a_planted_model_are_refused_and_the_grid_ends_with_its_ow
 
 @pytest.mark.slow
 def test_a_wrong_secret_stops_a_worker_at_once_and_a_served_port_is_refused(tmp_path):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     chief, out = _start_chief(tmp_path, address)
     try:
         _wait_for_port(address, chief)
@@ -440,7 +434,7 @@ def test_fifty_stalled_calls_of_a_stranger_do_not_hold_up_the_worker(tmp_path):
     import threading
 
     servicer = distributed.GridServicer(_oracle(tmp_path), {"grid": 1}, heartbeat=1.0)
-    port = _free_port()
+    port = free_port()
     server = distributed.start_server(servicer, f"127.0.0.1:{port}", SECRET, None)
     release = threading.Event()
 
@@ -491,21 +485,21 @@ def test_over_tls_a_worker_that_trusts_the_chief_connects_and_a_plain_one_cannot
     cert, key = _certificate(tmp_path)
     oracle = _oracle(tmp_path)
     servicer = distributed.GridServicer(oracle, {"grid": 1}, heartbeat=1.0)
-    address = f"127.0.0.1:{_free_port()}"
-    server = distributed.start_server(servicer, address, SECRET, tls.read_tls(cert, key))
+    address = f"127.0.0.1:{free_port()}"
+    server = distributed.start_server(servicer, address, SECRET, auth.read_tls(cert, key))
     try:
         role = distributed.Role("worker", "w", "127.0.0.1", int(address.split(":")[1]))
         local = kt.Oracle(objective=kt.Objective("score", "max"), max_trials=1)
-        client = distributed.GridClient(local, role, 20, SECRET, tls.read_ca(cert))
+        client = distributed.GridClient(local, role, 20, SECRET, auth.read_ca(cert))
         assert client.record() == {"record": {"grid": 1}, "heartbeat": 1.0}
-        wrong = distributed.GridClient(local, role, 20, "wrong", tls.read_ca(cert))
+        wrong = distributed.GridClient(local, role, 20, "wrong", auth.read_ca(cert))
         with pytest.raises(UserError, match="refused this worker: wrong or missing grid secret"):
             wrong.record()
         other, _ = _certificate(tmp_path / "other")  # a CA that did not sign the chief's
         cases = [
             (None, "the chief speaks TLS: give this worker --tls-ca (the chief's certificate)"),
             (
-                tls.read_ca(other),
+                auth.read_ca(other),
                 "TLS handshake failed: self-signed certificate; give --tls-ca the chief's "
                 "certificate (or the CA that signed it)",
             ),
@@ -518,12 +512,12 @@ def test_over_tls_a_worker_that_trusts_the_chief_connects_and_a_plain_one_cannot
             assert time.monotonic() - started < 10  # not --chief-timeout's 600 s
     finally:
         server.stop(0)
-    plain_address = f"127.0.0.1:{_free_port()}"
+    plain_address = f"127.0.0.1:{free_port()}"
     server = distributed.start_server(servicer, plain_address, SECRET, None)
     try:
         role = distributed.Role("worker", "w", "127.0.0.1", int(plain_address.split(":")[1]))
         with pytest.raises(UserError) as error:
-            distributed.GridClient(local, role, 600, SECRET, tls.read_ca(cert)).record()
+            distributed.GridClient(local, role, 600, SECRET, auth.read_ca(cert)).record()
         assert str(error.value).startswith(f"--worker {plain_address}: TLS handshake failed (")
         assert str(error.value).endswith(
             "): the chief does not speak TLS; start it with --tls-cert and --tls-key, or leave "
@@ -538,7 +532,7 @@ def test_a_chief_certificate_and_key_that_do_not_match_are_refused_before_listen
     cert, key = _certificate(tmp_path)
     _, other_key = _certificate(tmp_path / "other")
     with pytest.raises(UserError) as error:
-        tls.read_tls(cert, other_key)
+        auth.read_tls(cert, other_key)
     assert str(error.value) == (
         f"--tls-cert {cert} --tls-key {other_key}: not a certificate and its private key "
         "(KEY_VALUES_MISMATCH)"
@@ -548,6 +542,6 @@ def test_a_chief_certificate_and_key_that_do_not_match_are_refused_before_listen
         "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
     )
     with pytest.raises(UserError, match=f"--tls-cert {garbage} --tls-key {key}: not a certificate"):
-        tls.read_tls(garbage, key)
+        auth.read_tls(garbage, key)
     with pytest.raises(UserError, match=f"--tls-ca {garbage}: not a certificate"):
-        tls.read_ca(garbage)
+        auth.read_ca(garbage)

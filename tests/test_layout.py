@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from conftest import make_row, small_glove
+from helpers import make_row, small_glove
 
 from kboolq.data.boolq import BoolQ
 from kboolq.data.glove import Glove
-from kboolq.data.layout import Layout, encode, prepare, stem_classes
+from kboolq.data.layout import Layout, LayoutSettings, encode, prepare, stem_classes
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
 
@@ -73,7 +73,7 @@ def test_layout_comes_from_train_only():
     # numpy's 99th percentile (990.1 -> 991) leans on the longest row; the bound takes the
     # order statistic below it, 990, which no single row moves
     assert int(np.ceil(np.percentile(np.arange(1, 101) * 10, 99))) == 991
-    whole = encode({"train": train, "valid": valid}, glove, percentile=100).layout
+    whole = encode({"train": train, "valid": valid}, glove, settings=LayoutSettings(100)).layout
     assert (layout.p_max, whole.p_max) == (990, 1000)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import fixture_args
+from helpers import fixture_args
 
 from kboolq import ensemble, evaluate, fit, load_run
 from kboolq.config import Config, DataSettings

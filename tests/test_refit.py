@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, fixture_args
+from helpers import FIXTURE_BOOLQ, fixture_args
 
 from kboolq import fit
 from kboolq.data.boolq import read_rows

@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import fixture_args
+from helpers import answers, fixture_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,8 +73,6 @@ def _start_and_wait_for_checkpoint(out, cache):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_best_model_and_says_so(tmp_path):
-    from kboolq.runs.rundir import load_model
-
     out = tmp_path / "run"
     process = _start_and_wait_for_checkpoint(out, tmp_path / "cache")
     process.send_signal(signal.SIGINT)
@@ -82,7 +80,7 @@ def test_ctrl_c_keeps_the_best_model_and_says_so(tmp_path):
     assert process.returncode == 130
     assert f"best model so far kept in {out / 'model.keras'}" in err
     assert "Traceback" not in err
-    assert load_model(out) is not None
+    answers(out, tmp_path / "cache")  # the kept checkpoint loads and answers
 
 
 @pytest.mark.slow
@@ -91,9 +89,7 @@ def test_fit_killed_with_sigkill_restarts_cleanly(tmp_path):
     process = _start_and_wait_for_checkpoint(out, cache)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    from kboolq.runs.rundir import load_model
-
-    assert load_model(out) is not None  # the last good checkpoint survives the kill
+    answers(out, cache)  # the last good checkpoint survives the kill, loads and answers
     result = subprocess.run(
         _fit_command(out, cache, 2), capture_output=True, text=True, timeout=300
     )

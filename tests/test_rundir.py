@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import DATA, FIXTURE_BOOLQ, FIXTURE_GLOVE
+from helpers import DATA, FIXTURE_BOOLQ, FIXTURE_GLOVE
 
 from kboolq import evaluate, predict
 from kboolq.errors import UserError

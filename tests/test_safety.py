@@ -8,9 +8,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, SOURCES, fixture_args
+from helpers import FIXTURE_BOOLQ, SOURCES, fixture_args
 
-from kboolq import carve, fit, predict
+from kboolq import carve, fit, fitting, predict
 from kboolq.cli import run_command
 from kboolq.runs.outputs import lock_output, lock_path
 from tuning import grid
@@ -18,13 +18,6 @@ from tuning import grid
 
 def _files(directory):
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-@pytest.fixture
-def run(trained, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(trained[0], copy)
-    return copy, trained[1]
 
 
 def test_overwrite_with_bad_input_leaves_the_old_run_whole(run, tmp_path, capsys):
@@ -47,7 +40,7 @@ def test_overwrite_interrupted_while_training_keeps_the_old_run(run, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fit, "train_model", interrupted)
+    monkeypatch.setattr(fitting, "train_model", interrupted)
     args = fixture_args(run_dir, cache, "--overwrite", "--hidden", "4", "--epochs", "1")
     assert run_command(fit.main, "fit")(args) == 130
     assert f"{run_dir} still holds the previous run" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, fixture_args
+from helpers import FIXTURE_BOOLQ, fixture_args, free_port
 
 from kboolq import fit
 from kboolq.data.boolq import read_rows
@@ -30,14 +30,6 @@ from kboolq import serve  # noqa: E402
 from kboolq.serve import Answerer, Limits, app  # noqa: E402
 
 REAL_ROWS = Path(__file__).parent / "data" / "boolq-real" / "rows.jsonl"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    args = fixture_args(root / "run", root / "cache", "--hidden", "4", "--epochs", "1")
-    assert fit.main(args) == 0
-    return root / "run", root / "cache"
 
 
 def _client(trained, **limits):
@@ -177,12 +169,6 @@ def test_concurrent_requests_share_model_calls(trained):
     assert answerer.batches < len(rows)  # 16 requests, fewer model calls
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url, payload: bytes):
     request = urllib.request.Request(
         url, data=payload, headers={"Content-Type": "application/json"}
@@ -201,7 +187,7 @@ def test_a_server_process_answers_real_rows_over_a_socket(tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     args = fixture_args(run_dir, cache, "--glove", "kumo50", "--hidden", "4", "--epochs", "1")
     assert fit.main([*args, "--exact-match", "stem"]) == 0
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "kboolq.serve", str(run_dir), "--port", str(port),
          "--cache-dir", str(cache)],
@@ -274,7 +260,7 @@ def _start(run_dir, cache, port):
 
 @pytest.mark.slow
 def test_stalled_clients_are_cut_off_and_sigterm_stops_the_server_within_seconds(trained):
-    port = _free_port()
+    port = free_port()
     server = _start(*trained, port)
     try:
         headers = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
@@ -310,7 +296,7 @@ def test_stalled_clients_are_cut_off_and_sigterm_stops_the_server_within_seconds
 
 @pytest.mark.slow
 def test_of_two_servers_started_at_once_on_one_port_one_serves_and_one_says_why(trained):
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "kboolq.serve", str(trained[0]), "--port", str(port),
                "--cache-dir", str(trained[1])]  # fmt: skip
     servers = [

@@ -13,13 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import fixture_args
+from helpers import answers, fit_fixture, fixture_args
 
-from kboolq import ensemble, fit
+from kboolq import ensemble
 from kboolq.cli import run_command
 from kboolq.runs import rundir, staging
-from kboolq.runs.rundir import is_kboolq_entry, load_model
+from kboolq.runs.rundir import is_kboolq_entry
 
 
 def _tree(root):
@@ -34,16 +35,8 @@ def _tree(root):
     return found
 
 
-@pytest.fixture
-def run(trained, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(trained[0], copy)
-    return copy, trained[1]
-
-
 def _fit(run_dir, cache, *extra):
-    args = fixture_args(run_dir, cache, "--hidden", "4", "--epochs", "1", *extra)
-    return run_command(fit.main, "kboolq.fit")(args)
+    return fit_fixture(run_dir, cache, *extra)
 
 
 def _ensemble(trained, out, *extra):
@@ -121,7 +114,8 @@ def test_leftovers_of_a_killed_command_are_cleaned_and_never_called_the_users(
     (leftover / "config.json").write_text("{}")
     assert _ensemble(trained, out) == 0, capsys.readouterr().err
     assert not leftover.exists() and not list(out.glob(".*.tmp*"))
-    assert load_model(out) is not None
+    # two copies of one run: their ensemble answers as the run does
+    np.testing.assert_allclose(answers(out, trained[1]), answers(*trained), atol=1e-6)
 
 
 @pytest.mark.parametrize("kill_after", [0, 1])
@@ -229,5 +223,5 @@ def test_sigterm_is_handled_like_ctrl_c(trained, tmp_path, overwrite):
         assert lines[-1] == (
             f"kboolq.fit: interrupted: best model so far kept in {out / 'model.keras'}"
         )
-        assert load_model(out) is not None
+        answers(out, trained[1])  # the kept checkpoint loads and answers
     assert "Traceback" not in err

@@ -6,7 +6,7 @@ import csv
 import keras
 import numpy as np
 import pytest
-from conftest import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
+from helpers import FIXTURE_BOOLQ, FIXTURE_GLOVE, FIXTURE_VALID_SIZE
 
 from kboolq import training
 from kboolq.config import Config, DataSettings

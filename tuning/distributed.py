@@ -11,29 +11,20 @@ reached for `timeout` seconds.
 KerasTuner's variables work as well as the flags: KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT
 name the chief, KERASTUNER_TUNER_ID names the process ("chief" in it makes it the chief).
 
-Who may talk to the chief: every call, KerasTuner's methods and ours alike, carries the grid's
-shared secret, which one server interceptor compares in constant time before any handler runs
-(gRPC's UNAUTHENTICATED otherwise). With --tls-cert/--tls-key the port speaks TLS (gRPC's own
-credentials); workers trust the chief's certificate through --tls-ca. What a worker uploads is
-checked before it counts: the trial must be the one that worker holds, the files only those a
-run has, within a size cap, unpacked beside the trial and moved in only once `accept` (the
-grid's own check that the model loads and fits the grid) has passed.
+Who may talk to the chief is tuning/auth.py's (the grid's shared secret on every call, TLS);
+what a worker's upload may hold is tuning/uploads.py's. The trial must be the one that worker
+holds, and its files count only once `accept` (the grid's own check) has passed.
 """
 
 from __future__ import annotations
 
-import hmac
-import io
 import json
 import os
-import secrets
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -44,16 +35,29 @@ import grpc
 import keras_tuner as kt
 
 from kboolq.errors import UserError
-from kboolq.files import write_bytes
-from kboolq.runs.rundir import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE
+from tuning.auth import (
+    AUTH_KEY,
+    SECRET_ENV,
+    SECRET_FILE,
+    TUNER_KEY,
+    SecretCheck,
+    caller,
+    mismatch,
+)
 from tuning.kt_private import protos, trial_dir
 from tuning.oracle import ResumableGridOracle
-from tuning.tls import mismatch
+from tuning.uploads import (
+    MAX_UPLOAD,
+    UploadRejected,
+    move_in,
+    pack_files,
+    read_header,
+    unpack_files,
+)
 
 Trial = kt.engine.trial.Trial
 IDLE = kt.engine.trial.TrialStatus.IDLE
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
-MAX_UPLOAD = 256 << 20  # bytes of one trial's files, unpacked; a larger upload is refused
 MAX_MESSAGE = MAX_UPLOAD + (1 << 20)  # a trial's run directory travels in one message
 OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -63,107 +67,6 @@ SERVER_OPTIONS = [*OPTIONS, ("grpc.so_reuseport", 0)]  # a second chief on a ser
 SERVICE = "kboolq.grid.Grid"
 IDLE_WAIT = (0.5, 8.0)  # a worker with nothing to run asks again after 0.5, 1, 2, 4, 8, 8... s
 WAIT_NOTICE = 30.0  # a worker waiting for its chief says so at once and every this many seconds
-NOT_SENT = {"trial.json"}  # the chief's own file in a trial directory
-# The files of a run directory that a worker may send (what train_model and write_info write).
-RUN_UPLOAD = {MODEL_FILE, CONFIG_FILE, HISTORY_FILE, CURVES_FILE, METRICS_FILE}
-SECRET_ENV = "KBOOLQ_GRID_SECRET"
-SECRET_FILE = "grid.secret"
-AUTH_KEY = "authorization"  # the metadata key of the secret ("Bearer SECRET")
-TUNER_KEY = "kboolq-tuner-id"  # which worker sends a call
-
-
-class UploadRejected(ValueError):
-    """A worker's files that cannot count: the one-line reason is the trial's message."""
-
-
-def chief_secret(grid_dir: Path) -> str:
-    """The secret every call to this chief must carry: $KBOOLQ_GRID_SECRET, else the one in
-    GRID_DIR/grid.secret (a resumed grid), else a new one written there, readable by its owner
-    only. Says where it comes from, never the secret itself."""
-    given = os.environ.get(SECRET_ENV, "")
-    if given:
-        check_secret(given, f"${SECRET_ENV}")
-        print(f"grid chief: workers must present ${SECRET_ENV} (set here)", flush=True)
-        return given
-    path = Path(grid_dir) / SECRET_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
-    secret = read_secret(path)
-    print(
-        f"grid chief: the grid secret is in {path} (readable by its owner only); start each "
-        f"worker with {SECRET_ENV} set to its content, or with this --out on a shared disk",
-        flush=True,
-    )
-    return secret
-
-
-def read_secret(path: Path) -> str:
-    try:
-        secret = Path(path).read_text().strip()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the grid secret ({exc.strerror or exc})") from None
-    if not secret:
-        raise UserError(f"{path}: the grid secret file is empty; delete it to make a new one")
-    return check_secret(secret, str(path))
-
-
-def check_secret(secret: str, where: str) -> str:
-    """gRPC metadata carries printable ASCII only: a secret with a space, a control character
-    or a non-ASCII letter would be refused by every worker's call, so it is refused here."""
-    bad = sorted({c for c in secret if not "!" <= c <= "~"})
-    if bad:
-        shown = ", ".join(repr(c) for c in bad[:5])
-        raise UserError(
-            f"{where}: the grid secret holds {shown}; use visible ASCII characters only "
-            "(letters, digits and punctuation; no spaces), e.g. the output of "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
-    return secret
-
-
-def worker_secret(grid_dir: Path) -> str:
-    """$KBOOLQ_GRID_SECRET, else the chief's GRID_DIR/grid.secret when this worker shares the
-    chief's --out; a worker with neither stops before it contacts anyone."""
-    given = os.environ.get(SECRET_ENV, "")
-    if given:
-        return check_secret(given, f"${SECRET_ENV}")
-    path = Path(grid_dir) / SECRET_FILE
-    if path.exists():
-        return read_secret(path)
-    raise UserError(
-        f"no grid secret: set {SECRET_ENV} to the content of the chief's GRID_DIR/{SECRET_FILE} "
-        "(the chief prints where it is), or give this worker the chief's --out on a shared disk"
-    )
-
-
-class SecretCheck(grpc.ServerInterceptor):
-    """Refuses every call that does not carry the grid's secret, before any handler runs.
-
-    The refusal is a handler that takes the request as a stream and never reads it: a unary
-    handler would first wait for the request message on one of the server's threads, so that
-    a stranger who opens calls and never sends one could hold every thread (8 did)."""
-
-    def __init__(self, secret: str) -> None:
-        self.expected = f"Bearer {secret}".encode()
-
-        def refuse(requests, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing grid secret")
-
-        self.refusal = grpc.stream_unary_rpc_method_handler(refuse)
-
-    def intercept_service(self, continuation, details):
-        given = dict(details.invocation_metadata or ()).get(AUTH_KEY, "")
-        if isinstance(given, bytes):
-            given = given.decode("latin-1")
-        if hmac.compare_digest(given.encode(), self.expected):
-            return continuation(details)
-        return self.refusal
-
-
-def caller(context: grpc.ServicerContext) -> str:
-    return dict(context.invocation_metadata() or ()).get(TUNER_KEY, "")
 
 
 @dataclass(frozen=True)
@@ -219,84 +122,6 @@ def role_from(chief: str | None, worker: str | None) -> Role | None:
 
 def _unary(handler: Callable[[bytes, grpc.ServicerContext], bytes]) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(handler)  # raw bytes in and out
-
-
-def pack_files(run_dir: Path, trial_id: str) -> bytes:
-    """One message: a JSON header line, then a zip of the trial's run directory."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for path in sorted(Path(run_dir).iterdir()):
-            if path.is_file() and path.name not in NOT_SENT and not path.name.startswith("."):
-                archive.write(path, path.name)
-    header = {
-        "trial_id": trial_id,
-        "host": socket.gethostname(),
-        "dir": str(Path(run_dir).resolve()),
-    }
-    return json.dumps(header).encode() + b"\n" + buffer.getvalue()
-
-
-def read_header(message: bytes) -> dict[str, Any]:
-    try:
-        header = json.loads(message.partition(b"\n")[0])
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or not all(
-        isinstance(header.get(k), str) for k in ("trial_id", "host", "dir")
-    ):
-        raise UploadRejected("the upload's header is not a kboolq trial header")
-    return header
-
-
-def unpack_files(message: bytes, target: Path) -> Path | None:
-    """Check a worker's upload and unpack it into a new hidden directory beside `target` (the
-    chief's trial directory); None when the worker's directory is the chief's (a shared
-    filesystem: nothing travels). Only a run's own file names, no paths, at most MAX_UPLOAD
-    bytes unpacked; anything else raises UploadRejected and nothing is kept."""
-    header = read_header(message)
-    body = message.partition(b"\n")[2]
-    target = Path(target).resolve()
-    if header["host"] == socket.gethostname() and Path(header["dir"]) == target:
-        return None
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(body))
-    except zipfile.BadZipFile:
-        raise UploadRejected("the upload is not a zip archive") from None
-    with archive:
-        members = archive.infolist()
-        for member in members:
-            if member.filename not in RUN_UPLOAD:
-                allowed = ", ".join(sorted(RUN_UPLOAD))
-                raise UploadRejected(
-                    f"the upload holds {member.filename!r}, not a run's file ({allowed})"
-                )
-        size = sum(member.file_size for member in members)
-        if size > MAX_UPLOAD:
-            raise UploadRejected(f"the upload unpacks to {size} bytes, over {MAX_UPLOAD}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".upload-{target.name}-", dir=target.parent))
-        try:
-            for member in members:
-                data = archive.read(member)
-                if len(data) > member.file_size:
-                    raise UploadRejected(f"{member.filename}: larger than its zip entry says")
-                (staging / member.filename).write_bytes(data)
-        except (UploadRejected, zipfile.BadZipFile, OSError, EOFError) as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(exc, UploadRejected):
-                raise
-            raise UploadRejected(f"the upload cannot be unpacked ({exc})") from None
-    return staging
-
-
-def move_in(staging: Path, target: Path) -> list[str]:
-    """Move the checked files of an upload into the trial directory, each file atomically."""
-    written = []
-    for path in sorted(staging.iterdir()):
-        write_bytes(target / path.name, path.read_bytes())
-        written.append(path.name)
-    shutil.rmtree(staging, ignore_errors=True)
-    return written
 
 
 class GridServicer(protos.get_service_grpc().OracleServicer):

@@ -30,19 +30,15 @@ from kboolq.files import write_json
 from kboolq.inputs import load_inputs, run_info, warn_about_data
 from kboolq.runs.outputs import claim_output, lock_output
 from kboolq.threads import set_threads
+from tuning.auth import chief_secret, read_ca, read_tls, worker_secret
 from tuning.axes import DEFAULT_GRID, FIELDS, grid_size, settings_from_args
-from tuning.distributed import (
-    GridClient,
-    Role,
-    chief_secret,
-    role_from,
-    serve,
-    worker_secret,
-)
+from tuning.distributed import GridClient, Role, role_from, serve
 from tuning.launch import Launcher, follow_launcher
+from tuning.progress import duration
 from tuning.record import RECORD, check_same_grid, grid_record, is_grid, record_changes
-from tuning.tls import read_ca, read_tls
-from tuning.tuner import _duration, build_tuner, finish, trial_check
+from tuning.results import finish
+from tuning.tuner import build_tuner
+from tuning.uploads import trial_check
 
 __all__ = ["DEFAULT_GRID", "main", "parser", "settings_from_args"]
 
@@ -219,13 +215,13 @@ def main(argv: list[str] | None = None) -> int:
                 heartbeat=min(10.0, args.lease / 4),
                 secret=secret,
                 tls=tls,
-                accept=trial_check(tuner.hypermodel),
+                accept=trial_check(tuner.hypermodel.config, tuner.hypermodel.prepared),
             )
             print(
                 f"grid chief: all {total} points done; served {sum(requests.values())} requests "
                 f"({requests.get('CreateTrial', 0)} trial requests, "
                 f"{requests.get('Heartbeat', 0)} heartbeats) in "
-                f"{_duration(time.monotonic() - wall)} using "
+                f"{duration(time.monotonic() - wall)} using "
                 f"{time.process_time() - cpu:.2f} s of CPU time",
                 flush=True,
             )

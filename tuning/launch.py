@@ -29,7 +29,7 @@ import torch
 
 from kboolq.errors import Interrupted, UserError
 from kboolq.threads import available_cores
-from tuning.distributed import SECRET_ENV
+from tuning.auth import SECRET_ENV
 
 REPLACEMENTS = 3  # per worker slot: a worker that keeps dying is a problem to report, not retry
 STOP_GRACE = 60.0  # seconds a process gets to finish its batch after SIGTERM before SIGKILL

@@ -264,12 +264,12 @@ class TfdsBoolQ(DataSource):
         needs = " and ".join(missing)
         return f"--data tfds needs {needs}: pip install 'kboolq[tfds]'" if missing else None
 
-    def load(self, valid_size: int = DEFAULT_VALID_SIZE, data_dir: Path | None = None) -> BoolQ:
+    def load(self, valid_size: int = DEFAULT_VALID_SIZE) -> BoolQ:
         if (problem := self.problem()) is not None:
             raise UserError(f"{problem}\n{LOCAL_HINT}")
         import tensorflow_datasets as tfds
 
-        builder = tfds.builder("super_glue/boolq", data_dir=str(data_dir) if data_dir else None)
+        builder = tfds.builder("super_glue/boolq")  # TFDS's own data directory
         if not builder.is_prepared():
             require_host("storage.googleapis.com", "super_glue/boolq for TFDS", LOCAL_HINT)
             builder.download_and_prepare()

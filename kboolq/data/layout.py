@@ -53,6 +53,18 @@ _CHAR_IDS = {c: i + 1 for i, c in enumerate(CHARACTERS)}
 
 
 @dataclass(frozen=True)
+class LayoutSettings:
+    """How rows become the layout: the percentiles of the train rows' token counts that bound
+    the passages and the questions, how accents are read, and the characters kept per word (0:
+    none). config.DataSettings gives them (DataSettings.layout_settings)."""
+
+    passage_percentile: float = PASSAGE_PERCENTILE
+    question_percentile: float = QUESTION_PERCENTILE
+    accents: str = DEFAULT_ACCENTS
+    word_chars: int = 0
+
+
+@dataclass(frozen=True)
 class Layout:
     q_max: int
     p_max: int
@@ -102,11 +114,6 @@ class Lookup:
     vectors: np.ndarray  # (rows, dim) float32
     stems: np.ndarray  # (rows,) int32
     chars: np.ndarray | None = None  # (rows, layout.word_chars) int32, with characters only
-
-    @classmethod
-    def of(cls, vectors: np.ndarray) -> Lookup:
-        """Vectors alone, every stem class 0 (for models that never compare stems)."""
-        return cls(vectors, np.zeros(len(vectors), np.int32))
 
     @property
     def dim(self) -> int:
@@ -164,6 +171,15 @@ def char_ids(word: str, width: int) -> list[int]:
     return ids + [0] * (width - len(ids))
 
 
+def word_ids(tokens: Sequence[str], index: dict[str, int], unknown: dict | None) -> list[int]:
+    """The one token -> id rule (the encoder's and the export's): a known word's vocabulary
+    position; an unknown word dropped, or, with `unknown` (a run that reads characters: a dict
+    shared by all rows), kept as -2 - its index in `unknown` (equal words, equal ids)."""
+    if unknown is None:
+        return [index[t] for t in tokens if t in index]
+    return [index[t] if t in index else -2 - unknown.setdefault(t, len(unknown)) for t in tokens]
+
+
 def _glove_ids(
     rows: Sequence[Row], glove: Glove, oov: Counter, accents: str, unknown: dict | None = None
 ) -> _Tokenized:
@@ -178,13 +194,7 @@ def _glove_ids(
         ):
             tokens = tokenize(text, accents)
             oov.update(t for t in tokens if t not in glove.index)
-            if unknown is None:
-                ids = [glove.index[t] for t in tokens if t in glove.index]
-            else:
-                ids = [
-                    glove.index[t] if t in glove.index else -2 - unknown.setdefault(t, len(unknown))
-                    for t in tokens
-                ]
+            ids = word_ids(tokens, glove.index, unknown)
             if not ids:
                 problem = NO_WORD if unknown is None else NO_TOKEN
                 raise UserError(f"{row.where}: {problem.format(what=what)}")
@@ -193,12 +203,7 @@ def _glove_ids(
     return out
 
 
-def layout_from_train(
-    train: _Tokenized,
-    percentile: float = PASSAGE_PERCENTILE,
-    question_percentile: float = QUESTION_PERCENTILE,
-    word_chars: int = 0,
-) -> Layout:
+def layout_from_train(train: _Tokenized, settings: LayoutSettings) -> Layout:
     """q_max and p_max: percentiles of the train questions' and passages' token counts (99.9th
     and the notebook's 99th; 100 keeps every train question or passage whole), so that one
     outsized row cannot stretch every row's layout.
@@ -206,9 +211,9 @@ def layout_from_train(
     Token counts include out-of-vocabulary words, as the notebook counted them; only the train
     split is used, so the layout never depends on validation or test data.
     """
-    q_max = bound(train.question_tokens, question_percentile, QUESTION_CEILING)
-    p_max = bound(train.passage_tokens, percentile, PASSAGE_CEILING)
-    return Layout(q_max=q_max, p_max=p_max, word_chars=word_chars)
+    q_max = bound(train.question_tokens, settings.question_percentile, QUESTION_CEILING)
+    p_max = bound(train.passage_tokens, settings.passage_percentile, PASSAGE_CEILING)
+    return Layout(q_max=q_max, p_max=p_max, word_chars=settings.word_chars)
 
 
 def bound(counts: Sequence[int], percentile: float, ceiling: int) -> int:
@@ -255,22 +260,19 @@ def encode(
     row_groups: dict[str, Sequence[Row]],
     glove: Glove,
     layout: Layout | None = None,
-    percentile: float = PASSAGE_PERCENTILE,
-    accents: str = DEFAULT_ACCENTS,
-    question_percentile: float = QUESTION_PERCENTILE,
-    word_chars: int = 0,
+    settings: LayoutSettings = LayoutSettings(),  # noqa: B008 (frozen)
 ) -> Prepared:
     """Encode named groups of rows over one compact lookup table; without `layout`, train sets
-    it (with `word_chars` characters per word)."""
+    it from `settings` (with settings.word_chars characters per word)."""
     oov: Counter = Counter()
-    if layout is not None:
-        word_chars = layout.word_chars
+    accents = settings.accents
+    word_chars = settings.word_chars if layout is None else layout.word_chars
     unknown: dict | None = {} if word_chars else None
     tokenized = {
         name: _glove_ids(rows, glove, oov, accents, unknown) for name, rows in row_groups.items()
     }
     if layout is None:
-        layout = layout_from_train(tokenized["train"], percentile, question_percentile, word_chars)
+        layout = layout_from_train(tokenized["train"], settings)
     cut = {
         name: sum(len(ids) > layout.q_max for ids in group.questions)
         for name, group in tokenized.items()
@@ -332,44 +334,27 @@ def stem_classes(words: Sequence[str], tails: int, unknown: Sequence[str] = ()) 
     return np.array([0, *word_classes, *tail_classes, *unknown_classes], dtype=np.int32)
 
 
-def fingerprint(
-    boolq: BoolQ,
-    glove: Glove,
-    percentile: float = PASSAGE_PERCENTILE,
-    accents: str = DEFAULT_ACCENTS,
-    question_percentile: float = QUESTION_PERCENTILE,
-    word_chars: int = 0,
-) -> str:
+def fingerprint(boolq: BoolQ, glove: Glove, settings: LayoutSettings) -> str:
     """The key of what `prepare` makes of `boolq` with `glove` and these settings."""
-    return fingerprint_of(
-        boolq.fingerprint, glove.fingerprint, percentile, accents, question_percentile, word_chars
-    )
+    return fingerprint_of(boolq.fingerprint, glove.fingerprint, settings)
 
 
-def fingerprint_of(
-    data: str,
-    vectors: str,
-    percentile: float,
-    accents: str,
-    question_percentile: float,
-    word_chars: int,
-    bounds: int = BOUNDS,
-) -> str:
+def fingerprint_of(data: str, vectors: str, settings: LayoutSettings, bounds: int = BOUNDS) -> str:
     """`fingerprint` from the data's and the vectors' own fingerprints (a run's config.json
     records the vectors'; the rows' come from the data as it is now). `bounds` 1 gives the
     fingerprint that runs made before `bound` recorded."""
-    settings = {
+    keys = {
         **({"bounds": bounds} if bounds != 1 else {}),
         "cache": CACHE_FORMAT,
         "tokenizer": TOKENIZER_VERSION,
         "separator": SEPARATOR_LENGTH,
-        "percentile": percentile,
-        "question_percentile": question_percentile,
-        "accents": accents,
+        "percentile": settings.passage_percentile,
+        "question_percentile": settings.question_percentile,
+        "accents": settings.accents,
     }
-    if word_chars:  # only then: entries made without characters keep their keys
-        settings |= {"word_chars": word_chars, "characters": CHARACTERS}
-    return sha256_json({"data": data, "glove": vectors, **settings})
+    if settings.word_chars:  # only then: entries made without characters keep their keys
+        keys |= {"word_chars": settings.word_chars, "characters": CHARACTERS}
+    return sha256_json({"data": data, "glove": vectors, **keys})
 
 
 def _save(path: Path, prepared: Prepared) -> None:
@@ -445,34 +430,24 @@ def prepare(
     boolq: BoolQ,
     glove: Glove,
     cache_dir: Path,
-    percentile: float = PASSAGE_PERCENTILE,
-    accents: str = DEFAULT_ACCENTS,
-    question_percentile: float = QUESTION_PERCENTILE,
-    word_chars: int = 0,
+    settings: LayoutSettings = LayoutSettings(),  # noqa: B008 (frozen)
 ) -> tuple[Prepared, bool]:
-    """Encode every split (with `word_chars` characters per word), or reuse the cached result
-    when data, vectors and settings match.
+    """Encode every split as `settings` say, or reuse the cached result when data, vectors and
+    settings match.
 
     Returns the result and whether it came from the cache.
     """
-    key = fingerprint(boolq, glove, percentile, accents, question_percentile, word_chars)
+    key = fingerprint(boolq, glove, settings)
     path = Path(cache_dir) / "prepared" / f"{key}.npz"
     if path.exists():
         cached = _load(path)
         if cached is not None and cached.fingerprint == key:
             return cached, True
-    prepared = encode(
-        boolq.splits,
-        glove,
-        percentile=percentile,
-        accents=accents,
-        question_percentile=question_percentile,
-        word_chars=word_chars,
-    )
+    prepared = encode(boolq.splits, glove, settings=settings)
     prepared = dataclasses.replace(prepared, fingerprint=key)
     cut = {name: n for name, n in prepared.questions_cut.items() if n}
     if cut:
-        why = f"the {question_percentile:g}th percentile of train questions"
+        why = f"the {settings.question_percentile:g}th percentile of train questions"
         if prepared.layout.q_max == QUESTION_CEILING:
             why = "kboolq's ceiling, whatever the percentile"
         print(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import keras
 from keras import layers
@@ -34,8 +34,17 @@ from kboolq.models.layers import (
     Segment,
 )
 
-if TYPE_CHECKING:  # Config validates --arch against this registry, so it is imported lazily
-    from kboolq.config import Config
+
+class Config(Protocol):
+    """What a builder reads of kboolq.config.Config, which imports this module (it checks
+    --arch against the registry below): importing it back would make a circle."""
+
+    arch: str
+    hidden_size: int
+    dropout: float
+    embedding_dropout: float
+    exact_match: str
+    chars: int
 
 
 def _inputs(layout: Layout, dim: int, stems: bool = False, chars: bool = False) -> dict:
@@ -263,7 +272,6 @@ def build_majority(config: Config, layout: Layout, dim: int) -> keras.Model:
 class Architecture:
     build: Callable[[Config, Layout, int], keras.Model]
     help: str
-    matches: bool = False  # reads --exact-match (the channels of words found in the other part)
     chars: bool = False  # can read --chars (a character CNN vector joined to each word's)
 
 
@@ -271,32 +279,24 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bigru": Architecture(
         build_bigru,
         "shared BiGRU encoders + pooling (the best on valid so far)",
-        matches=True,
         chars=True,
     ),
-    "notebook": Architecture(
-        build_notebook, "the notebook's 2-layer GRU over the whole layout (alias: seed)"
-    ),
-    "attention": Architecture(
-        build_attention, "BiGRU + passage-to-question attention", matches=True, chars=True
-    ),
+    "notebook": Architecture(build_notebook, "the notebook's 2-layer GRU over the whole layout"),
+    "attention": Architecture(build_attention, "BiGRU + passage-to-question attention", chars=True),
     "esim": Architecture(
         build_esim,
         "ESIM: two-way soft alignment, enhancement, composition",
-        matches=True,
         chars=True,
     ),
     "biattention": Architecture(
         build_biattention,
         "the BoolQ paper's recurrent model: highway BiGRUs around bi-attention fusion, "
         "attention pooling",
-        matches=True,
         chars=True,
     ),
     "question_only": Architecture(build_question_only, "baseline: the question alone", chars=True),
     "majority": Architecture(build_majority, "baseline: the training base rate"),
 }
-ALIASES = {"seed": "notebook"}  # names that runs saved before the rename still carry
 
 
 def build_model(config: Config, layout: Layout, dim: int) -> keras.Model:

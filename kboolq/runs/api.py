@@ -12,7 +12,7 @@ import numpy as np
 
 from kboolq.data.boolq import Row, parse_row
 from kboolq.data.glove import Glove, load_glove
-from kboolq.data.layout import Prepared, encode
+from kboolq.data.layout import Prepared, encode, vocabulary_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.files import default_cache_dir
@@ -51,13 +51,32 @@ class OpenRun:
 
     def encode_splits(self, groups: dict[str, Sequence[Row]]) -> Prepared:
         """Named groups of rows (a data set's splits) encoded as `encode` does one."""
-        return encode(groups, self.glove, self.info.layout, accents=self.info.data.accents)
+        return encode(groups, self.glove, self.info.layout, self.info.data.layout_settings())
+
+    def problem(self, row: Row) -> str | None:
+        """Why this run cannot answer `row` (a question or passage without a word it reads), or
+        None: predict, serve and export's check file all ask this."""
+        return vocabulary_problem(
+            row, self.glove, self.info.data.accents, self.info.layout.word_chars
+        )
 
     def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
         """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""
         encoded = self.encode(rows)
         split, batch = encoded.splits["rows"], self.info.config.batch_size
         return predict_split(self.model, split, encoded.lookup, encoded.layout, batch)
+
+
+def check_threshold(threshold: float) -> float:
+    """--threshold of predict, serve and export: a probability (NaN is refused too)."""
+    if not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold must be from 0 to 1, got {threshold}")
+    return threshold
+
+
+def answer(p_yes: float, threshold: float) -> str:
+    """The yes/no answer of a P(yes): yes from the threshold up."""
+    return "yes" if p_yes >= threshold else "no"
 
 
 def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:

@@ -113,7 +113,7 @@ def card_text(
         "",
         "## Training data",
         "",
-        f"- source: `{info.data.data}` (valid = the last {info.data.valid_size} train rows, "
+        f"- source: `{info.data.source}` (valid = the last {info.data.valid_size} train rows, "
         "test = the official validation split)",
     ]
     if prepared is not None:

@@ -36,12 +36,27 @@ FORMAT_1_DATA = {
 }
 
 
+ARCH_RENAMES = {"seed": "notebook"}  # --arch names renamed since: older runs and grids carry them
+
+
+def current_arch(name: Any) -> Any:
+    """Today's name of an --arch (an older name given on the command line or saved in a run)."""
+    return ARCH_RENAMES.get(name, name) if isinstance(name, str) else name
+
+
+def _renamed(section: Any) -> Any:
+    """A hyperparameters section with its arch under today's name."""
+    if isinstance(section, dict) and "arch" in section:
+        return {**section, "arch": current_arch(section["arch"])}
+    return section
+
+
 def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
     """A run's config.json as read (any format) -> a format-FORMAT dict; a UserError naming
     `path` for a format this kboolq does not know (a newer kboolq's, or not a run at all)."""
     found = raw.get("format") if isinstance(raw, dict) else None
     if found == FORMAT:
-        return raw
+        return {**raw, "hyperparameters": _renamed(raw.get("hyperparameters"))}
     if found not in (1, 2, 3, 4):
         raise UserError(f"{path}: run format {found!r}, this kboolq reads formats 1 to {FORMAT}")
     # formats 1-3 had no fit --train-folds: every run trained on all its train rows
@@ -57,14 +72,20 @@ def migrate_run(raw: Any, path: Path) -> dict[str, Any]:
     for section, before in fills:
         if isinstance(migrated.get(section), dict):  # else read_info names the missing section
             migrated[section] = {**before, **migrated[section]}
-    return migrated
+    return {**migrated, "hyperparameters": _renamed(migrated.get("hyperparameters"))}
 
 
 def migrate_grid_record(raw: Any) -> dict[str, Any]:
     """A grid's grid.json as read -> today's record. Records without a "format" key were written
     with format-1 runs: their fixed settings and data settings are filled the same way; format-2
     records lack only the settings added since."""
-    if not isinstance(raw, dict) or raw.get("format") == FORMAT:
+    if not isinstance(raw, dict):
+        return raw
+    raw = {**raw, "fixed": _renamed(raw.get("fixed"))}
+    axes = raw.get("axes")
+    if isinstance(axes, dict) and isinstance(axes.get("arch"), list):
+        raw["axes"] = {**axes, "arch": [current_arch(name) for name in axes["arch"]]}
+    if raw.get("format") == FORMAT:
         return raw
     fills = [("fixed", FORMAT_4_HYPERPARAMETERS), ("fixed", FORMAT_2_HYPERPARAMETERS)]
     if raw.get("format") is None:

@@ -99,7 +99,7 @@ class RunInfo:
             "layout": asdict(self.layout),
             "embeddings": asdict(self.vectors),
             "data": {
-                "source": self.data.data,
+                "source": self.data.source,
                 "valid_size": self.data.valid_size,
                 "passage_percentile": self.data.passage_percentile,
                 "question_percentile": self.data.question_percentile,
@@ -199,7 +199,7 @@ def read_info(run_dir: Path) -> RunInfo:
             *(_key(glove, path, "embeddings", k) for k in ("source", "dim", "fingerprint"))
         )
         settings = DataSettings(
-            data=_key(data, path, "data", "source"),
+            source=_key(data, path, "data", "source"),
             glove=vectors.source,
             **{
                 key: _key(data, path, "data", key)
