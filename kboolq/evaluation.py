@@ -1,8 +1,8 @@
 """How good a model is: metrics over whole splits, as numbers and as text tables.
 
 The notebook averaged per-batch values, which is wrong for balanced accuracy and F1; both here
-accumulate the confusion counts over the whole epoch or split first (numpy for reports, stateful
-Keras metrics for training).
+are computed over the whole epoch or split: scikit-learn's metrics for reports, stateful Keras
+metrics (confusion counts accumulated over the epoch) in training.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+from sklearn import metrics
 
 from kboolq.data.batches import Batches
 from kboolq.data.layout import Layout, Lookup, Prepared, Split
@@ -22,20 +23,16 @@ EPSILON = 1e-7  # Keras's clipping for binary cross-entropy, so reported losses 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> list[list[int]]:
     """[[tn, fp], [fn, tp]] for 0/1 arrays."""
-    labels, predicted = np.asarray(labels).astype(bool), np.asarray(predicted).astype(bool)
-    return [
-        [int(np.sum(~labels & ~predicted)), int(np.sum(~labels & predicted))],
-        [int(np.sum(labels & ~predicted)), int(np.sum(labels & predicted))],
-    ]
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else 0.0
+    matrix = metrics.confusion_matrix(
+        np.asarray(labels).astype(bool), np.asarray(predicted).astype(bool), labels=[False, True]
+    )
+    return matrix.astype(int).tolist()
 
 
 def curves(labels: np.ndarray, scores: np.ndarray):
     """(fpr, tpr = recall, precision) at every distinct threshold, highest first, after the
-    origin (0, 0, 1): tied scores form one point, as a threshold cannot split them."""
+    origin (0, 0, 1): tied scores form one point, as a threshold cannot split them (the ROC
+    and PR plots draw both curves over the same thresholds)."""
     labels = np.asarray(labels).ravel().astype(bool)
     scores = np.asarray(scores, dtype=np.float64).ravel()
     order = np.argsort(-scores, kind="stable")
@@ -48,33 +45,35 @@ def curves(labels: np.ndarray, scores: np.ndarray):
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the precision-recall curve as a step sum over distinct thresholds."""
-    if not np.asarray(labels).astype(bool).any():
+    """Area under the precision-recall curve as a step sum over distinct thresholds
+    (scikit-learn's average precision); 0 for a split without a yes."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    if not labels.any():
         return 0.0
-    _, recall, precision = curves(labels, scores)
-    return float(np.sum(np.diff(recall) * precision[1:]))
+    return float(metrics.average_precision_score(labels, np.asarray(scores, np.float64).ravel()))
 
 
 def binary_report(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict:
-    """Every figure kboolq reports for one split, from labels and predicted P(yes)."""
+    """Every figure kboolq reports for one split, from labels and predicted P(yes). A class
+    absent from the split scores 0 where it enters a mean (balanced accuracy, macro F1)."""
     labels = np.asarray(labels).astype(np.int64).ravel()
     probabilities = np.asarray(probabilities, dtype=np.float64).ravel()
-    (tn, fp), (fn, tp) = matrix = confusion_matrix(labels, probabilities >= threshold)
+    predicted = (probabilities >= threshold).astype(np.int64)
+    both = {"labels": [0, 1], "zero_division": 0.0}
+    # Keras's clipping, so that the reported loss is the one fit reports (not log_loss's)
     clipped = np.clip(probabilities, EPSILON, 1 - EPSILON)
     loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    f1_yes = _ratio(2 * tp, 2 * tp + fp + fn)
-    f1_no = _ratio(2 * tn, 2 * tn + fn + fp)
     return {
-        "accuracy": _ratio(tp + tn, len(labels)),
-        "balanced_accuracy": (recall + _ratio(tn, tn + fp)) / 2,
-        "macro_f1": (f1_yes + f1_no) / 2,
-        "precision": precision,
-        "recall": recall,
+        "accuracy": float(metrics.accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(metrics.recall_score(labels, predicted, average="macro",
+                                                        **both)),
+        "macro_f1": float(metrics.f1_score(labels, predicted, average="macro", **both)),
+        "precision": float(metrics.precision_score(labels, predicted, zero_division=0.0)),
+        "recall": float(metrics.recall_score(labels, predicted, zero_division=0.0)),
         "pr_auc": average_precision(labels, probabilities),
         "loss": float(loss),
-        "confusion_matrix": matrix,
-    }
+        "confusion_matrix": confusion_matrix(labels, predicted),
+    }  # fmt: skip
 
 
 class _ConfusionMetric(keras.metrics.Metric):
@@ -227,8 +226,8 @@ def spread(reports: list[dict[str, dict]]) -> dict[str, dict[str, dict[str, floa
 def format_spread(members: dict, ensemble: dict[str, dict], n: int) -> str:
     """The members' mean +- std beside the ensemble, per split and metric."""
     lines = [f"{'':<18}{'split':>7}{f'{n} members: mean +- std':>26}{'ensemble':>10}{'gain':>8}"]
-    for split, metrics in members.items():
-        for metric, m in metrics.items():
+    for split, figures in members.items():
+        for metric, m in figures.items():
             value = ensemble[split][metric]
             lines.append(
                 f"{metric:<18}{split:>7}{m['mean']:>17.4f} +- {m['std']:.4f}"

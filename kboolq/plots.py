@@ -24,7 +24,7 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Pa
 
     def save(figure, name):
         path = Path(out_dir) / f"{split}_{name}.png"
-        _save_figure(figure, path)
+        save_figure(figure, path)
         written.append(path)
 
     figure, axis = _figure()
@@ -63,7 +63,7 @@ def save_plots(labels: np.ndarray, scores: np.ndarray, report: dict, out_dir: Pa
     return written
 
 
-def _save_figure(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
     with atomic_path(Path(path)) as tmp:
         figure.savefig(tmp, dpi=110, bbox_inches="tight")
 
@@ -97,7 +97,7 @@ def save_learning_curves(history: list[dict[str, float]], path: Path, best_epoch
             axis.axvline(best_epoch, linestyle=":", color="grey", label=f"best epoch {best_epoch}")
         axis.set(xlabel="epoch", title=title)
         axis.legend(loc="best")
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def save_grid_curves(curves_by_trial: dict[str, list[float]], best: str | None, path: Path):
@@ -115,4 +115,4 @@ def save_grid_curves(curves_by_trial: dict[str, list[float]], best: str | None, 
     axis.set(xlabel="epoch", ylabel="valid balanced accuracy", title="grid: valid curves")
     if best is not None:
         axis.legend(loc="best")
-    _save_figure(figure, path)
+    save_figure(figure, path)

@@ -61,7 +61,10 @@ def test_a_swallowed_sigterm_still_leaves_the_old_run_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the staging is gone too
 
 
-def test_a_signal_inside_a_finalizer_is_recorded_not_printed(capsys):
+def test_a_signal_inside_a_finalizer_is_recorded_not_printed(capsys, monkeypatch):
+    # a suite started in the background (`cmd &`) inherits SIGINT ignored, which kboolq keeps
+    monkeypatch.setattr(signal, "getsignal", lambda signum: signal.default_int_handler)
+
     class Finalized:
         def __del__(self):
             _deliver(signal.SIGINT)

@@ -58,6 +58,8 @@ def test_2x2_grid_writes_summary_and_best_run(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "best trial" in printed
     assert "grid: trial 1 of 4 done" in printed and "left (3 trials x" in printed
+    report = (out / "report" / "report.md").read_text()  # tuning.report, written at the end
+    assert "4 of 4 grid points finished" in report and "| hidden_size |" in report
     assert "grid: trial 4 of 4 done" in printed
     for png in (out / "learning_curves.png", best / "learning_curves.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

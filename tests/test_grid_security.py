@@ -168,7 +168,7 @@ def test_an_upload_with_other_files_is_refused_and_nothing_is_written(tmp_path, 
 
 
 def test_an_upload_over_the_size_cap_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(distributed, "MAX_UPLOAD", 1000)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD", 1000)
     target = tmp_path / "trial_0"
     message = _upload("0", {"model.keras": b"0" * 600, "history.csv": b"1" * 600})
     with pytest.raises(uploads.UploadRejected, match="unpacks to 1200 bytes, over 1000"):

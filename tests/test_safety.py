@@ -116,7 +116,7 @@ def test_a_grid_refuses_other_data_and_runs_only_new_points(tmp_path, capsys):
 
 
 def test_a_damaged_vector_cache_is_rebuilt_and_answers_stay_finite(run, tmp_path, capsys):
-    run_dir, cache = run
+    run_dir, cache = run[0], tmp_path / "own-cache"  # this test damages it: not the shared one
     question = ["--question", "is the moon red", "--passage", "the moon is red"]
     assert predict.main([str(run_dir), *question, "--cache-dir", str(cache)]) == 0
     expected = json.loads(capsys.readouterr().out)["p_yes"]

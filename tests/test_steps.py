@@ -18,7 +18,7 @@ from kboolq.models import gru
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     settings = DataSettings(
-        data=str(FIXTURE_BOOLQ), glove=str(FIXTURE_GLOVE), valid_size=FIXTURE_VALID_SIZE
+        source=str(FIXTURE_BOOLQ), glove=str(FIXTURE_GLOVE), valid_size=FIXTURE_VALID_SIZE
     )
     return load_inputs(settings, tmp_path_factory.mktemp("cache")).prepared
 

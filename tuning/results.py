@@ -20,6 +20,7 @@ from kboolq.runs.finish import finish_run
 from kboolq.runs.outputs import claimed
 from kboolq.runs.rundir import CURVES_FILE, HISTORY_FILE, RUN, load_model, read_info
 from kboolq.training import MONITOR
+from tuning.dashboard import write_report
 from tuning.oracle import rank
 from tuning.tuner import GridTuner
 
@@ -62,7 +63,8 @@ def publish_best(
 def finish(
     tuner: GridTuner, grid: dict[str, list[Any]], grid_dir: Path, prepared: Prepared, base: Config
 ) -> int:
-    """trials.csv, the grid's learning curves, and GRID_DIR/best evaluated once."""
+    """trials.csv, the grid's learning curves, GRID_DIR/report (tuning.dashboard) and
+    GRID_DIR/best evaluated once."""
     rows = trials_table(tuner, grid)
     write_trials_csv(grid_dir / "trials.csv", rows)
     best = tuner.oracle.get_best_trials(1)
@@ -78,10 +80,11 @@ def finish(
     trial_dir = Path(tuner.get_trial_dir(best[0].trial_id))
     made_by = f"{fit_command(read_info(trial_dir))}  # the grid's best trial, {best[0].trial_id}"
     reports = publish_best(trial_dir, best_dir, prepared, base.batch_size, made_by)
+    report = write_report(grid_dir)
     print(_format_rows(rows))
     print(f"best trial {best[0].trial_id}: {best[0].hyperparameters.values}")
     print(format_table(reports))
-    print(f"wrote {grid_dir / 'trials.csv'} and {best_dir}")
+    print(f"wrote {grid_dir / 'trials.csv'}, {report} and {best_dir}")
     return 0
 
 
