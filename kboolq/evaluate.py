@@ -9,12 +9,13 @@ import json
 import sys
 from pathlib import Path
 
+from kboolq.analysis import analyse, confident_errors, format_analysis
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq, source_problem
 from kboolq.errors import UserError
 from kboolq.evaluation import binary_report, format_table, predict_split
-from kboolq.files import remove_stale_temporaries, write_json
-from kboolq.plots import save_plots
+from kboolq.files import remove_stale_temporaries, write_json, write_text
+from kboolq.plots import save_plots, save_reliability
 from kboolq.runs.api import open_run
 from kboolq.runs.outputs import lock_output
 from kboolq.runs.rundir import CONFIG_FILE, REPORT_FILE, read_info
@@ -24,9 +25,13 @@ from kboolq.threads import set_threads
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m kboolq.evaluate",
-        description="Evaluate RUN_DIR/model.keras on one split; print the metrics table, add the "
-        "split's report to RUN_DIR/report.json (one entry per split evaluated) and write "
-        "confusion-matrix, ROC and PR plots (SPLIT_*.png).",
+        description="Evaluate RUN_DIR/model.keras on one split; print the metrics table and where "
+        "the model fails (accuracy and balanced accuracy by the question's first word, by "
+        "passage-length quartile and by the share of question words the passage repeats; the "
+        "expected calibration error); add the split's report with that analysis to "
+        "RUN_DIR/report.json (one entry per split evaluated); write its most confident wrong "
+        "answers to SPLIT_errors.jsonl and confusion-matrix, ROC, PR and reliability plots "
+        "(SPLIT_*.png).",
     )
     p.add_argument(
         "run_dir", type=Path, metavar="RUN_DIR", help="a directory written by kboolq.fit"
@@ -88,14 +93,24 @@ def main(argv: list[str] | None = None) -> int:
         split = encoded.splits[args.split]
         batch_size = args.batch_size or info.config.batch_size
         scores = predict_split(run.model, split, encoded.lookup, encoded.layout, batch_size)
+        rows = boolq.splits[args.split]
+        analysis = analyse(rows, scores, info.data.accents)
         # which data was scored: the run's own, or what --data named
-        report = {**binary_report(split.labels, scores), "data": boolq.source}
+        report = {**binary_report(split.labels, scores), "data": boolq.source,
+                  "analysis": analysis}  # fmt: skip
         write_json(args.run_dir / REPORT_FILE, {**_reports(args.run_dir), args.split: report})
+        errors = args.run_dir / f"{args.split}_errors.jsonl"
+        write_text(errors, "".join(json.dumps(e) + "\n"
+                                   for e in confident_errors(rows, scores, 0.5)))  # fmt: skip
         plots = save_plots(split.labels, scores, report, args.run_dir, args.split)
+        plots.append(args.run_dir / f"{args.split}_calibration.png")
+        save_reliability(analysis["calibration"], plots[-1])
         print(format_table({args.split: report}))
+        print(format_analysis(analysis))
         own = "--data" if args.data else "the run's own data"
         print(f"scored {args.split} of {boolq.source} ({own})")
-        print(f"wrote {args.run_dir / REPORT_FILE} and {', '.join(p.name for p in plots)}")
+        print(f"wrote {args.run_dir / REPORT_FILE}, {errors.name} and "
+              f"{', '.join(p.name for p in plots)}")  # fmt: skip
         return 0
 
 

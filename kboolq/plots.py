@@ -116,3 +116,21 @@ def save_grid_curves(curves_by_trial: dict[str, list[float]], best: str | None, 
     if best is not None:
         axis.legend(loc="best")
     save_figure(figure, path)
+
+
+def save_reliability(calibration: dict, path: Path) -> None:
+    """The reliability diagram: each bin's share of yes against its mean P(yes) (the diagonal
+    is a calibrated model), dots sized by the bin's rows, the expected calibration error in
+    the title (kboolq.analysis.calibration)."""
+    figure, axis = _figure()
+    bins = calibration["bins"]
+    axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="calibrated")
+    sizes = [20 + 180 * b["rows"] / max(c["rows"] for c in bins) for b in bins]
+    axis.plot([b["mean_p_yes"] for b in bins], [b["share_yes"] for b in bins], color="C0")
+    axis.scatter([b["mean_p_yes"] for b in bins], [b["share_yes"] for b in bins], s=sizes,
+                 color="C0", label="bins (size: rows)")  # fmt: skip
+    ece = calibration["expected_calibration_error"]
+    axis.set(xlabel="mean P(yes)", ylabel="share of yes", xlim=(0, 1), ylim=(0, 1),
+             title=f"reliability (ECE {ece:.3f})")  # fmt: skip
+    axis.legend(loc="upper left")
+    save_figure(figure, path)

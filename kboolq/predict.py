@@ -14,6 +14,7 @@ from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_
 from kboolq.data.boolq import BadRecord, Row, parse_row, read_records
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
+from kboolq.explain import STEPS, explain
 from kboolq.runs.api import answer, check_threshold, open_run
 from kboolq.threads import set_threads
 
@@ -25,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
         "--question and --passage, or --jsonl FILE with question and passage fields per line "
         "(answers, if present, are ignored); prints one JSON object per row, in order: "
         '{"question", "p_yes", "answer"}, or {"line", "error"} for a row that cannot be '
-        "answered (malformed, a missing field, no word in the run's vocabulary).",
+        "answered (malformed, a missing field, no word in the run's vocabulary). With "
+        '--explain each answer also has "explanation": every word\'s share of P(yes).',
         epilog="exit status: 0 every row answered; 1 some rows not answered (each has its "
         "error line, and stderr counts them); 2 nothing answered because of the command itself "
         "(flags, RUN_DIR, an unreadable file); 130/143 interrupted.",
@@ -44,6 +46,14 @@ def parser() -> argparse.ArgumentParser:
         default=0.5,
         help="answer yes when P(yes) >= this (default: %(default)s)",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help='add "explanation" to each answer: a score per question and passage word, '
+        f"integrated gradients of P(yes) over the word vectors ({STEPS} steps from the "
+        "padding vector); the scores sum to P(yes) minus P(yes) at that baseline, up to the "
+        '"completeness_gap" it reports. About 2 model passes per step and row',
+    )
     add_cache_argument(p)
     add_threads_argument(p)
     return p
@@ -57,6 +67,7 @@ class Entry:
     row: Row | None = None
     error: str | None = None
     score: float | None = None
+    explanation: dict | None = None
 
 
 def _entry(record, where: str) -> Entry:
@@ -101,15 +112,20 @@ def main(argv: list[str] | None = None) -> int:
         predicted = predict_split(run.model, rows, encoded.lookup, encoded.layout, batch)
         for entry, score in zip(answerable, predicted, strict=True):
             entry.score = float(score)
+        if args.explain:
+            explained = explain(run, [entry.row for entry in answerable])
+            for entry, explanation in zip(answerable, explained, strict=True):
+                entry.explanation = explanation
     for entry in entries:
         if entry.error is not None:
             print(json.dumps({"line": entry.where, "error": entry.error}))
             continue
         score = entry.score
         said = answer(score, args.threshold)
-        print(
-            json.dumps({"question": entry.row.question, "p_yes": round(score, 6), "answer": said})
-        )
+        found = {"question": entry.row.question, "p_yes": round(score, 6), "answer": said}
+        if entry.explanation is not None:
+            found["explanation"] = entry.explanation
+        print(json.dumps(found))
     failed = len(entries) - len(answerable)
     if failed:
         print(

@@ -3,8 +3,9 @@ uvicorn (the ASGI stack).
 
 POST /predict takes one row {"question": ..., "passage": ...} or a list of them and answers each
 with {"p_yes", "answer"}, or {"error"} for a row it cannot answer (a missing field, no word in
-the vocabulary): a list gets a list back, in order. GET /health says the service is up and what
-it serves; GET /card returns the run's model card (README.md).
+the vocabulary): a list gets a list back, in order. POST /explain does the same for up to
+MAX_EXPLAINED rows and adds each word's score (kboolq.explain). GET /health says the service is
+up and what it serves; GET /card returns the run's model card (README.md).
 
 Rows of concurrent requests are gathered into one batch for the model (up to --max-batch rows,
 waiting at most --batch-wait ms for more). Requests are bounded: --max-rows rows and
@@ -40,6 +41,7 @@ from typing import Any
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import Row, parse_row
 from kboolq.errors import UserError
+from kboolq.explain import STEPS, explain
 from kboolq.runs.api import OpenRun, answer, check_threshold, open_run
 from kboolq.runs.rundir import CARD_FILE, MODEL_FILE
 from kboolq.threads import set_threads
@@ -48,6 +50,7 @@ READ_TIMEOUT = 10.0  # seconds a client has for its request headers, and again f
 SHUTDOWN_GRACE = 5  # seconds requests in flight get after SIGTERM or Ctrl-C
 CONNECTIONS = 256  # open connections at most; more are answered 503 at once
 MAX_DEPTH = 8  # JSON nesting a request may have (a list of rows is 2)
+MAX_EXPLAINED = 8  # rows per POST /explain: each costs about 2 * explain.STEPS model passes
 
 
 @dataclass
@@ -183,10 +186,16 @@ class Answerer:
             errors.append(None)
         return rows, errors, single
 
-    async def answer(self, body: bytes) -> tuple[int, Any]:
-        """(HTTP status, JSON answer) for a POST /predict body."""
+    async def answer(self, body: bytes, explaining: bool = False) -> tuple[int, Any]:
+        """(HTTP status, JSON answer) for a POST /predict body, or a POST /explain body
+        (`explaining`: each answer also has "explanation", kboolq.explain's)."""
         try:
             rows, errors, single = self.parse(body)
+            if explaining and len(rows) > MAX_EXPLAINED:
+                raise TooLarge(
+                    f"{len(rows)} rows to explain in one request; at most {MAX_EXPLAINED} "
+                    f"(each costs about {2 * STEPS} model passes)"
+                )
         except RecursionError:  # json, or a message's repr, on a deeply nested value
             return 400, {"error": "the body nests too deeply to be a row or a list of rows"}
         except TooLarge as exc:
@@ -196,8 +205,14 @@ class Answerer:
         if single and rows[0] is None:
             return 422, errors[0]
         answerable = [row for row in rows if row is not None]
+        explained = iter([])
         try:
-            scores = iter(await self.score(answerable) if answerable else [])
+            if explaining and answerable:
+                loop = asyncio.get_running_loop()
+                found = await loop.run_in_executor(self.executor, explain, self.run, answerable)
+                scores, explained = iter([e["p_yes"] for e in found]), iter(found)
+            else:
+                scores = iter(await self.score(answerable) if answerable else [])
         except UserError as exc:  # a model that answers NaN: damaged weights or vectors
             return 500, {"error": str(exc)}
         answers = []
@@ -207,6 +222,8 @@ class Answerer:
                 continue
             p_yes = next(scores)
             answers.append({"p_yes": p_yes, "answer": answer(p_yes, self.threshold)})
+            if explaining:
+                answers[-1]["explanation"] = next(explained)
         return 200, answers[0] if single else answers
 
 
@@ -221,6 +238,12 @@ def app(answerer: Answerer):
     served = Served.of(answerer.run)
 
     async def predict(request: Request):
+        return await respond(request, explaining=False)
+
+    async def explaining(request: Request):
+        return await respond(request, explaining=True)
+
+    async def respond(request: Request, explaining: bool):
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return JSONResponse({"error": f"the body is over {limit} bytes"}, status_code=413)
@@ -241,7 +264,7 @@ def app(answerer: Answerer):
         except asyncio.CancelledError:  # shutting down, SHUTDOWN_GRACE passed: the request ends
             _log(request, "had not sent its whole body when the server stopped")
             return Response(status_code=503)
-        status, answer = await answerer.answer(bytes(body))
+        status, answer = await answerer.answer(bytes(body), explaining)
         return JSONResponse(answer, status_code=status)
 
     async def health(request: Request):
@@ -269,6 +292,7 @@ def app(answerer: Answerer):
     return Starlette(
         routes=[
             Route("/predict", predict, methods=["POST"]),
+            Route("/explain", explaining, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/card", card, methods=["GET"]),
         ],

@@ -15,6 +15,7 @@ import kboolq
 from kboolq import carve, ensemble, evaluate, fit, predict, preprocess
 from kboolq.data.boolq import load_boolq, read_rows
 from kboolq.errors import UserError
+from kboolq.runs.rundir import is_kboolq_entry
 from kboolq.training import class_weights
 
 pytestmark = pytest.mark.backend
@@ -116,14 +117,23 @@ def test_evaluate_writes_report_and_plots(run, capsys):
     report = json.loads((run_dir / "report.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert report["test"].pop("data") == str(FIXTURE_BOOLQ.resolve())  # what it scored
+    analysis = report["test"].pop("analysis")
+    (tn, fp), (fn, tp) = metrics["test"]["confusion_matrix"]
     assert report["test"].pop("confusion_matrix") == metrics["test"].pop("confusion_matrix")
     assert report["test"] == pytest.approx(metrics["test"], abs=1e-6)
-    for name in ("confusion_matrix", "roc", "pr"):
+    for groups in ("by_first_word", "by_passage_length", "by_question_words_in_passage"):
+        assert sum(g["rows"] for g in analysis[groups].values()) == 48  # every test row once
+    assert sum(b["rows"] for b in analysis["calibration"]["bins"]) == 48
+    for name in ("confusion_matrix", "roc", "pr", "calibration"):
         assert (run_dir / f"test_{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "balanced_accuracy" in capsys.readouterr().out
-    (run_dir / "report.json").unlink()
-    for plot in run_dir.glob("*.png"):
-        plot.unlink()
+    errors = [json.loads(line) for line in (run_dir / "test_errors.jsonl").read_text().splitlines()]
+    assert len(errors) == min(fp + fn, 25)
+    assert all((e["p_yes"] >= 0.5) != e["label"] for e in errors)  # each one wrong
+    confidence = [abs(e["p_yes"] - 0.5) for e in errors]
+    assert confidence == sorted(confidence, reverse=True)
+    printed = capsys.readouterr().out
+    assert "balanced_accuracy" in printed and "expected calibration error: " in printed
+    assert is_kboolq_entry("test_errors.jsonl") and is_kboolq_entry("valid_calibration.png")
 
 
 @pytest.mark.slow

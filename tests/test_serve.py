@@ -61,6 +61,29 @@ def test_one_row_and_a_list_with_per_row_errors(trained):
     assert [answers[0]["p_yes"], answers[3]["p_yes"]] == pytest.approx(expected[1:], abs=1e-6)
 
 
+def test_explain_answers_with_each_words_score_for_a_few_rows(trained):
+    run, client = _client(trained)
+    rows = _rows(9)
+    with client:
+        one = client.post("/explain", json=rows[0])
+        two = client.post("/explain", json=[rows[1], {"question": "zzqx", "passage": "the"}])
+        many = client.post("/explain", json=rows)
+    assert one.status_code == 200
+    answer = one.json()
+    assert answer["p_yes"] == pytest.approx(run.predict(rows[:1])[0], abs=1e-5)
+    explanation = answer["explanation"]
+    assert explanation["steps"] == 32 and abs(explanation["completeness_gap"]) <= 0.02
+    words = [*explanation["question"], *explanation["passage"]]
+    assert sum(w["score"] for w in words) == pytest.approx(
+        answer["p_yes"] - explanation["baseline_p_yes"] + explanation["completeness_gap"]
+    )
+    assert two.json()[1] == {"error": "row 1: the question has no word in the GloVe vocabulary"}
+    assert "explanation" in two.json()[0]
+    assert many.status_code == 413
+    assert many.json() == {"error": "9 rows to explain in one request; at most 8 (each costs "
+                           "about 64 model passes)"}  # fmt: skip
+
+
 def test_bad_bodies_and_oversized_requests_get_a_clear_4xx(trained):
     _, client = _client(trained, max_rows=3, max_chars=50)
     with client:

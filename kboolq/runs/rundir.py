@@ -48,7 +48,9 @@ RUN_FILES = (
     MODEL_FILE, CONFIG_FILE, HISTORY_FILE, METRICS_FILE, REPORT_FILE, MEMBERS_FILE, SEEDS_FILE,
     CURVES_FILE, CARD_FILE, REFIT_FILE,
 )  # fmt: skip
-PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr)\.png")  # evaluate's plots
+# evaluate's plots and its most confident wrong answers, per split
+PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr|calibration)\.png")
+ERRORS_FILES = re.compile(r"(valid|test)_errors\.jsonl")
 MEMBERS_DIR = "members"  # fit --seeds / --train-folds: the member runs
 RUN_DIRS = (MEMBERS_DIR,)
 
@@ -336,6 +338,7 @@ def is_kboolq_entry(name: str) -> bool:
         name in RUN_FILES
         or name in RUN_DIRS
         or PLOT_FILES.fullmatch(name) is not None
+        or ERRORS_FILES.fullmatch(name) is not None
         or is_temporary(name)
     )
 

@@ -1,0 +1,131 @@
+"""Which words drove an answer: integrated gradients (Sundararajan et al., 2017) of P(yes) over
+the input word vectors, against the padding vector (zeros) at every position.
+
+A word's score is (its vector - the baseline) . the mean gradient of P(yes) along the straight
+path from the baseline to the row (STEPS midpoints); the scores sum to P(yes) - P(yes at the
+baseline) up to the completeness gap, which is reported with them. Only the word vectors move
+along the path: lengths, stem classes and characters stay the row's own. So do exact matches:
+a model computes them from the vectors, scaled vectors keep them, but zero vectors would all
+match each other, a jump at the very end of the path. The baseline's P(yes) is therefore taken
+where the path starts, at BASELINE_SCALE of the row's vectors. An ensemble is one model
+averaging its members, so it is explained the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from kboolq.data.batches import Batches
+from kboolq.data.boolq import Row
+from kboolq.data.layout import Layout
+from kboolq.data.tokens import tokenize
+from kboolq.runs.api import OpenRun
+
+STEPS = 32  # path midpoints: the completeness gap stays within GAP on every tested model
+GAP = 0.02  # the completeness tolerance stated (and tested) for STEPS steps
+BASELINE_SCALE = 1e-4  # the path's start: the padding vector, approached (see the module)
+VECTORS = "vectors"
+
+
+def _gradients(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """d sum(P(yes)) / d inputs["vectors"] for a batch, on the torch or the jax backend."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}
+        vectors = tensors[VECTORS].clone().requires_grad_(True)
+        with torch.enable_grad():
+            total = model({**tensors, VECTORS: vectors}, training=False).sum()
+            # a model that reads no vector (the majority baseline): every gradient zero
+            (grad,) = torch.autograd.grad(total, vectors, allow_unused=True,
+                                          materialize_grads=True)  # fmt: skip
+        return grad.detach().cpu().numpy()
+    if backend == "jax":
+        import jax
+
+        def total(vectors):
+            return model({**inputs, VECTORS: vectors}, training=False).sum()
+
+        return np.asarray(jax.grad(total)(inputs[VECTORS]))
+    raise NotImplementedError(f"explanations need the torch or jax backend, not {backend}")
+
+
+def _p_yes(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(inputs, training=False)).reshape(-1)
+
+
+def integrated_gradients(
+    model: keras.Model, inputs: dict[str, np.ndarray], steps: int = STEPS
+) -> tuple[np.ndarray, float, float]:
+    """(score per position (T,), P(yes), P(yes) at the baseline) for one row's inputs (batch 1):
+    the baseline is the zero (padding) vector at every position, approached (BASELINE_SCALE)."""
+    vectors = np.asarray(inputs[VECTORS], np.float32)
+    alphas = ((np.arange(steps) + 0.5) / steps).astype(np.float32)[:, None, None]
+    path = {k: np.repeat(np.asarray(v), steps, axis=0) for k, v in inputs.items()}
+    path[VECTORS] = alphas * vectors  # baseline + alpha * (row - baseline), baseline zeros
+    grads = np.zeros_like(vectors[0])
+    for start in range(0, steps, 8):  # 8 path points per call: memory stays that of 8 rows
+        part = {k: v[start : start + 8] for k, v in path.items()}
+        grads += _gradients(model, part).sum(axis=0)
+    scores = (vectors[0] * grads / steps).sum(axis=-1)
+    p_yes = float(_p_yes(model, inputs)[0])
+    baseline = float(_p_yes(model, {**inputs, VECTORS: vectors * BASELINE_SCALE})[0])
+    return scores, p_yes, baseline
+
+
+def _kept(text: str, run: OpenRun) -> list[str]:
+    """The tokens of `text` the layout keeps, in order (the encoder's rule): known words, and
+    unknown ones too for a run that reads characters."""
+    tokens = tokenize(text, run.info.data.accents)
+    if run.info.layout.word_chars:
+        return tokens
+    return [t for t in tokens if t in run.glove.index]
+
+
+def _words(row: Row, run: OpenRun, layout: Layout, scores: np.ndarray, q_len: int, p_len: int):
+    """(question words, passage words), each [{"word", "score"}] in the row's order; a
+    passage longer than the layout ends in one averaged position, named for the words it holds."""
+    question = _kept(row.question, run)[: layout.q_max]
+    passage = _kept(row.passage, run)
+    if len(passage) > layout.p_max:
+        tail = len(passage) - layout.p_max + 1
+        passage = [*passage[: layout.p_max - 1], f"(the last {tail} words, averaged)"]
+    start = layout.passage_start
+    return (
+        [{"word": w, "score": float(scores[i])} for i, w in enumerate(question[:q_len])],
+        [{"word": w, "score": float(scores[start + i])} for i, w in enumerate(passage[:p_len])],
+    )
+
+
+def explain(run: OpenRun, rows: Sequence[Row | dict], steps: int = STEPS) -> list[dict]:
+    """Per row: P(yes), P(yes) at the baseline, the steps, the completeness gap and each
+    question and passage word's score (integrated gradients, see the module)."""
+    encoded = run.encode(rows)
+    split = encoded.splits["rows"]
+    batches = Batches.for_model(run.model, split, encoded.lookup, encoded.layout, 1)
+    parsed = [
+        row if isinstance(row, Row) else Row(row["question"], row["passage"], 0, f"row {i}")
+        for i, row in enumerate(rows)
+    ]
+    found: list[dict] = [{} for _ in rows]
+    for index in range(len(batches)):
+        inputs, _ = batches[index]
+        (row_index,) = batches.batches[index]
+        scores, p_yes, baseline = integrated_gradients(run.model, inputs, steps)
+        question, passage = _words(
+            parsed[row_index], run, encoded.layout, scores,
+            int(split.q_len[row_index]), int(split.p_len[row_index]),
+        )  # fmt: skip
+        found[row_index] = {
+            "p_yes": p_yes,
+            "baseline_p_yes": baseline,
+            "steps": steps,
+            "completeness_gap": float(scores.sum() - (p_yes - baseline)),
+            "question": question,
+            "passage": passage,
+        }
+    return found
