@@ -4,8 +4,10 @@ uvicorn (the ASGI stack).
 POST /predict takes one row {"question": ..., "passage": ...} or a list of them and answers each
 with {"p_yes", "answer"}, or {"error"} for a row it cannot answer (a missing field, no word in
 the vocabulary): a list gets a list back, in order. POST /explain does the same for up to
-MAX_EXPLAINED rows and adds each word's score (kboolq.explain). GET /health says the service is
-up and what it serves; GET /card returns the run's model card (README.md).
+MAX_EXPLAINED rows and adds each word's score (kboolq.explain). GET / is a page to try the
+model in a browser (a question, a passage, the answer and the passage's words shaded by their
+scores). GET /health says the service is up and what it serves; GET /card returns the run's
+model card (README.md).
 
 Rows of concurrent requests are gathered into one batch for the model (up to --max-batch rows,
 waiting at most --batch-wait ms for more). Requests are bounded: --max-rows rows and
@@ -50,6 +52,11 @@ READ_TIMEOUT = 10.0  # seconds a client has for its request headers, and again f
 SHUTDOWN_GRACE = 5  # seconds requests in flight get after SIGTERM or Ctrl-C
 CONNECTIONS = 256  # open connections at most; more are answered 503 at once
 MAX_DEPTH = 8  # JSON nesting a request may have (a list of rows is 2)
+# GET /: one self-contained page (kboolq/page.html): its own script and style, nothing fetched
+# from anywhere but this server
+PAGE = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+PAGE_POLICY = ("default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; "
+               "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")  # fmt: skip
 MAX_EXPLAINED = 8  # rows per POST /explain: each costs about 2 * explain.STEPS model passes
 
 
@@ -231,7 +238,7 @@ def app(answerer: Answerer):
     """The Starlette application around `answerer`."""
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
     limit = answerer.limits.max_body
@@ -267,6 +274,9 @@ def app(answerer: Answerer):
         status, answer = await answerer.answer(bytes(body), explaining)
         return JSONResponse(answer, status_code=status)
 
+    async def page(request: Request):
+        return HTMLResponse(PAGE, headers={"content-security-policy": PAGE_POLICY})
+
     async def health(request: Request):
         run = answerer.run
         return JSONResponse(
@@ -291,6 +301,7 @@ def app(answerer: Answerer):
 
     return Starlette(
         routes=[
+            Route("/", page, methods=["GET"]),
             Route("/predict", predict, methods=["POST"]),
             Route("/explain", explaining, methods=["POST"]),
             Route("/health", health, methods=["GET"]),

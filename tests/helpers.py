@@ -69,3 +69,26 @@ def make_row(question, passage, label=1, where="x:1"):
     from kboolq.data.boolq import Row
 
     return Row(question, passage, label, where)
+
+
+def start_server(run_dir, cache, port):
+    """`python -m kboolq.serve RUN_DIR` in a new process on 127.0.0.1:`port`, once /health
+    answers (at most 120 s); the caller terminates it. Its stdout and stderr are pipes."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kboolq.serve", str(run_dir), "--port", str(port),
+         "--cache-dir", str(cache)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                return server
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+            time.sleep(0.3)

@@ -69,7 +69,7 @@ def test_grid_curves_of_one_epoch_trials_are_drawn(tmp_path, monkeypatch):
     from kboolq import plots
 
     drawn = []
-    monkeypatch.setattr(plots, "_save_figure", lambda figure, path: drawn.append(figure))
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: drawn.append(figure))
     plots.save_grid_curves({"0": [0.55], "1": [0.6]}, "1", tmp_path / "c.png")
     lines = drawn[0].axes[0].get_lines()
     assert [list(line.get_ydata()) for line in lines] == [[0.55], [0.6]]

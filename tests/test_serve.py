@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import FIXTURE_BOOLQ, fixture_args, free_port
+from helpers import FIXTURE_BOOLQ, fixture_args, free_port, start_server
 
 from kboolq import fit
 from kboolq.data.boolq import read_rows
@@ -72,7 +72,7 @@ def test_explain_answers_with_each_words_score_for_a_few_rows(trained):
     answer = one.json()
     assert answer["p_yes"] == pytest.approx(run.predict(rows[:1])[0], abs=1e-5)
     explanation = answer["explanation"]
-    assert explanation["steps"] == 32 and abs(explanation["completeness_gap"]) <= 0.02
+    assert explanation["steps"] == 64 and abs(explanation["completeness_gap"]) <= 0.02
     words = [*explanation["question"], *explanation["passage"]]
     assert sum(w["score"] for w in words) == pytest.approx(
         answer["p_yes"] - explanation["baseline_p_yes"] + explanation["completeness_gap"]
@@ -81,7 +81,7 @@ def test_explain_answers_with_each_words_score_for_a_few_rows(trained):
     assert "explanation" in two.json()[0]
     assert many.status_code == 413
     assert many.json() == {"error": "9 rows to explain in one request; at most 8 (each costs "
-                           "about 64 model passes)"}  # fmt: skip
+                           "about 128 model passes)"}  # fmt: skip
 
 
 def test_bad_bodies_and_oversized_requests_get_a_clear_4xx(trained):
@@ -265,26 +265,10 @@ def test_a_server_process_answers_real_rows_over_a_socket(tmp_path):
         server.wait(timeout=60)
 
 
-def _start(run_dir, cache, port):
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kboolq.serve", str(run_dir), "--port", str(port),
-         "--cache-dir", str(cache)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
-                return server
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
-            time.sleep(0.3)
-
-
 @pytest.mark.slow
 def test_stalled_clients_are_cut_off_and_sigterm_stops_the_server_within_seconds(trained):
     port = free_port()
-    server = _start(*trained, port)
+    server = start_server(*trained, port)
     try:
         headers = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
         for sock in headers:
@@ -309,7 +293,7 @@ def test_stalled_clients_are_cut_off_and_sigterm_stops_the_server_within_seconds
         assert "Traceback" not in err and "ClientDisconnect" not in err, err[-3000:]
         assert f"sent no whole request within {serve.READ_TIMEOUT:g} s; closed" in err
         # a restart binds the port at once, though its closed connections are in TIME-WAIT
-        again = _start(*trained, port)
+        again = start_server(*trained, port)
         again.terminate()
         assert again.wait(timeout=30) == 143  # 128 + SIGTERM, as the README says
     finally:
