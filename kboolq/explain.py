@@ -23,6 +23,7 @@ from kboolq.data.batches import Batches
 from kboolq.data.boolq import Row
 from kboolq.data.layout import Layout
 from kboolq.data.tokens import tokenize
+from kboolq.errors import UserError
 from kboolq.runs.api import OpenRun
 
 STEPS = 64  # path midpoints: the gap stayed within GAP on 20 real valid rows (max 0.015)
@@ -31,26 +32,25 @@ BASELINE_SCALE = 1e-4  # the path's start: the padding vector, approached (see t
 VECTORS = "vectors"
 
 
+def check_backend() -> None:
+    """Explanations run on the torch backend: on jax, a GRU's gradient compiles for about a
+    minute a row on this CPU, so it is refused with the way round it."""
+    if keras.backend.backend() != "torch":
+        raise UserError(
+            f"explanations need the torch backend (KERAS_BACKEND={keras.backend.backend()}); "
+            "run the command with KERAS_BACKEND=torch: the run itself loads on either"
+        )
+
+
 def _gradients(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """d sum(P(yes)) / d inputs["vectors"] for a batch, on the torch or the jax backend."""
-    backend = keras.backend.backend()
-    if backend == "torch":
-        tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}
-        vectors = tensors[VECTORS].clone().requires_grad_(True)
-        with torch.enable_grad():
-            total = model({**tensors, VECTORS: vectors}, training=False).sum()
-            # a model that reads no vector (the majority baseline): every gradient zero
-            (grad,) = torch.autograd.grad(total, vectors, allow_unused=True,
-                                          materialize_grads=True)  # fmt: skip
-        return grad.detach().cpu().numpy()
-    if backend == "jax":
-        import jax
-
-        def total(vectors):
-            return model({**inputs, VECTORS: vectors}, training=False).sum()
-
-        return np.asarray(jax.grad(total)(inputs[VECTORS]))
-    raise NotImplementedError(f"explanations need the torch or jax backend, not {backend}")
+    """d sum(P(yes)) / d inputs["vectors"] for a batch (the torch backend)."""
+    tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}
+    vectors = tensors[VECTORS].clone().requires_grad_(True)
+    with torch.enable_grad():
+        total = model({**tensors, VECTORS: vectors}, training=False).sum()
+        # a model that reads no vector (the majority baseline): every gradient zero
+        (grad,) = torch.autograd.grad(total, vectors, allow_unused=True, materialize_grads=True)
+    return grad.detach().cpu().numpy()
 
 
 def _p_yes(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -62,6 +62,7 @@ def integrated_gradients(
 ) -> tuple[np.ndarray, float, float]:
     """(score per position (T,), P(yes), P(yes) at the baseline) for one row's inputs (batch 1):
     the baseline is the zero (padding) vector at every position, approached (BASELINE_SCALE)."""
+    check_backend()
     vectors = np.asarray(inputs[VECTORS], np.float32)
     alphas = ((np.arange(steps) + 0.5) / steps).astype(np.float32)[:, None, None]
     path = {k: np.repeat(np.asarray(v), steps, axis=0) for k, v in inputs.items()}

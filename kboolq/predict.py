@@ -14,7 +14,7 @@ from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_
 from kboolq.data.boolq import BadRecord, Row, parse_row, read_records
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
-from kboolq.explain import STEPS, explain
+from kboolq.explain import STEPS, check_backend, explain
 from kboolq.runs.api import answer, check_threshold, open_run
 from kboolq.threads import set_threads
 
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     check_threshold(args.threshold)
+    if args.explain:
+        check_backend()  # before any row is read
     entries = entries_from_args(args)
     run = open_run(args.run_dir, cache_dir(args))
     for entry in entries:

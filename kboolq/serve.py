@@ -43,7 +43,7 @@ from typing import Any
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import Row, parse_row
 from kboolq.errors import UserError
-from kboolq.explain import STEPS, explain
+from kboolq.explain import STEPS, check_backend, explain
 from kboolq.runs.api import OpenRun, answer, check_threshold, open_run
 from kboolq.runs.rundir import CARD_FILE, MODEL_FILE
 from kboolq.threads import set_threads
@@ -211,6 +211,11 @@ class Answerer:
             return 400, {"error": str(exc)}
         if single and rows[0] is None:
             return 422, errors[0]
+        if explaining:
+            try:
+                check_backend()
+            except UserError as exc:
+                return 501, {"error": str(exc)}
         answerable = [row for row in rows if row is not None]
         explained = iter([])
         try:

@@ -15,10 +15,31 @@ from kboolq.data.batches import Batches
 from kboolq.data.boolq import read_rows
 from kboolq.data.layout import Layout
 from kboolq.data.tokens import tokenize
+from kboolq.errors import UserError
 from kboolq.explain import GAP, STEPS, explain, integrated_gradients
 from kboolq.models.architectures import ARCHITECTURES, build_model
 from kboolq.models.averaging import average
 from kboolq.runs.api import load_run
+
+TORCH_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="explanations run on the torch backend (kboolq.explain.check_backend refuses jax)",
+)
+
+
+def test_other_backends_are_refused_with_the_way_round(monkeypatch, trained, capsys):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(UserError) as refused:
+        integrated_gradients(_planted(2, 0), {"vectors": np.ones((1, 2, 2), np.float32),
+                                              "lengths": np.array([[1, 1]], np.int32)})  # fmt: skip
+    assert str(refused.value) == (
+        "explanations need the torch backend (KERAS_BACKEND=jax); run the command with "
+        "KERAS_BACKEND=torch: the run itself loads on either"
+    )
+    argv = [str(trained[0]), "--question", "a", "--passage", "b", "--explain", "--cache-dir",
+            str(trained[1])]  # fmt: skip
+    assert predict.run_command(predict.main, "kboolq.predict")(argv) == 2
+    assert capsys.readouterr().err == f"kboolq.predict: error: {refused.value}\n"
 
 
 def _planted(dim: int, word: int) -> keras.Model:
@@ -37,6 +58,7 @@ def _planted(dim: int, word: int) -> keras.Model:
     return model
 
 
+@TORCH_ONLY
 def test_the_word_a_planted_model_reads_is_ranked_first():
     dim, blue = 6, 3
     rows = np.eye(dim, dtype=np.float32)[[0, 1, 2, blue, 4, 5]][None]  # six words, "blue" 4th
@@ -68,6 +90,7 @@ def _fixture_inputs(model, rows=3):
     return Batches.for_model(model, split, lookup, layout, 1)
 
 
+@TORCH_ONLY
 @pytest.mark.parametrize("arch", [*ARCHITECTURES, "ensemble"])
 def test_every_architecture_and_an_ensemble_is_explained_within_the_gap(arch):
     layout = Layout(q_max=3, p_max=5, separator=2, word_chars=2)
@@ -89,6 +112,7 @@ def test_every_architecture_and_an_ensemble_is_explained_within_the_gap(arch):
         assert abs(scores.sum() - (p_yes - baseline)) <= GAP, arch
 
 
+@TORCH_ONLY
 def test_explain_a_trained_run_word_by_word(trained):
     run = load_run(*trained)
     rows = read_rows(FIXTURE_BOOLQ / "train.jsonl")[:4]
@@ -104,6 +128,7 @@ def test_explain_a_trained_run_word_by_word(trained):
         assert total == pytest.approx(f["p_yes"] - f["baseline_p_yes"] + f["completeness_gap"])
 
 
+@TORCH_ONLY
 def test_predict_explain_prints_each_words_score(trained, capsys):
     run_dir, cache = trained
     run = load_run(*trained)

@@ -5,6 +5,7 @@ server process, typing a question and reading the answer and a shaded word back.
 import os
 import re
 
+import keras
 import pytest
 from helpers import FIXTURE_BOOLQ, free_port, start_server
 
@@ -49,6 +50,7 @@ def browser(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the page explains: torch only")
 def test_a_browser_asks_a_question_and_reads_the_answer_and_shaded_words(trained, tmp_path):
     if not (os.access(CHROMIUM, os.X_OK) and os.access(DRIVER, os.X_OK)):
         pytest.skip(f"no browser: {CHROMIUM} and {DRIVER} come with Debian's chromium and "

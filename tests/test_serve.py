@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from helpers import FIXTURE_BOOLQ, fixture_args, free_port, start_server
@@ -61,6 +62,7 @@ def test_one_row_and_a_list_with_per_row_errors(trained):
     assert [answers[0]["p_yes"], answers[3]["p_yes"]] == pytest.approx(expected[1:], abs=1e-6)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="explanations run on torch")
 def test_explain_answers_with_each_words_score_for_a_few_rows(trained):
     run, client = _client(trained)
     rows = _rows(9)
