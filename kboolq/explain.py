@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kboolq.data.batches import Batches
-from kboolq.data.boolq import Row
+from kboolq.data.boolq import Row, parse_row
 from kboolq.data.layout import Layout
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
@@ -108,9 +108,9 @@ def explain(run: OpenRun, rows: Sequence[Row | dict], steps: int = STEPS) -> lis
     split = encoded.splits["rows"]
     batches = Batches.for_model(run.model, split, encoded.lookup, encoded.layout, 1)
     parsed = [
-        row if isinstance(row, Row) else Row(row["question"], row["passage"], 0, f"row {i}")
+        row if isinstance(row, Row) else parse_row(row, f"row {i}", labelled=False)
         for i, row in enumerate(rows)
-    ]
+    ]  # as OpenRun.encode parses them
     found: list[dict] = [{} for _ in rows]
     for index in range(len(batches)):
         inputs, _ = batches[index]
