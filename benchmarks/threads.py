@@ -32,7 +32,7 @@ import numpy as np
 from kboolq.config import Config
 from kboolq.data.batches import Batches
 from kboolq.data.boolq import load_boolq
-from kboolq.data.glove import load_glove
+from kboolq.data.vectors import load_glove
 from kboolq.data.layout import Layout, Lookup, Split, prepare
 from kboolq.files import default_cache_dir
 from kboolq.models.architectures import build_model

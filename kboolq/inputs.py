@@ -12,9 +12,10 @@ from pathlib import Path
 from kboolq.config import Config, DataSettings
 from kboolq.data.boolq import BoolQ, data_warnings, load_boolq
 from kboolq.data.boolq import source_problem as boolq_source_problem
-from kboolq.data.glove import Glove, load_glove
-from kboolq.data.glove import source_problem as glove_source_problem
+from kboolq.data.glove import Glove
 from kboolq.data.layout import BOUNDS, Prepared, fingerprint_of, prepare
+from kboolq.data.vectors import load_glove
+from kboolq.data.vectors import source_problem as glove_source_problem
 from kboolq.errors import UserError
 from kboolq.runs.rundir import Distillation, RunInfo, Vectors
 

@@ -92,3 +92,16 @@ def start_server(run_dir, cache, port):
         except OSError:
             assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
             time.sleep(0.3)
+
+
+def spacy_folder(folder, table, keys) -> Path:
+    """A spaCy vocab folder as spaCy writes one: `table` rows, and `keys` {key: row}."""
+    from spacy.vectors import Vectors
+    from spacy.vocab import Vocab
+
+    vocab = Vocab()
+    vocab.vectors = Vectors(data=np.asarray(table, dtype=np.float32))
+    for key, row in keys.items():
+        vocab.vectors.add(vocab.strings.add(key), row=row)
+    vocab.to_disk(folder)
+    return Path(folder)

@@ -16,9 +16,9 @@ from kboolq import ensemble, evaluate, fit, predict
 from kboolq.cli import run_command
 from kboolq.config import DataSettings
 from kboolq.data.boolq import load_boolq
-from kboolq.data.glove import load_glove
 from kboolq.data.layout import LayoutSettings, bound, prepare
 from kboolq.data.tokens import tokenize
+from kboolq.data.vectors import load_glove
 from kboolq.errors import UserError
 from kboolq.inputs import check_sources
 from kboolq.runs.api import open_run

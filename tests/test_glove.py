@@ -5,7 +5,7 @@ import pytest
 from helpers import FIXTURE_GLOVE
 
 import kboolq.data.glove as embeddings
-from kboolq.data.glove import load_glove
+from kboolq.data.vectors import load_glove
 from kboolq.errors import UserError
 
 
@@ -166,14 +166,15 @@ def test_kumo50_package():
 
 
 def test_the_vector_registry_gives_each_spec_its_source(cache_dir):
-    from kboolq.data.glove import VECTOR_SOURCES, GloveFile, HubGlove, Kumo50, vector_source
+    from kboolq.data.glove import GloveFile, HubGlove, Kumo50
+    from kboolq.data.spacy_vectors import SpacyVectors
+    from kboolq.data.vectors import VECTOR_SOURCES, Joined, vector_source
 
-    assert (Kumo50, HubGlove, GloveFile) == VECTOR_SOURCES
-    assert [type(vector_source(spec, cache_dir)) for spec in ("kumo50", "hub:300", "a.txt")] == [
-        Kumo50,
-        HubGlove,
-        GloveFile,
-    ]
+    assert (Joined, Kumo50, HubGlove, SpacyVectors, GloveFile) == VECTOR_SOURCES
+    specs = ("kumo50", "hub:300", "spacy-md", "spacy:m.whl", "a.txt", "kumo50+a.txt")
+    assert [type(vector_source(spec, cache_dir)) for spec in specs] == [
+        Kumo50, HubGlove, SpacyVectors, SpacyVectors, GloveFile, Joined
+    ]  # fmt: skip
     assert vector_source("hub:64", cache_dir).problem() == (
         "--glove hub:64: glove.6B has 50, 100, 200, 300 dims"
     )
@@ -186,9 +187,11 @@ def test_a_conversion_waits_for_anothers_and_reads_its_result(cache_dir, monkeyp
     import threading
     from pathlib import Path
 
+    from kboolq.data.vectors import vector_source
+
     glove_module = embeddings
 
-    source = glove_module.vector_source(str(FIXTURE_GLOVE), cache_dir)
+    source = vector_source(str(FIXTURE_GLOVE), cache_dir)
     stat = FIXTURE_GLOVE.stat()
     key = glove_module.sha256_json(
         [str(FIXTURE_GLOVE.resolve()), "", stat.st_size, stat.st_mtime_ns, glove_module.PARSER]
@@ -200,8 +203,8 @@ def test_a_conversion_waits_for_anothers_and_reads_its_result(cache_dir, monkeyp
         waiter.start()
         waiter.join(timeout=1.0)
         assert waiter.is_alive() and not results  # it waits instead of converting beside us
-        opener = lambda: open(FIXTURE_GLOVE, encoding="utf-8")  # noqa: E731, SIM115
-        glove_module._write_cache(opener, "g", directory, str(FIXTURE_GLOVE), "fp-of-the-other")
+        words, vectors = ["a", "b"], np.ones((2, 3), np.float32)
+        glove_module._write_cache(words, vectors, directory, str(FIXTURE_GLOVE), "fp-of-the-other")
         writes = []
         monkeypatch.setattr(glove_module, "_write_cache", lambda *a: writes.append(a))
     waiter.join(timeout=30)

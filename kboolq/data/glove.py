@@ -67,7 +67,7 @@ def _vectors_stamp(path: Path) -> dict:
     return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _read_cache(directory: Path, source: str) -> Glove | None:
+def read_cache(directory: Path, source: str) -> Glove | None:
     """The cached vectors, or None when there are none or they are damaged: the vectors file
     must have the size recorded when it was written and, if it was touched since, the same
     checksum; a damaged entry is rebuilt (with a one-line notice), never trusted."""
@@ -249,34 +249,46 @@ def _converting(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _convert(open_text, name: str, directory: Path, source: str, fingerprint: str) -> Glove:
-    """Parse once into `directory`, written atomically as a whole (temporary dir + rename),
-    under a lock; a process that waited for another's conversion reads its result."""
+def convert(build, directory: Path, source: str, fingerprint: str) -> Glove:
+    """The vectors `build()` makes (words, a (vocabulary, dim) float32 array), made once into
+    `directory` (written whole: temporary dir + rename) under a lock; a process that waited
+    for another's conversion reads its result. Every converted source goes through here."""
     with _converting(directory):
         if (directory / "meta.json").exists():
-            done = _read_cache(directory, source)
+            done = read_cache(directory, source)
             if done is not None:
                 return done
-        _write_cache(open_text, name, directory, source, fingerprint)
-        cached = _read_cache(directory, source)
+        words, vectors = build()
+        _write_cache(words, vectors, directory, source, fingerprint)
+        cached = read_cache(directory, source)
     if cached is None:
         raise UserError(f"{directory}: the converted vectors cannot be read back")
     return cached
 
 
-def _write_cache(open_text, name: str, directory: Path, source: str, fingerprint: str) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=".glove-", dir=directory.parent))
-    try:
+def _text_builder(open_text, name: str):
+    """build() for `convert`: a GloVe or fastText text file, parsed."""
+
+    def build() -> tuple[list[str], np.ndarray]:
         try:
             with open_text() as handle:
                 header = _count_header(handle.readline())
             with open_text() as handle:
                 size = header if header is not None else _sample_size(handle)
             with open_text() as handle:
-                words, vectors = _parse_text(handle, name, header, size)
+                return _parse_text(handle, name, header, size)
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise UserError(f"{name}: a damaged zip archive ({exc}); download it again") from None
-        np.save(tmp / "vectors.npy", vectors)
+
+    return build
+
+
+def _write_cache(
+    words: list[str], vectors: np.ndarray, directory: Path, source: str, fingerprint: str
+) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".glove-", dir=directory.parent))
+    try:
+        np.save(tmp / "vectors.npy", np.asarray(vectors, dtype=np.float32))
         (tmp / "words.json").write_text(json.dumps(words), encoding="utf-8")
         stamp = _vectors_stamp(tmp / "vectors.npy")
         stamp["sha256"] = sha256_file(tmp / "vectors.npy")
@@ -391,7 +403,7 @@ class HubGlove(VectorSource):
     def load(self) -> Glove:
         if (bad := self._bad_spec()) is not None:
             raise UserError(bad)
-        cached = _read_cache(self.directory, self.spec)
+        cached = read_cache(self.directory, self.spec)
         if cached is not None:
             return cached
         if not hub_offline():
@@ -405,9 +417,8 @@ class HubGlove(VectorSource):
         member = f"glove.6B.{self.dim}d.txt"
         _zip_member(archive, member)
         fingerprint = sha256_json([HUB_REPO, HUB_FILE, sha256_file(archive), member])
-        return _convert(
-            _zip_opener(archive, member),
-            f"{archive}#{member}",
+        return convert(
+            _text_builder(_zip_opener(archive, member), f"{archive}#{member}"),
             self.directory,
             self.spec,
             fingerprint,
@@ -438,7 +449,7 @@ class GloveFile(VectorSource):
         stamp = [str(path.resolve()), member, stat.st_size, stat.st_mtime_ns]
         key = sha256_json([*stamp, PARSER])[:24]
         directory = Path(self.cache_dir) / "glove" / key
-        cached = _read_cache(directory, spec)
+        cached = read_cache(directory, spec)
         if cached is not None:
             return cached
         fingerprint = sha256_json([sha256_file(path), member])
@@ -451,30 +462,11 @@ class GloveFile(VectorSource):
         if zipfile.is_zipfile(path):
             name = _zip_member(path, member or None)
             opener = _zip_opener(path, name)
-            return _convert(opener, f"{path}#{name}", directory, spec, fingerprint)
-        return _convert(
-            lambda: open(path, encoding="utf-8"),  # noqa: SIM115 (_convert closes it)
-            str(path),
+            builder = _text_builder(opener, f"{path}#{name}")
+            return convert(builder, directory, spec, fingerprint)
+        return convert(
+            _text_builder(lambda: open(path, encoding="utf-8"), str(path)),  # noqa: SIM115
             directory,
             spec,
             fingerprint,
         )
-
-
-# The one registry of --glove sources: the first class that claims a spec reads it.
-VECTOR_SOURCES: tuple[type[VectorSource], ...] = (Kumo50, HubGlove, GloveFile)
-
-
-def vector_source(spec: str, cache_dir: Path) -> VectorSource:
-    source = next(kind for kind in VECTOR_SOURCES if kind.claims(spec))
-    return source(spec, cache_dir)
-
-
-def source_problem(spec: str, cache_dir: Path) -> str | None:
-    """What stops `spec` from loading, found without loading it (None: nothing found)."""
-    return vector_source(spec, cache_dir).problem()
-
-
-def load_glove(spec: str, cache_dir: Path) -> Glove:
-    """`spec` is hub:DIM, kumo50, or a file path."""
-    return vector_source(spec, cache_dir).load()

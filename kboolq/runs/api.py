@@ -11,8 +11,9 @@ import keras
 import numpy as np
 
 from kboolq.data.boolq import Row, parse_row
-from kboolq.data.glove import Glove, load_glove
+from kboolq.data.glove import Glove
 from kboolq.data.layout import Prepared, encode, vocabulary_problem
+from kboolq.data.vectors import load_glove
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.files import default_cache_dir
