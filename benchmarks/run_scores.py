@@ -1,6 +1,6 @@
-"""Shared by the ensemble benchmarks: runs' P(yes) on valid and test, encoded once the way
-`kboolq.ensemble` encodes (the first run's tokenization; incompatible runs are refused), and
-the report of an average of some of them."""
+"""Shared by the ensemble benchmarks: runs' P(yes) on valid and test, each run encoding the rows
+its own way as `kboolq.ensemble`'s members do (runs made from other rows are refused), and the
+report of an average of some of them."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 
 from kboolq.data.boolq import load_boolq
 from kboolq.ensemble import check_compatible
-from kboolq.evaluation import SPREAD_METRICS, binary_report, predict_split, spread
+from kboolq.evaluation import SPREAD_METRICS, binary_report, spread
 from kboolq.files import default_cache_dir
 from kboolq.runs.api import open_run
-from kboolq.runs.rundir import load_model, read_info
+from kboolq.runs.rundir import read_info
 
 Scores = dict[str, np.ndarray]  # split name -> one value per row
 
@@ -21,20 +21,15 @@ Scores = dict[str, np.ndarray]  # split name -> one value per row
 def scores_of(runs: list[Path]) -> tuple[Scores, list[Scores]]:
     """Labels per split, and each run's P(yes) per split."""
     check_compatible([read_info(run) for run in runs], runs)
-    first = open_run(runs[0], default_cache_dir())
-    boolq = load_boolq(first.info.data.source, first.info.data.valid_size)
-    names = [name for name in ("valid", "test") if name in boolq.splits]
-    encoded = first.encode_splits({name: boolq.splits[name] for name in names})
-    batch = first.info.config.batch_size
-    labels = {name: encoded.splits[name].labels for name in names}
-    models = [first.model] + [load_model(run) for run in runs[1:]]
-    scores = [
-        {
-            name: predict_split(model, encoded.splits[name], encoded.lookup, encoded.layout, batch)
-            for name in names
-        }
-        for model in models
-    ]
+    opened = [open_run(run, default_cache_dir()) for run in runs]
+    info = opened[0].info
+    boolq = load_boolq(info.data.source, info.data.valid_size)
+    groups = {name: boolq.splits[name] for name in ("valid", "test") if name in boolq.splits}
+    labels = {name: np.array([row.label for row in rows]) for name, rows in groups.items()}
+    scores = []
+    for run in opened:
+        encoded = run.encode_splits(groups)
+        scores.append({name: run.scores(encoded, name) for name in groups})
     return labels, scores
 
 

@@ -20,14 +20,13 @@ import numpy as np
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq
 from kboolq.errors import UserError
-from kboolq.evaluation import binary_report, format_table, predict_split
+from kboolq.evaluation import binary_report, format_table
 from kboolq.runs.api import open_run
 from kboolq.runs.finish import finish_run
 from kboolq.runs.outputs import claimed
 from kboolq.runs.rundir import (
     RUN,
     RunInfo,
-    load_model,
     read_info,
     run_and_members,
     save_ensemble,
@@ -39,9 +38,11 @@ from kboolq.threads import set_threads
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m kboolq.ensemble",
-        description="Combine runs trained on the same data layout and vectors (e.g. different "
-        "seeds or architectures) into one run directory whose model averages their "
-        "probabilities; reports valid (and test) metrics of the ensemble.",
+        description="Combine runs trained on the same data (e.g. different seeds, "
+        "architectures or vectors) into one run directory that answers the mean of their "
+        "probabilities; reports valid (and test) metrics of the ensemble. Runs that read the "
+        "same vectors and layout are averaged into one model.keras; runs that read different "
+        "ones each keep their own model and encode the rows their own way.",
     )
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="member run directories")
     p.add_argument(
@@ -77,19 +78,19 @@ def check_distinct(runs: list[Path]) -> None:
 
 
 def check_compatible(infos: list[RunInfo], runs: list[Path]) -> None:
+    """Members are scored on the same valid and test rows: the same data and valid split (their
+    vectors, layouts and tokenizer settings may differ: each member encodes its own input)."""
     first = infos[0]
     for info, run in zip(infos[1:], runs[1:], strict=True):
-        if info.layout != first.layout:
-            raise UserError(f"{run}: layout {info.layout} differs from {runs[0]}'s {first.layout}")
-        if info.vectors.fingerprint != first.vectors.fingerprint:
-            raise UserError(f"{run}: trained on other vectors than {runs[0]}")
-        if info.data.accents != first.data.accents:
-            # the ensemble encodes text once, the first run's way: the others would read
-            # accented words differently from how they were trained
-            raise UserError(
-                f"{run}: tokenized with --accents {info.data.accents}, {runs[0]} with "
-                f"--accents {first.data.accents}; ensemble runs tokenized alike"
-            )
+        for what, mine, theirs in (
+            ("data", info.data.source, first.data.source),
+            ("--valid-size", info.data.valid_size, first.data.valid_size),
+        ):
+            if mine != theirs:
+                raise UserError(
+                    f"{run}: trained with {what} {mine}, {runs[0]} with {theirs}; an ensemble's "
+                    "members are scored on the same valid and test rows"
+                )
 
 
 def greedy_select(labels: np.ndarray, probabilities: list[np.ndarray]) -> list[int]:
@@ -126,31 +127,29 @@ def main(argv: list[str] | None = None) -> int:
     check_compatible(infos, args.runs)
     protect = [run for given in args.runs for run in run_and_members(given)]
     with claimed(args.out, RUN, args.overwrite, protect=protect) as out:
-        first = open_run(args.runs[0], cache_dir(args))
-        info = first.info
+        cache = cache_dir(args)
+        members = [open_run(run, cache) for run in args.runs]
+        info = infos[0]
         boolq = load_boolq(info.data.source, info.data.valid_size)
         names = [name for name in ("valid", "test") if name in boolq.splits]
-        encoded = first.encode_splits({n: boolq.splits[n] for n in names})
+        groups = {n: boolq.splits[n] for n in names}
         runs = list(args.runs)
-        models = [first.model] + [load_model(run) for run in args.runs[1:]]
         if args.select:
-            valid, lookup = encoded.splits["valid"], encoded.lookup
-            batch_size = info.config.batch_size
-            chosen = greedy_select(
-                valid.labels,
-                [
-                    predict_split(model, valid, lookup, encoded.layout, batch_size)
-                    for model in models
-                ],
-            )
-            runs, models = [runs[i] for i in chosen], [models[i] for i in chosen]
+            valid = [member.scores(member.encode_splits(groups), "valid") for member in members]
+            labels = np.array([row.label for row in groups["valid"]])
+            chosen = greedy_select(labels, valid)
+            runs, members = [runs[i] for i in chosen], [members[i] for i in chosen]
+            infos = [infos[i] for i in chosen]
             print(f"selected on valid: {', '.join(str(run) for run in runs)}")
         # staged: a kill at any moment leaves the old run whole or the new one complete
         with out.staged() as work:
             write_info(work, info)
-            model = save_ensemble(work, models, runs, out.path)
+            models = [getattr(member, "model", None) for member in members]
+            model = save_ensemble(work, models, runs, out.path, infos)
+            answerer = model if model is not None else open_run(work, cache)
+            encoded = (members[0] if model is not None else answerer).encode_splits(groups)
             words = ["python", "-m", "kboolq.ensemble", *map(str, runs), "--out", str(args.out)]
-            reports = finish_run(work, out.path.name, info, model, encoded, shlex.join(words))
+            reports = finish_run(work, out.path.name, info, answerer, encoded, shlex.join(words))
         print(format_table(reports))
         print(f"ensemble of {len(runs)} runs written to {args.out}")
         return 0

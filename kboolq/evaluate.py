@@ -13,7 +13,7 @@ from kboolq.analysis import analyse, confident_errors, format_analysis
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import load_boolq, source_problem
 from kboolq.errors import UserError
-from kboolq.evaluation import binary_report, format_table, predict_split
+from kboolq.evaluation import binary_report, format_table
 from kboolq.files import remove_stale_temporaries, write_json, write_text
 from kboolq.plots import save_plots, save_reliability
 from kboolq.runs.api import open_run
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         encoded = run.encode_splits({args.split: boolq.splits[args.split]})
         split = encoded.splits[args.split]
         batch_size = args.batch_size or info.config.batch_size
-        scores = predict_split(run.model, split, encoded.lookup, encoded.layout, batch_size)
+        scores = run.scores(encoded, args.split, batch_size)
         rows = boolq.splits[args.split]
         analysis = analyse(rows, scores, info.data.accents)
         # which data was scored: the run's own, or what --data named

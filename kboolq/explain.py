@@ -24,12 +24,23 @@ from kboolq.data.boolq import Row, parse_row
 from kboolq.data.layout import Layout
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
-from kboolq.runs.api import OpenRun
+from kboolq.runs.api import OpenMix, OpenRun
 
 STEPS = 64  # path midpoints: the gap stayed within GAP on 20 real valid rows (max 0.015)
 GAP = 0.02  # the completeness tolerance stated (and tested) for STEPS steps
 BASELINE_SCALE = 1e-4  # the path's start: the padding vector, approached (see the module)
 VECTORS = "vectors"
+
+
+def check_explainable(run: OpenRun | OpenMix) -> None:
+    """What explain cannot do, refused before any row is read: the jax backend (check_backend),
+    and an ensemble whose members read different vectors (their words do not line up)."""
+    check_backend()
+    if isinstance(run, OpenMix):
+        raise UserError(
+            f"{run.path.name} is an ensemble whose members read different vectors or layouts; "
+            "explanations read one input: explain one of its members (members.json lists them)"
+        )
 
 
 def check_backend() -> None:

@@ -57,7 +57,7 @@ from kboolq.data.tokens import TOKENIZER_VERSION, tokenize
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
 from kboolq.models import gru
-from kboolq.runs.api import OpenRun, check_threshold, open_run
+from kboolq.runs.api import OpenMix, OpenRun, check_threshold, open_run
 from kboolq.runs.outputs import Kind, claimed
 from kboolq.runs.rundir import CARD_FILE, run_and_members
 from kboolq.threads import set_threads
@@ -420,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--format onnx needs pip install 'kboolq[export]'") from None
     set_threads(args.threads)
     run = open_run(args.run_dir, cache_dir(args))
+    if isinstance(run, OpenMix):  # one graph over one vocabulary: see the issue tracker (#39)
+        raise UserError(
+            f"{args.run_dir} is an ensemble whose members read different vectors or layouts; "
+            "an export holds one vocabulary, so export each member (members.json lists them) "
+            "and average their P(yes), or serve the ensemble with kboolq.serve"
+        )
     if run.info.layout.word_chars and takes_stems(run.model):
         raise UserError(  # stem classes of unknown words come from their text, not ids
             f"{args.run_dir} reads characters (--chars) and stems (--exact-match stem): its "

@@ -10,6 +10,7 @@ import kboolq.backend  # noqa: F401  (first: picks Keras's backend, see its docs
 
 import argparse
 import contextlib
+import dataclasses
 import shlex
 import signal
 import sys
@@ -38,7 +39,13 @@ from kboolq.errors import Interrupted, UserError
 from kboolq.evaluation import format_spread, format_table
 from kboolq.fitting import Plan, train_run
 from kboolq.inputs import load_inputs, warn_about_data
-from kboolq.members import alternate_config, fold_configs, member_configs
+from kboolq.members import (
+    alternate_config,
+    fold_configs,
+    member_configs,
+    member_vectors,
+    split_vectors,
+)
 from kboolq.refit import plan_refit, refit_into
 from kboolq.runs.outputs import Claim, claimed
 from kboolq.runs.rundir import (
@@ -82,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"train N (at most {MAX_SEEDS}) models with seeds --seed, --seed+1, ... (the 1st, "
         "3rd, ... with --alternate's settings) and save RUN_DIR as their ensemble (one model "
-        "averaging their P(yes)); each member is a run of its own in "
+        "averaging their P(yes), or, when their vectors differ, the members each answering "
+        "their own way); each member is a run of its own in "
         "RUN_DIR/members/seed_S, and the members' mean +- std, the ensemble and its gain are "
         "printed and written to RUN_DIR/seeds.json. A killed --seeds fit keeps the members it "
         "finished and trains only the rest when run again (default: 1, one model)",
@@ -93,8 +101,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="FLAGS",
         help="with --seeds N: hyperparameter flags applied on top of the others for the 1st, "
         "3rd, 5th, ... member (seeds --seed, --seed+2, ...), so that the ensemble mixes two "
-        "models; the 2nd, 4th, ... members train as configured. 'none' trains every member "
-        "alike. The default mix (esim members between the default bigru members) scored best "
+        "models; the 2nd, 4th, ... members train as configured. --glove SPEC among them gives "
+        'those members other vectors (e.g. --alternate "--glove spacy-md"): each member then '
+        "encodes its own input and RUN_DIR answers the mean of the members. 'none' trains every "
+        "member alike. The default mix (esim members between the default bigru members) scored "
+        "best "
         "on valid among the ensembles measured (docs/results.md) "
         "(default: '%(default)s')",
     )
@@ -163,11 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_folds > 1 and (args.seeds != 1 or args.distill is not None):
         other = "--seeds" if args.seeds != 1 else "--distill"
         raise UserError(f"--train-folds makes its own ensemble of teachers: drop {other}")
+    settings = data_settings(args)
     if args.train_folds > 1:
         members = fold_configs(config, args.train_folds)
+        vectors = [settings.glove] * len(members)
     else:
         members = member_configs(config, alternate_config(config, args.alternate), args.seeds)
-    settings = data_settings(args)
+        vectors = member_vectors(settings.glove, split_vectors(args.alternate)[1], len(members))
     if not 0.0 <= args.distill_weight <= 1.0:
         raise UserError(f"--distill-weight must be from 0 to 1, got {args.distill_weight}")
     if args.distill is not None:
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.train_folds)  # fmt: skip
     teacher = [] if args.distill is None else run_and_members(Path(args.distill))
     with claimed(args.out, RUN, args.overwrite, protect=teacher, resumable=unfinished) as out:
-        return fit(args, plan, config, members, settings, out)
+        return fit(args, plan, config, members, vectors, settings, out)
 
 
 def read_run_flag(flag: str, run_dir: Path) -> RunInfo:
@@ -227,6 +240,7 @@ def fit(
     plan: Plan,
     config: Config,
     members: list[Config],
+    vectors: list[str],
     settings: DataSettings,
     out: Claim,
 ) -> int:
@@ -236,17 +250,23 @@ def fit(
     and is started over in place."""
     run_dir = out.path
     left = unfinished(run_dir)
-    inputs = load_inputs(settings, plan.cache, word_chars(member.chars for member in members))
-    warn_about_data(inputs, config.batch_size)
-    if args.distill is not None:
-        inputs = distilled(inputs, args.distill, args.distill_weight, plan.cache)
+    chars = word_chars(member.chars for member in members)
+    loaded = {}  # each member's vectors (--alternate "--glove SPEC"), loaded once each
+    for spec in dict.fromkeys([settings.glove, *vectors]):
+        loaded[spec] = load_inputs(dataclasses.replace(settings, glove=spec), plan.cache, chars)
+        if spec == settings.glove:
+            warn_about_data(loaded[spec], config.batch_size)
+        if args.distill is not None:
+            loaded[spec] = distilled(loaded[spec], args.distill, args.distill_weight, plan.cache)
+    inputs = loaded.get(settings.glove) or next(iter(loaded.values()))
+    member_inputs = [loaded[spec] for spec in vectors]
     staging = out.held and not left
     if left:
         print(f"{run_dir} holds a run that did not finish; starting it over")
         clear_run(run_dir)
     try:
         with out.staged() if staging else _in_place(run_dir) as work:
-            trained = train_run(work, plan, config, members, inputs, run_dir)
+            trained = train_run(work, plan, config, members, inputs, run_dir, member_inputs)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         if isinstance(exc, Interrupted) and str(exc):  # staging says what it did

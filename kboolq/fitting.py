@@ -14,9 +14,10 @@ from kboolq.evaluation import predict_split, spread
 from kboolq.files import write_json
 from kboolq.inputs import Inputs, run_info
 from kboolq.members import train_members
+from kboolq.runs.api import Encodings, OpenMix, open_run
 from kboolq.runs.card import fit_command
 from kboolq.runs.finish import finish_run
-from kboolq.runs.rundir import MODEL_FILE, SEEDS_FILE, HeldOut, write_info
+from kboolq.runs.rundir import SEEDS_FILE, HeldOut, answering_file, write_info
 from kboolq.training import BestCheckpoint, train_model
 
 
@@ -43,10 +44,18 @@ class Trained:
 
 
 def train_run(
-    work: Path, plan: Plan, config: Config, members: list[Config], inputs: Inputs, run_dir: Path
+    work: Path,
+    plan: Plan,
+    config: Config,
+    members: list[Config],
+    inputs: Inputs,
+    run_dir: Path,
+    member_inputs: list[Inputs] | None = None,
 ) -> Trained:
     """Train one model or an ensemble into `work` (which becomes `run_dir`), with its metrics,
-    card and W&B logging."""
+    card and W&B logging. `inputs` are the run's own (config.json's); `member_inputs` each
+    member's when their vectors differ (fit --alternate "--glove SPEC"), else `inputs`."""
+    member_inputs = member_inputs or [inputs] * len(members)
     prepared = inputs.prepared
     print(
         f"data ready in {inputs.seconds:.1f} s{' (cached)' if inputs.from_cache else ''}; "
@@ -65,19 +74,21 @@ def train_run(
         model, checkpoint = train_model(config, prepared, work, extra, verbose=plan.verbose)
     else:
         model, member_reports = train_members(
-            info,
-            list(zip(members, held_out, strict=True)),
-            prepared,
+            list(zip(members, held_out, member_inputs, strict=True)),
             work,
             extra,
             plan.verbose,
             run_dir,
         )
+    encoded = prepared
+    if model is None:  # members that read different vectors: each scores its own encoding
+        model = open_run(work, plan.cache)
+        encoded = Encodings(tuple(member.prepared for member in member_inputs))
     seconds = time.perf_counter() - started
     flags = ["--seeds", str(plan.seeds), "--alternate", plan.alternate] if plan.seeds > 1 else []
     flags += ["--train-folds", str(plan.folds)] if plan.folds > 1 else []
     made_by = fit_command(info, shlex.join([*flags, "--out", str(run_dir)]))
-    reports = finish_run(work, run_dir.name, info, model, prepared, made_by, seconds)
+    reports = finish_run(work, run_dir.name, info, model, encoded, made_by, seconds)
     if len(members) > 1:
         members_spread = spread(member_reports)
         write_json(
@@ -85,6 +96,7 @@ def train_run(
             {
                 "seeds": [member.seed for member in members],
                 "archs": [member.arch for member in members],
+                "vectors": [member.glove.source for member in member_inputs],
                 "alternate": plan.alternate if plan.seeds > 1 else "none",
                 "train_folds": plan.folds,
                 "members": members_spread,
@@ -93,7 +105,12 @@ def train_run(
         )
     if tracker is not None:
         valid = prepared.splits["valid"]
-        scores = predict_split(model, valid, prepared.lookup, prepared.layout, config.batch_size)
-        tracking.log_final(tracker, reports, valid.labels, scores, work / MODEL_FILE)
+        if isinstance(model, OpenMix):
+            scores = model.scores(encoded, "valid", config.batch_size)
+        else:
+            scores = predict_split(
+                model, valid, prepared.lookup, prepared.layout, config.batch_size
+            )
+        tracking.log_final(tracker, reports, valid.labels, scores, answering_file(work))
         tracker.finish()
     return Trained(reports, seconds, checkpoint, members_spread)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import keras
@@ -12,6 +13,7 @@ import keras
 from kboolq.config import Config, config_with_flags
 from kboolq.data.layout import Prepared, train_folds
 from kboolq.errors import UserError
+from kboolq.inputs import Inputs, run_info
 from kboolq.runs.card import fit_command
 from kboolq.runs.finish import finish_run
 from kboolq.runs.rundir import (
@@ -29,10 +31,39 @@ from kboolq.training import train_model
 
 
 def alternate_config(config: Config, flags: str) -> Config | None:
-    """The settings of the odd-numbered members (1st, 3rd, ...), or None for 'none'."""
+    """The settings of the odd-numbered members (1st, 3rd, ...), or None for 'none' (a --glove
+    among the flags is split_vectors's)."""
     if flags.strip() == "none":
         return None
-    return config_with_flags(config, flags, "--alternate")
+    return config_with_flags(config, split_vectors(flags)[0], "--alternate")
+
+
+def split_vectors(flags: str) -> tuple[str, str | None]:
+    """--alternate's flags without its --glove SPEC, and that SPEC (None: no --glove): the odd
+    members' vectors, so that an ensemble mixes vectors as it mixes architectures."""
+    try:
+        words = shlex.split(flags)
+    except ValueError as exc:
+        raise UserError(f"--alternate: {exc}") from None
+    kept, glove = [], None
+    while words:
+        word = words.pop(0)
+        if word == "--glove" or word.startswith("--glove="):
+            spec = word.partition("=")[2] if "=" in word else (words.pop(0) if words else "")
+            if not spec or glove is not None:
+                raise UserError("--alternate: --glove takes one SPEC, given once")
+            glove = spec
+        else:
+            kept.append(word)
+    return shlex.join(kept), glove
+
+
+def member_vectors(glove: str, alternate: str | None, n: int) -> list[str]:
+    """Each of n members' --glove: the 1st, 3rd, ... `alternate`'s when there is more than one
+    member (as member_configs deals the settings), the others `glove`."""
+    if n == 1 or alternate is None:
+        return [glove] * n
+    return [alternate if k % 2 == 0 else glove for k in range(n)]
 
 
 def member_configs(config: Config, alternate: Config | None, n: int) -> list[Config]:
@@ -55,29 +86,30 @@ def fold_configs(config: Config, folds: int) -> list[Config]:
 
 
 def train_members(
-    info: RunInfo,
-    plans: list[tuple[Config, HeldOut | None]],
-    prepared: Prepared,
+    plans: list[tuple[Config, HeldOut | None, Inputs]],
     work: Path,
     extra: list[keras.callbacks.Callback],
     verbose: int,
     run_dir: Path,
-) -> tuple[keras.Model, list[dict]]:
-    """Train one member run per plan under work/members: members/seed_S (--seeds), or
-    members/fold_k trained without fold k's train rows (--train-folds). A finished member whose
-    config.json matches is kept, so a killed fit resumes. Saves their average as work's model;
-    returns it and each member's report (its train split: the rows it trained on)."""
-    models, reports, names = [], [], []
+) -> tuple[keras.Model | None, list[dict]]:
+    """Train one member run per plan (its settings, held-out fold and inputs: vectors may
+    differ) under work/members: members/seed_S (--seeds), or members/fold_k trained without
+    fold k's train rows (--train-folds). A finished member whose config.json matches is kept,
+    so a killed fit resumes. Saves their ensemble into work (save_ensemble: one averaged model,
+    or None when their inputs differ); returns it and each member's report (its train split:
+    the rows it trained on)."""
+    models, reports, names, infos = [], [], [], []
     print(
         f"training {len(plans)} members one after another (about {len(plans)} times the "
         "time of one fit; a killed run keeps the finished ones)",
         flush=True,
     )
-    for config, held_out in plans:
-        member = dataclasses.replace(info, config=config, held_out=held_out)
+    for config, held_out, inputs in plans:
+        member = dataclasses.replace(run_info(config, inputs), held_out=held_out)
         name = f"seed_{config.seed}" if held_out is None else f"fold_{held_out.fold}"
         names.append(name)
-        member_dir, own = work / MEMBERS_DIR / name, without_fold(prepared, held_out)
+        infos.append(member)
+        member_dir, own = work / MEMBERS_DIR / name, without_fold(inputs.prepared, held_out)
         if finished(member_dir, member):
             print(f"member {name.replace('_', ' ')}: kept from an earlier run ({member_dir})")
             models.append(load_model(member_dir))
@@ -87,6 +119,8 @@ def train_members(
         clear_run(member_dir)
         write_info(member_dir, member)
         where = f"{len(models) + 1} of {len(plans)}, {config.arch}"
+        if len({i.glove.source for _, _, i in plans}) > 1:  # members over different vectors
+            where += f", {inputs.glove.source}"
         if held_out is not None:
             where += f", seed {config.seed}; {len(own.splits['train'])} train rows"
         print(f"member {name.replace('_', ' ')} ({where})", flush=True)
@@ -96,7 +130,7 @@ def train_members(
         reports.append(finish_run(member_dir, member_dir.name, member, model, own, made_by))
         models.append(model)
     members = [run_dir / MEMBERS_DIR / name for name in names]
-    return save_ensemble(work, models, members, run_dir), reports
+    return save_ensemble(work, models, members, run_dir, infos), reports
 
 
 def without_fold(prepared: Prepared, held_out: HeldOut | None) -> Prepared:

@@ -13,8 +13,7 @@ from pathlib import Path
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import BadRecord, Row, parse_row, read_records
 from kboolq.errors import UserError
-from kboolq.evaluation import predict_split
-from kboolq.explain import STEPS, check_backend, explain
+from kboolq.explain import STEPS, check_backend, check_explainable, explain
 from kboolq.runs.api import answer, check_threshold, open_run
 from kboolq.threads import set_threads
 
@@ -103,15 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         check_backend()  # before any row is read
     entries = entries_from_args(args)
     run = open_run(args.run_dir, cache_dir(args))
+    if args.explain:
+        check_explainable(run)
     for entry in entries:
         if entry.row is not None:
             entry.error = run.problem(entry.row)
     answerable = [entry for entry in entries if entry.error is None]
     if answerable:
-        encoded = run.encode([entry.row for entry in answerable])
-        batch = run.info.config.batch_size
-        rows = encoded.splits["rows"]
-        predicted = predict_split(run.model, rows, encoded.lookup, encoded.layout, batch)
+        predicted = run.predict([entry.row for entry in answerable])
         for entry, score in zip(answerable, predicted, strict=True):
             entry.score = float(score)
         if args.explain:

@@ -7,6 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from kboolq.errors import UserError
 from kboolq.files import write_json
 from kboolq.inputs import check_same_rows, check_same_vectors, load_inputs
 from kboolq.runs.finish import finish_run
@@ -17,6 +18,7 @@ from kboolq.runs.rundir import (
     RunInfo,
     ensemble_members,
     read_info,
+    reads_own_inputs,
     save_ensemble,
     sources_of,
     write_info,
@@ -37,6 +39,11 @@ class Refit:
 
 def plan_refit(source: Path, info: RunInfo) -> Refit:
     """Everything read from the source run before the output is touched."""
+    if reads_own_inputs(source):
+        raise UserError(
+            f"--refit {source}: its members read different vectors or layouts; refit each "
+            "member (fit --refit MEMBER), then join the refits with kboolq.ensemble"
+        )
     members = ensemble_members(source)
     infos = {member: read_info(member) for member in members or [source]}
     schedules = [(m, i, refit_schedule(m, i.config)) for m, i in infos.items()]
@@ -75,7 +82,8 @@ def refit_into(
             models.append(model)
             member_dirs.append(out.path / where.relative_to(work))
         if plan.members:
-            model = save_ensemble(work, models, member_dirs, out.path)
+            infos = [member_info for _, member_info, _ in plan.schedules]
+            model = save_ensemble(work, models, member_dirs, out.path, infos)
         seconds = time.perf_counter() - started
         reports = finish_run(work, out.path.name, info, model, prepared, made_by, seconds)
     return reports, seconds

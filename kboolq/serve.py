@@ -43,9 +43,9 @@ from typing import Any
 from kboolq.cli import add_cache_argument, add_threads_argument, cache_dir, run_command
 from kboolq.data.boolq import Row, parse_row
 from kboolq.errors import UserError
-from kboolq.explain import STEPS, check_backend, explain
-from kboolq.runs.api import OpenRun, answer, check_threshold, open_run
-from kboolq.runs.rundir import CARD_FILE, MODEL_FILE
+from kboolq.explain import STEPS, check_explainable, explain
+from kboolq.runs.api import OpenMix, OpenRun, answer, check_threshold, open_run
+from kboolq.runs.rundir import CARD_FILE, answering_file
 from kboolq.threads import set_threads
 
 READ_TIMEOUT = 10.0  # seconds a client has for its request headers, and again for its body
@@ -102,7 +102,7 @@ class Answerer:
     """The run and the batcher: jobs from concurrent requests share model calls, which run one
     at a time on one thread beside the event loop."""
 
-    def __init__(self, run: OpenRun, limits: Limits, threshold: float) -> None:
+    def __init__(self, run: OpenRun | OpenMix, limits: Limits, threshold: float) -> None:
         self.run, self.limits, self.threshold = run, limits, threshold
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kboolq-model")
         self.queue: asyncio.Queue[Job] | None = None
@@ -213,7 +213,7 @@ class Answerer:
             return 422, errors[0]
         if explaining:
             try:
-                check_backend()
+                check_explainable(self.run)
             except UserError as exc:
                 return 501, {"error": str(exc)}
         answerable = [row for row in rows if row is not None]
@@ -318,15 +318,16 @@ def app(answerer: Answerer):
 
 @dataclass(frozen=True)
 class Served:
-    """What was loaded at start: model.keras's sha256 and file identity, and the card."""
+    """What was loaded at start: the answering file's (model.keras, or a mix's members.json)
+    sha256 and file identity, and the card."""
 
     sha256: str
-    identity: tuple[int, int, int]  # model.keras's inode, size and mtime when loaded
+    identity: tuple[int, int, int]  # that file's inode, size and mtime when loaded
     card: str | None
 
     @classmethod
-    def of(cls, run: OpenRun) -> Served:
-        model = run.path / MODEL_FILE
+    def of(cls, run: OpenRun | OpenMix) -> Served:
+        model = answering_file(run.path)
         digest = hashlib.sha256()
         with open(model, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -337,7 +338,7 @@ class Served:
 
     def replaced(self, run_dir: Path) -> bool:
         try:
-            return _identity(run_dir / MODEL_FILE) != self.identity
+            return _identity(answering_file(run_dir)) != self.identity
         except OSError:
             return True
 

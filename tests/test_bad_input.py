@@ -246,22 +246,13 @@ def case_ensemble_of_one(tmp_path, trained):
     return "ensemble", [str(trained[0]), "--out", str(tmp_path / "e")], "at least two RUN_DIRs"
 
 
-def case_ensemble_of_incompatible_runs(tmp_path, trained):
+def case_ensemble_of_runs_from_other_rows(tmp_path, trained):
     other = copy_run(trained[0], tmp_path / "run")
     config = json.loads((other / "config.json").read_text())
-    config["layout"]["p_max"] += 1
+    config["data"]["valid_size"] += 1
     (other / "config.json").write_text(json.dumps(config))
     args = [str(trained[0]), str(other), "--out", str(tmp_path / "e")]
-    return "ensemble", args, "layout .* differs from"
-
-
-def case_ensemble_of_runs_tokenized_differently(tmp_path, trained):
-    other = copy_run(trained[0], tmp_path / "run")
-    config = json.loads((other / "config.json").read_text())
-    config["data"]["accents"] = "drop" if config["data"]["accents"] == "fold" else "fold"
-    (other / "config.json").write_text(json.dumps(config))
-    args = [str(trained[0]), str(other), "--out", str(tmp_path / "e")]
-    return "ensemble", args, r"tokenized with --accents .*; ensemble runs tokenized alike"
+    return "ensemble", args, "trained with --valid-size .*; an ensemble's members are scored"
 
 
 def case_carve_too_few_rows(tmp_path, trained):

@@ -244,19 +244,21 @@ def test_a_chars_run_records_its_layout_and_predicts_from_its_directory(chars_ru
     assert loaded.encode([Row(**rows[0], label=0, where="r")]).lookup.chars is not None
 
 
-def test_a_chars_run_refuses_an_ensemble_with_a_plain_run(chars_run, trained, tmp_path):
+def test_a_chars_run_and_a_plain_run_join_an_ensemble_that_encodes_for_each(
+    chars_run, trained, tmp_path
+):
     from kboolq import ensemble
+    from kboolq.runs.api import OpenMix
 
     run, cache = chars_run
     plain, _ = trained
-    with pytest.raises(UserError) as error:
-        ensemble.main(
-            [str(run), str(plain), "--out", str(tmp_path / "e"), "--cache-dir", str(cache)]
-        )
-    assert str(error.value).startswith(f"{plain}: layout Layout(") and "word_chars=0)" in str(
-        error.value
-    )
-    assert not (tmp_path / "e").exists()
+    out = tmp_path / "e"
+    assert ensemble.main([str(run), str(plain), "--out", str(out), "--cache-dir", str(cache)]) == 0
+    rows = [{"question": "is the sky blue", "passage": "the sky is blue"}]
+    mix = load_run(out, cache)
+    assert isinstance(mix, OpenMix)  # their layouts differ (word_chars): each encodes its own
+    expected = (load_run(run, cache).predict(rows) + load_run(plain, cache).predict(rows)) / 2
+    np.testing.assert_allclose(mix.predict(rows), expected, atol=1e-6)
 
 
 def test_predict_answers_a_question_of_unknown_words_only_with_chars(chars_run, trained, capsys):

@@ -1,5 +1,7 @@
 """The Python API: a saved run ready to answer questions (`kboolq.load_run`), with the vectors
-and layout it was trained with."""
+and layout it was trained with: an OpenRun (one model.keras: a model, or an ensemble of members
+that read the same input), or an OpenMix (an ensemble whose members read different vectors or
+layouts: each member encodes its own input, and the mix answers the mean of its members)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,15 @@ from kboolq.data.vectors import load_glove
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.files import default_cache_dir
-from kboolq.runs.rundir import RunInfo, check_fits, load_model, read_info, sources_of
+from kboolq.runs.rundir import (
+    RunInfo,
+    check_fits,
+    ensemble_members,
+    load_model,
+    read_info,
+    reads_own_inputs,
+    sources_of,
+)
 
 
 def load_vectors(info: RunInfo, cache_dir: Path) -> Glove:
@@ -63,9 +73,65 @@ class OpenRun:
 
     def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
         """P(yes) for each row: a Row or a {"question": ..., "passage": ...} dict."""
-        encoded = self.encode(rows)
-        split, batch = encoded.splits["rows"], self.info.config.batch_size
+        return self.scores(self.encode(rows), "rows")
+
+    def scores(self, encoded: Prepared, name: str, batch_size: int | None = None) -> np.ndarray:
+        """P(yes) for each row of the split `name` of what encode/encode_splits gave."""
+        split, batch = encoded.splits[name], batch_size or self.info.config.batch_size
         return predict_split(self.model, split, encoded.lookup, encoded.layout, batch)
+
+
+@dataclass(frozen=True)
+class Encodings:
+    """Rows encoded once per member of an OpenMix (`parts`, in the members' order). `splits`
+    are the first member's: labels and row counts are the rows', the same for every member."""
+
+    parts: tuple[Prepared, ...]
+
+    @property
+    def splits(self) -> dict:
+        return self.parts[0].splits
+
+    token_count = 0  # out-of-vocabulary shares are each member's (see the members' cards)
+    oov_count = 0
+
+
+@dataclass(frozen=True)
+class OpenMix:
+    """An ensemble whose members read different inputs (members.json says "inputs": "own"):
+    each member encodes the rows its own way and the mix answers the mean of their P(yes).
+    `info` is the first member's: the data, split sizes and batch size it was made with."""
+
+    path: Path
+    info: RunInfo
+    members: tuple[OpenRun | OpenMix, ...]
+
+    def count_params(self) -> int:
+        return sum(_params(member) for member in self.members)
+
+    def encode(self, rows: Sequence[Row | dict]) -> Encodings:
+        return Encodings(tuple(member.encode(rows) for member in self.members))
+
+    def encode_splits(self, groups: dict[str, Sequence[Row]]) -> Encodings:
+        return Encodings(tuple(member.encode_splits(groups) for member in self.members))
+
+    def problem(self, row: Row) -> str | None:
+        """A row is answered when every member can answer it (the first member's reason)."""
+        return next((p for m in self.members if (p := m.problem(row)) is not None), None)
+
+    def predict(self, rows: Sequence[Row | dict]) -> np.ndarray:
+        return self.scores(self.encode(rows), "rows")
+
+    def scores(self, encoded: Encodings, name: str, batch_size: int | None = None) -> np.ndarray:
+        each = [
+            member.scores(part, name, batch_size)
+            for member, part in zip(self.members, encoded.parts, strict=True)
+        ]
+        return np.mean(each, axis=0).astype(np.float32)
+
+
+def _params(member: OpenRun | OpenMix) -> int:
+    return member.count_params() if isinstance(member, OpenMix) else member.model.count_params()
 
 
 def check_threshold(threshold: float) -> float:
@@ -80,8 +146,11 @@ def answer(p_yes: float, threshold: float) -> str:
     return "yes" if p_yes >= threshold else "no"
 
 
-def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
+def open_run(run_dir: Path, cache_dir: Path) -> OpenRun | OpenMix:
     info = read_info(run_dir)
+    if reads_own_inputs(run_dir):
+        members = tuple(open_run(member, cache_dir) for member in ensemble_members(run_dir))
+        return OpenMix(Path(run_dir), info, members)
     model = load_model(run_dir)
     check_fits(model, info, run_dir)
     with sources_of(run_dir):
@@ -89,7 +158,7 @@ def open_run(run_dir: Path, cache_dir: Path) -> OpenRun:
     return OpenRun(Path(run_dir), info, model, glove)
 
 
-def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRun:
+def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRun | OpenMix:
     """A run directory ready to answer questions from Python: `kboolq.load_run(path)`.
 
     Loading model.keras alone with keras.saving.load_model needs kboolq's layers registered

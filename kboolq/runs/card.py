@@ -12,7 +12,7 @@ import platform
 import shlex
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import torch
@@ -22,6 +22,9 @@ from kboolq.config import Config, DataSettings
 from kboolq.data.layout import Prepared
 from kboolq.files import write_text
 from kboolq.runs.rundir import CARD_FILE, CURVES_FILE, RunInfo
+
+if TYPE_CHECKING:
+    from kboolq.runs.api import OpenMix
 
 SPLITS = ("valid", "test")
 
@@ -78,11 +81,43 @@ def _front_matter(name: str, info: RunInfo, reports: dict[str, dict]) -> list[st
     return [*lines, "---", ""]
 
 
+def _model_lines(info: RunInfo, model: keras.Model | OpenMix, directory: Path) -> list[str]:
+    """The model section: one model's architecture, layout and vectors, or an ensemble's
+    members that read their own inputs (an OpenMix), one line each."""
+    config, layout = info.config, info.layout
+    if not isinstance(model, keras.Model):
+        lines = [
+            f"- an ensemble of {len(model.members)} members that each read their own input "
+            f"(answers: the mean of their P(yes)), {model.count_params():,} parameters:"
+        ]
+        for member in model.members:
+            where = os.path.relpath(member.path.resolve(), Path(directory).resolve())
+            vectors = member.info.vectors
+            lines.append(
+                f"  - `{where}`: `{member.info.config.arch}` over `{vectors.source}` "
+                f"({vectors.dim}-d, fingerprint `{vectors.fingerprint[:16]}`)"
+            )
+        return lines
+    return [
+        f"- architecture: `{config.arch}` ({model.name}), {model.count_params():,} parameters",
+        f"- layout: question {layout.q_max} + separator {layout.separator} + passage "
+        f"{layout.p_max} positions (longer passages: the tail averaged into the last one)"
+        + (
+            f"; each word's first {layout.word_chars} characters read by a character CNN "
+            f"(--chars {config.chars})"
+            if layout.word_chars
+            else ""
+        ),
+        f"- vectors: `{info.vectors.source}`, {info.vectors.dim}-d, fingerprint "
+        f"`{info.vectors.fingerprint[:16]}`",
+    ]
+
+
 def card_text(
     directory: Path,
     name: str,
     info: RunInfo,
-    model: keras.Model,
+    model: keras.Model | OpenMix,
     reports: dict[str, dict],
     made_by: str,
     prepared: Prepared | None = None,
@@ -99,17 +134,7 @@ def card_text(
         "",
         "## Model",
         "",
-        f"- architecture: `{config.arch}` ({model.name}), {model.count_params():,} parameters",
-        f"- layout: question {layout.q_max} + separator {layout.separator} + passage "
-        f"{layout.p_max} positions (longer passages: the tail averaged into the last one)"
-        + (
-            f"; each word's first {layout.word_chars} characters read by a character CNN "
-            f"(--chars {config.chars})"
-            if layout.word_chars
-            else ""
-        ),
-        f"- vectors: `{info.vectors.source}`, {info.vectors.dim}-d, fingerprint "
-        f"`{info.vectors.fingerprint[:16]}`",
+        *_model_lines(info, model, directory),
         "",
         "## Training data",
         "",
@@ -167,7 +192,11 @@ def card_text(
         "```bash",
         f'python -m kboolq.predict {name} --question "is the sky blue" --passage "It is blue."',
         f"python -m kboolq.serve {name}                 # HTTP: POST /predict",
-        f"python -m kboolq.export {name} --out {name}-onnx   # ONNX + a stdlib tokenizer",
+        *(
+            [f"python -m kboolq.export {name} --out {name}-onnx   # ONNX + a stdlib tokenizer"]
+            if isinstance(model, keras.Model)  # an export holds one input's vocabulary
+            else []
+        ),
         "```",
         "",
         "## Limits",

@@ -122,30 +122,74 @@ def save_model(model: keras.Model, run_dir: Path) -> None:
         model.save(tmp)
 
 
+def shared_inputs(infos: list[RunInfo]) -> bool:
+    """Whether runs read the same input: the same vectors, layout and tokenizer settings, so one
+    model.keras can average them over one encoding."""
+    first = infos[0]
+    return all(
+        info.vectors.fingerprint == first.vectors.fingerprint
+        and info.layout == first.layout
+        and info.data.accents == first.data.accents
+        for info in infos[1:]
+    )
+
+
 def save_ensemble(
-    work: Path, models: list[keras.Model], members: list[Path], run_dir: Path
-) -> keras.Model:
-    """The one way an ensemble is saved (fit --seeds and kboolq.ensemble): model.keras averages
-    the members' P(yes), members.json lists the member runs as paths relative to RUN_DIR (where
-    `work`, a staging directory, ends up), e.g. "members/seed_3" or "../runs/a". Returns the
-    ensemble read back from `work`."""
+    work: Path,
+    models: list[keras.Model | None],
+    members: list[Path],
+    run_dir: Path,
+    infos: list[RunInfo],
+) -> keras.Model | None:
+    """The one way an ensemble is saved (fit --seeds and kboolq.ensemble): members.json lists
+    the member runs as paths relative to RUN_DIR (where `work`, a staging directory, ends up),
+    e.g. "members/seed_3" or "../runs/a". Members that read the same input (shared_inputs) are
+    averaged into one model.keras, which is returned as read back from `work`; members that read
+    different vectors or layouts keep their own models, members.json says "inputs": "own", and
+    None is returned: open `work` with kboolq.runs.api.open_run (an OpenMix). A member given as
+    None (a model) is such a mix itself, so the ensemble is one too."""
     final = Path(run_dir).resolve()
     listed = [os.path.relpath(Path(member).resolve(), final) for member in members]
+    if any(model is None for model in models) or not shared_inputs(infos):
+        write_json(Path(work) / MEMBERS_FILE, {"members": listed, "inputs": "own"})
+        return None
     write_json(Path(work) / MEMBERS_FILE, {"members": listed})
     save_model(average(models), work)
     return load_model(work)
 
 
-def ensemble_members(run_dir: Path) -> list[Path]:
-    """An ensemble's member runs (members.json, paths relative to RUN_DIR); [] for one model."""
+def _members_json(run_dir: Path) -> dict:
     path = Path(run_dir) / MEMBERS_FILE
-    if not path.exists():
-        return []
     try:
-        listed = json.loads(path.read_text())["members"]
+        found = json.loads(path.read_text())
+        if not isinstance(found["members"], list) or found.get("inputs", "shared") not in (
+            "shared",
+            "own",
+        ):
+            raise ValueError("'members' is not a list, or 'inputs' not \"shared\" or \"own\"")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: unreadable ({exc})") from None
-    return [(Path(run_dir) / member).resolve() for member in listed]
+    return found
+
+
+def reads_own_inputs(run_dir: Path) -> bool:
+    """Whether RUN_DIR is an ensemble whose members read their own inputs (no model.keras)."""
+    if not (Path(run_dir) / MEMBERS_FILE).exists():
+        return False
+    return _members_json(run_dir).get("inputs") == "own"
+
+
+def answering_file(run_dir: Path) -> Path:
+    """The file whose replacement means RUN_DIR answers differently: model.keras, or
+    members.json for an ensemble whose members read their own inputs (it has no model.keras)."""
+    return Path(run_dir) / (MEMBERS_FILE if reads_own_inputs(run_dir) else MODEL_FILE)
+
+
+def ensemble_members(run_dir: Path) -> list[Path]:
+    """An ensemble's member runs (members.json, paths relative to RUN_DIR); [] for one model."""
+    if not (Path(run_dir) / MEMBERS_FILE).exists():
+        return []
+    return [(Path(run_dir) / member).resolve() for member in _members_json(run_dir)["members"]]
 
 
 def run_and_members(run_dir: Path) -> list[Path]:
