@@ -11,6 +11,10 @@ passage's tail beyond p_max averaged into its last position, stem classes looked
 what kboolq.data.layout does on the host. A run that reads characters (--chars) also takes each
 token's character ids, and its unknown words keep their places with ids of their own.
 
+An ensemble whose members read different vectors takes ids over their joined vocabulary
+(vocab.txt), with known.txt saying which members know each word: in the graph, each member
+keeps only its own words (moved up, as kboolq's encoder skips the words a run lacks).
+
 torch.onnx traces torch tensors, so the export runs on the torch backend: with KERAS_BACKEND
 set to another one (jax), the command runs itself again in a child process on torch, which
 loads the same .keras file (Keras's format is backend-agnostic) and writes the same files.
@@ -70,6 +74,7 @@ EXPORT_FILES = (
     CARD_FILE,
     reference.FILE,
     reference.CHECK_FILE,
+    reference.KNOWN_FILE,
 )
 CHECK_ROWS = 200  # rows of the run's valid split in check.jsonl, with kboolq's answers
 EXAMPLES = [  # check.jsonl's rows when the run's data cannot be read here
@@ -173,6 +178,61 @@ class TokenIds(torch.nn.Module):
         }
 
 
+def compact(ids, length, mapping):
+    """A member's ids from the export's (B, L) ids over the joined vocabulary: each id mapped
+    to the member's own (`mapping`: 0 for a word the member lacks), the words it lacks removed
+    and the rest moved up, as kboolq's encoder skips a member's unknown words; and how many are
+    left per row (B,)."""
+    width = ids.shape[1]
+    real = torch.arange(width, device=ids.device).unsqueeze(0) < length.unsqueeze(1)
+    mapped = mapping[ids]
+    keep = (mapped > 0) & real
+    target = torch.where(keep, torch.cumsum(keep.to(torch.int64), dim=1) - 1, width)
+    moved = mapped.new_zeros((ids.shape[0], width + 1)).scatter(1, target, mapped * keep)
+    return moved[:, :width], keep.sum(dim=1)
+
+
+class MixIds(torch.nn.Module):
+    """An ensemble whose members read different vectors, from ids over their joined
+    vocabulary (the words any member has): each member (a TokenIds over its own vocabulary)
+    reads its own words only, and P(yes) is the members' weighted mean (B, 1)."""
+
+    def __init__(self, members: list[tuple[TokenIds, np.ndarray, float]]) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList([member for member, _, _ in members])
+        for k, (_, mapping, _) in enumerate(members):
+            self.register_buffer(f"mapping_{k}", torch.from_numpy(mapping.astype(np.int64)))
+        self.weights = [weight for _, _, weight in members]
+
+    def forward(self, question, passage, lengths):
+        total = None
+        for k, member in enumerate(self.members):
+            mapping = getattr(self, f"mapping_{k}")
+            q_ids, q_len = compact(question, lengths[:, 0], mapping)
+            p_ids, p_len = compact(passage, lengths[:, 1], mapping)
+            p_yes = member(q_ids, p_ids, torch.stack([q_len, p_len], dim=1)) * self.weights[k]
+            total = p_yes if total is None else total + p_yes
+        return total
+
+
+def leaves(run: OpenRun | OpenMix, weight: float = 1.0) -> list[tuple[OpenRun, float]]:
+    """The runs whose models an ensemble averages, each with its weight in the mean (a member
+    that is itself such an ensemble shares its weight among its own members)."""
+    if isinstance(run, OpenRun):
+        return [(run, weight)]
+    share = weight / len(run.members)
+    return [leaf for member in run.members for leaf in leaves(member, share)]
+
+
+def joined_vocabulary(runs: list[OpenRun]) -> list[str]:
+    """Every word some run's vectors have: the first run's in order, then each next run's new
+    words (the export's vocab.txt for an ensemble over different vectors)."""
+    words: dict[str, None] = {}
+    for run in runs:
+        words.update(dict.fromkeys(run.glove.words))
+    return list(words)
+
+
 @contextlib.contextmanager
 def exporting() -> Iterator[None]:
     """FastGRU without host reads or sorts (the same numbers, a graph ONNX can express)."""
@@ -229,10 +289,10 @@ def token_ids(
     return arrays
 
 
-def manifest(run: OpenRun, inputs: list[str], threshold: float) -> dict:
+def manifest(run: OpenRun | OpenMix, inputs: list[str], threshold: float) -> dict:
     info = run.info
     layout = info.layout
-    return {
+    found = {
         "format": 1,
         "kboolq_version": kboolq.__version__,
         "model": "model.onnx",
@@ -300,27 +360,78 @@ def manifest(run: OpenRun, inputs: list[str], threshold: float) -> dict:
         "vectors": {"source": info.vectors.source, "dim": info.vectors.dim},
         "hyperparameters": info.config.to_dict(),
     }
+    if isinstance(run, OpenMix):
+        return _mix_manifest(found, run)
+    return found
 
 
-def export_onnx(run: OpenRun, work: Path) -> list[str]:
+def _mix_manifest(found: dict, run: OpenMix) -> dict:
+    """The manifest of an ensemble over different vectors: ids over their joined vocabulary,
+    which members know each word, and each member's own layout, vectors and settings."""
+    members = leaves(run)
+    found["vocabulary"]["ids"] += " (vocab.txt: every word some member's vectors have)"
+    found["vocabulary"]["unknown_words"] = (
+        f"skipped; {reference.KNOWN_FILE}'s line n says which members know word n (a 1 or 0 "
+        "per member, in the order of 'members'): a question or passage with no word some "
+        "member knows is refused"
+    )
+    found["layout"] = {
+        "inside_the_graph": "each member reads only the words it knows, in order (the others "
+        "removed), then its own layout: questions cut to its q_max, a passage's ids from its "
+        "position p_max - 1 on averaged into one vector; P(yes) is the members' weighted mean",
+    }
+    found["members"] = [
+        {
+            "weight": weight,
+            "vectors": {"source": member.info.vectors.source, "dim": member.info.vectors.dim},
+            "layout": {
+                k: getattr(member.info.layout, k)
+                for k in ("q_max", "p_max", "separator", "word_chars")
+            },
+            "hyperparameters": member.info.config.to_dict(),
+        }  # fmt: skip
+        for member, weight in members
+    ]
+    del found["vectors"], found["hyperparameters"]
+    return found
+
+
+def graph_of(run: OpenRun | OpenMix) -> tuple[torch.nn.Module, list[str]]:
+    """The torch module to trace, and its vocabulary (vocab.txt's words)."""
+    if isinstance(run, OpenRun):
+        stems = stem_classes(run.glove.words, 0)  # [0 (padding), a class per word's stem]
+        vectors = np.asarray(run.glove.vectors)
+        return TokenIds(run.model, run.info.layout, vectors, stems).eval(), run.glove.words
+    members = leaves(run)
+    words = joined_vocabulary([member for member, _ in members])
+    parts = []
+    for member, weight in members:
+        mapping = np.zeros(len(words) + 1, np.int64)  # joined id -> the member's id (0: none)
+        index = member.glove.index
+        mapping[1:] = [index[word] + 1 if word in index else 0 for word in words]
+        module, _ = graph_of(member)
+        parts.append((module, mapping, weight))
+    return MixIds(parts).eval(), words
+
+
+def export_onnx(run: OpenRun | OpenMix, work: Path) -> list[str]:
     """model.onnx and vocab.txt into `work`; returns the graph's input names."""
-    glove = run.glove
-    stems = stem_classes(glove.words, 0)  # [0 (padding), a class per word's stem]
-    module = TokenIds(run.model, run.info.layout, np.asarray(glove.vectors), stems).eval()
+    module, words = graph_of(run)
     word_chars = run.info.layout.word_chars
     example = token_ids(
         [Row("is the sky blue", "the sky is blue today", 1, "example")],
-        glove.index,
+        {word: i for i, word in enumerate(words)},
         run.info.data.accents,
         word_chars,
     )
     names = [*INPUTS, *(CHAR_INPUTS if word_chars else ())]
-    device = run.model.weights[0].value.device if run.model.weights else torch.device("cpu")
+    weights = [w for member, _ in leaves(run) for w in member.model.weights]
+    device = weights[0].value.device if weights else torch.device("cpu")
     module = module.to(device)  # where Keras put the weights (a GPU, when there is one)
     args = tuple(torch.from_numpy(example[name]).to(device) for name in names)
     # weights the tracer does not reach as the module's parameters (an ensemble's members)
     # become constants of the graph, which it accepts only without gradients
-    for variable in run.model.weights:
+    for variable in weights:
         variable.value.requires_grad_(False)
     axes = {"question": {0: "batch", 1: "question_ids"}, "passage": {0: "batch", 1: "passage_ids"}}
     axes |= {f"{part}_chars": {0: "batch", 1: f"{part}_ids"} for part in ("question", "passage")}
@@ -342,14 +453,20 @@ def export_onnx(run: OpenRun, work: Path) -> list[str]:
             opset_version=OPSET,
             dynamo=False,
         )
-    write_text(work / "vocab.txt", "".join(f"{word}\n" for word in glove.words))
+    write_text(work / "vocab.txt", "".join(f"{word}\n" for word in words))
+    if isinstance(run, OpenMix):  # which members know each word: a part none reads is refused
+        knows = [member.glove.index for member, _ in leaves(run)]
+        write_text(
+            work / reference.KNOWN_FILE,
+            "".join("".join("1" if w in k else "0" for k in knows) + "\n" for w in words),
+        )
     import onnx
 
     graph = onnx.load(str(work / "model.onnx"), load_external_data=False).graph
     return [tensor.name for tensor in graph.input]
 
 
-def write_check(run: OpenRun, path: Path, given: Path | None = None) -> None:
+def write_check(run: OpenRun | OpenMix, path: Path, given: Path | None = None) -> None:
     """check.jsonl: the rows of `given` (a JSONL file), else up to CHECK_ROWS rows of the run's
     valid split (EXAMPLES when its data cannot be read here), each with kboolq's own P(yes),
     for checking a tokenizer against."""
@@ -372,6 +489,23 @@ def write_check(run: OpenRun, path: Path, given: Path | None = None) -> None:
     answers = run.predict(answerable)
     write_text(path, "".join(json.dumps({**row, "p_yes": float(p)}) + "\n"
                              for row, p in zip(answerable, answers, strict=True)))  # fmt: skip
+
+
+def check_mix(run: OpenMix, run_dir: Path) -> None:
+    """An ensemble over different vectors is exported over their joined vocabulary, through one
+    tokenizer: its members must tokenize alike and read words, not characters."""
+    members = leaves(run)
+    accents = {member.info.data.accents for member, _ in members}
+    if len(accents) > 1:
+        raise UserError(
+            f"{run_dir}: its members tokenize with --accents {' and '.join(sorted(accents))}; "
+            "an export ships one tokenizer: serve this ensemble with kboolq.serve"
+        )
+    if any(member.info.layout.word_chars for member, _ in members):
+        raise UserError(
+            f"{run_dir}: a member reads characters (--chars) and its members read different "
+            "vectors; the export of such a mix is not supported: serve it with kboolq.serve"
+        )
 
 
 def is_export(path: Path) -> bool:
@@ -420,13 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--format onnx needs pip install 'kboolq[export]'") from None
     set_threads(args.threads)
     run = open_run(args.run_dir, cache_dir(args))
-    if isinstance(run, OpenMix):  # one graph over one vocabulary: see the issue tracker (#39)
-        raise UserError(
-            f"{args.run_dir} is an ensemble whose members read different vectors or layouts; "
-            "an export holds one vocabulary, so export each member (members.json lists them) "
-            "and average their P(yes), or serve the ensemble with kboolq.serve"
-        )
-    if run.info.layout.word_chars and takes_stems(run.model):
+    if isinstance(run, OpenMix):
+        check_mix(run, args.run_dir)
+    elif run.info.layout.word_chars and takes_stems(run.model):
         raise UserError(  # stem classes of unknown words come from their text, not ids
             f"{args.run_dir} reads characters (--chars) and stems (--exact-match stem): its "
             "unknown words' stem classes cannot be passed to the ONNX graph; serve it with "

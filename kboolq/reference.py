@@ -22,6 +22,7 @@ from kboolq.data.tokens import TOKENIZER_VERSION
 
 FILE = "tokenizer.py"
 CHECK_FILE = "check.jsonl"
+KNOWN_FILE = "known.txt"  # an ensemble over different vectors: which members know each word
 _FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE  # what re shares with regex
 
 
@@ -56,6 +57,7 @@ def source(accents: str, word_chars: int) -> str:
         characters=CHARACTERS,
         punctuation=string.punctuation,
         tables=tables,
+        known_file=KNOWN_FILE,
     )
 
 
@@ -126,10 +128,11 @@ def char_ids(token):
     return ids + [0] * (WORD_CHARS - len(ids))
 
 
-def encode(rows, vocabulary):
+def encode(rows, vocabulary, known=None):
     """The inputs for rows of {{"question", "passage"}}: unknown words are skipped (kept, with
     ids above the vocabulary's in the order met, when the model reads characters); a part
-    with no word left is a ValueError."""
+    with no word left is a ValueError. `known` (known.txt's lines, an ensemble's export): which
+    members know each word; a part with no word some member knows is a ValueError too."""
     index = {{word: i for i, word in enumerate(vocabulary)}}
     unknown = {{}}
     parts = {{"question": [], "passage": []}}
@@ -141,6 +144,11 @@ def encode(rows, vocabulary):
                 tokens = [t for t in tokens if t in index]
             if not tokens:
                 raise ValueError(f"row {{number}}: the {{part}} has no word the model knows")
+            for member in range(len(known[0]) if known else 0):
+                if all(known[index[t]][member] == "0" for t in tokens):
+                    raise ValueError(
+                        f"row {{number}}: the {{part}} has no word member {{member}} knows"
+                    )
             parts[part].append([
                 index[t] + 1 if t in index else len(index) + 1 + unknown.setdefault(t, len(unknown))
                 for t in tokens
@@ -162,12 +170,14 @@ def check(folder=Path(__file__).parent, tolerance=1e-4):
     import onnxruntime
 
     vocabulary = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    known = folder / "{known_file}"
+    known = known.read_text().splitlines() if known.exists() else None
     manifest = json.loads((folder / "manifest.json").read_text())
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
     rows = [json.loads(line) for line in (folder / "check.jsonl").open(encoding="utf-8")]
     worst = 0.0
     for row in rows:
-        inputs = encode([row], vocabulary)
+        inputs = encode([row], vocabulary, known)
         feed = {{name: np.asarray(inputs[name], np.int64) for name in manifest["graph_inputs"]}}
         p_yes = float(session.run(None, feed)[0][0, 0])
         worst = max(worst, abs(p_yes - row["p_yes"]))

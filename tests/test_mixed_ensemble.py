@@ -2,6 +2,7 @@
 --alternate "--glove SPEC". Each member encodes its own input; the ensemble answers their mean."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from helpers import FIXTURE_BOOLQ, FIXTURE_GLOVE, fit_fixture
 
 from kboolq import ensemble, evaluate, predict
 from kboolq.cli import run_command
-from kboolq.data.boolq import load_boolq, read_rows
+from kboolq.data.boolq import load_boolq, parse_row, read_rows
 from kboolq.evaluation import binary_report
 from kboolq.members import member_vectors, split_vectors
 from kboolq.runs.api import OpenMix, OpenRun, load_run
@@ -23,11 +24,14 @@ ROWS = read_rows(FIXTURE_BOOLQ / "train.jsonl")[:8]
 
 @pytest.fixture(scope="module")
 def other_vectors(tmp_path_factory):
-    """The fixture's words with other vectors (each negated, the last dims dropped): 6-d."""
+    """The fixture's words but "moon" and "river", with other vectors (each negated, the last
+    dims dropped): 6-d."""
     path = tmp_path_factory.mktemp("vectors") / "other.txt"
     lines = []
     for line in FIXTURE_GLOVE.read_text().splitlines():
         word, *values = line.split(" ")
+        if word in ("moon", "river"):
+            continue
         lines.append(" ".join([word, *(f"{-float(v):.4f}" for v in values[:6])]))
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -103,7 +107,7 @@ def test_predict_and_evaluate_take_the_ensemble(mixed, tmp_path, capsys):
 
 
 def test_what_reads_one_input_refuses_the_ensemble_in_one_line(mixed, tmp_path, capsys):
-    from kboolq import export, fit
+    from kboolq import fit
 
     _, _, out, cache = mixed
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -114,20 +118,49 @@ def test_what_reads_one_input_refuses_the_ensemble_in_one_line(mixed, tmp_path, 
     if __import__("keras").backend.backend() == "torch":
         assert run_command(predict.main, "kboolq.predict")(words) == 2
         assert said + "explanations read one input" in capsys.readouterr().err
-    pytest.importorskip("onnx")
-    words = [str(out), "--out", str(tmp_path / "x"), "--cache-dir", str(cache)]
-    assert run_command(export.main, "kboolq.export")(words) == 2
-    assert (
-        f"{out} is an ensemble whose members read different vectors or layouts; an export "
-        "holds one vocabulary, so export each member"
-    ) in capsys.readouterr().err
     words = ["--refit", str(out), "--out", str(tmp_path / "r"), "--cache-dir", str(cache)]
     assert run_command(fit.main, "kboolq.fit")(words) == 2
     assert f"--refit {out}: its members read different vectors or layouts" in (
         capsys.readouterr().err
     )
-    assert not (tmp_path / "x").exists() and not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists()
     assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_the_export_reads_the_joined_vocabulary_and_answers_as_the_ensemble(mixed, tmp_path):
+    """Each member reads only its own words: the second member's vectors lack two words, which
+    the export's graph removes from its input, as kboolq's encoder skips them."""
+    ort = pytest.importorskip("onnxruntime")
+    from kboolq import export
+
+    first, second, out, cache = mixed
+    onnx = tmp_path / "onnx"
+    words = [str(out), "--out", str(onnx), "--cache-dir", str(cache)]
+    assert run_command(export.main, "kboolq.export")(words) == 0
+    vocabulary = (onnx / "vocab.txt").read_text().splitlines()
+    known = (onnx / "known.txt").read_text().splitlines()
+    assert vocabulary == load_run(first, cache).glove.words  # the second's words are a subset
+    assert [known[vocabulary.index(w)] for w in ("moon", "river", "the")] == ["10", "10", "11"]
+    manifest = json.loads((onnx / "manifest.json").read_text())
+    assert [m["vectors"]["dim"] for m in manifest["members"]] == [8, 6]
+    assert [m["weight"] for m in manifest["members"]] == [0.5, 0.5]
+    spec = importlib.util.spec_from_file_location("shipped", onnx / "tokenizer.py")
+    shipped = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped)
+    session = ort.InferenceSession(str(onnx / "model.onnx"))
+    rows = [{"question": r.question, "passage": r.passage} for r in read_rows(
+        FIXTURE_BOOLQ / "validation.jsonl")] + [
+        {"question": "is the moon red", "passage": "the river is red and the moon is old"}
+    ]  # fmt: skip
+    mix = load_run(out, cache)
+    answerable = [r for r in rows if mix.problem(parse_row(r, "r", labelled=False)) is None]
+    assert answerable[-1] == rows[-1]
+    feed = shipped.encode(answerable, vocabulary, known)
+    got = session.run(None, {k: np.asarray(feed[k], np.int64) for k in manifest["graph_inputs"]})
+    np.testing.assert_allclose(got[0].ravel(), mix.predict(answerable), atol=1e-5)
+    assert shipped.check(onnx)  # the export's own check on check.jsonl: kboolq's answers
+    with pytest.raises(ValueError, match=r"^row 0: the question has no word member 1 knows$"):
+        shipped.encode([{"question": "moon river", "passage": "the moon"}], vocabulary, known)
 
 
 def test_members_made_from_other_rows_are_refused(trained, tmp_path):
