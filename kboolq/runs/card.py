@@ -192,11 +192,7 @@ def card_text(
         "```bash",
         f'python -m kboolq.predict {name} --question "is the sky blue" --passage "It is blue."',
         f"python -m kboolq.serve {name}                 # HTTP: POST /predict",
-        *(
-            [f"python -m kboolq.export {name} --out {name}-onnx   # ONNX + a stdlib tokenizer"]
-            if isinstance(model, keras.Model)  # an export holds one input's vocabulary
-            else []
-        ),
+        f"python -m kboolq.export {name} --out {name}-onnx   # ONNX + a stdlib tokenizer",
         "```",
         "",
         "## Limits",
