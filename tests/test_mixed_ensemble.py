@@ -230,3 +230,19 @@ def test_the_server_identifies_the_ensemble_by_its_members_json(mixed):
     assert health["model_sha256"] == hashlib.sha256((out / "members.json").read_bytes()).hexdigest()
     assert health["run_replaced"] is False
     assert answer["p_yes"] == pytest.approx(float(mix.predict([row])[0]), abs=1e-6)
+
+
+def test_a_members_json_that_lists_its_own_ensemble_is_refused(mixed, tmp_path):
+    from kboolq.errors import UserError
+
+    first, _, out, cache = mixed
+    copy = tmp_path / "ens"
+    shutil.copytree(out, copy)
+    listed = {"members": [str(first.resolve()), str(copy.resolve())], "inputs": "own"}
+    (copy / "members.json").write_text(json.dumps(listed))
+    with pytest.raises(UserError) as caught:
+        load_run(copy, cache)
+    assert (
+        str(caught.value)
+        == f"{copy.resolve()}: an ensemble's members.json lists a run that holds it"
+    )

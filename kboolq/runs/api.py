@@ -146,16 +146,29 @@ def answer(p_yes: float, threshold: float) -> str:
     return "yes" if p_yes >= threshold else "no"
 
 
-def open_run(run_dir: Path, cache_dir: Path) -> OpenRun | OpenMix:
+def open_run(
+    run_dir: Path, cache_dir: Path, _loaded: dict | None = None, _within: tuple = ()
+) -> OpenRun | OpenMix:
+    """The run ready to answer; an ensemble's members that read the same vectors share one
+    loaded copy of them (`_loaded`), and a members.json that lists a run holding it is
+    refused (`_within`: the ensembles being opened)."""
+    loaded = {} if _loaded is None else _loaded
     info = read_info(run_dir)
+    if Path(run_dir).resolve() in _within:
+        raise UserError(f"{run_dir}: an ensemble's members.json lists a run that holds it")
     if reads_own_inputs(run_dir):
-        members = tuple(open_run(member, cache_dir) for member in ensemble_members(run_dir))
+        within = (*_within, Path(run_dir).resolve())
+        members = tuple(
+            open_run(member, cache_dir, loaded, within) for member in ensemble_members(run_dir)
+        )
         return OpenMix(Path(run_dir), info, members)
     model = load_model(run_dir)
     check_fits(model, info, run_dir)
-    with sources_of(run_dir):
-        glove = load_vectors(info, cache_dir)
-    return OpenRun(Path(run_dir), info, model, glove)
+    key = (info.vectors.source, info.vectors.fingerprint)
+    if key not in loaded:
+        with sources_of(run_dir):
+            loaded[key] = load_vectors(info, cache_dir)
+    return OpenRun(Path(run_dir), info, model, loaded[key])
 
 
 def load_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> OpenRun | OpenMix:
