@@ -112,3 +112,28 @@ def test_missing_vectors_named_in_config_json_are_reported_by_its_key(tmp_path):
         f"{run_dir / 'config.json'}: 'embeddings.source' {tmp_path / 'gone.txt'}: no such file "
         "(or use hub:50/100/200/300 or kumo50)"
     )
+
+
+@pytest.mark.parametrize("arch", ["seed", "bigru"])
+def test_a_model_saved_with_a_fixed_length_reads_cut_batches(arch, tmp_path):
+    """#33: a format-1 model takes T = 52 only; opened, it takes any T with the same weights,
+    so its batches are cut to their rows, and it answers as the saved model does."""
+    from kboolq.data.batches import Batches, fixed_steps
+    from kboolq.data.boolq import read_rows
+    from kboolq.evaluation import predict_split
+    from kboolq.runs.api import load_run
+    from kboolq.runs.rundir import load_model
+
+    run_dir = _old_run(arch, tmp_path)
+    saved = load_model(run_dir)
+    run = load_run(run_dir, tmp_path)
+    assert fixed_steps(saved) == 52 and fixed_steps(run.model) is None
+    encoded = run.encode(read_rows(FIXTURE_BOOLQ / "validation.jsonl"))
+    split, lookup, layout = encoded.splits["rows"], encoded.lookup, encoded.layout
+    first, _ = Batches.for_model(run.model, split, lookup, layout, 8)[0]
+    assert first["vectors"].shape[1] < 52  # cut to its rows (the shortest passages first)
+    np.testing.assert_allclose(
+        predict_split(run.model, split, lookup, layout, 8),
+        predict_split(saved, split, lookup, layout, 8),  # every batch the whole T = 52
+        atol=2e-6,
+    )

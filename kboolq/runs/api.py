@@ -19,6 +19,7 @@ from kboolq.data.vectors import load_glove
 from kboolq.errors import UserError
 from kboolq.evaluation import predict_split
 from kboolq.files import default_cache_dir
+from kboolq.runs.migration import any_steps
 from kboolq.runs.rundir import (
     RunInfo,
     check_fits,
@@ -164,6 +165,7 @@ def open_run(
         return OpenMix(Path(run_dir), info, members)
     model = load_model(run_dir)
     check_fits(model, info, run_dir)
+    model = any_steps(model)  # a model saved with a fixed T reads cut batches too
     key = (info.vectors.source, info.vectors.fingerprint)
     if key not in loaded:
         with sources_of(run_dir):

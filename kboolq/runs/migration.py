@@ -1,6 +1,7 @@
 """The one place that knows older formats: a run's config.json or a grid's grid.json written by
 an earlier kboolq is read as today's format (FORMAT), with each setting it lacks filled with the
-value that it was made with, which is not always today's default.
+value that it was made with, which is not always today's default; and a model.keras saved with
+a fixed sequence length T is used as one that takes any T (any_steps).
 
 Nothing else in kboolq reads an older format: read_info and the grid record take only what
 migrate_run and migrate_grid_record return. Adding a setting means adding its value-before here.
@@ -11,7 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import keras
+
 from kboolq.errors import UserError
+
+TIME_INPUTS = ("vectors", "stems", "words")  # the inputs with a (batch, T, ...) shape
 
 FORMAT = 5
 
@@ -24,7 +29,7 @@ FORMAT_1_HYPERPARAMETERS = {
     "ema": 0.0,
     "exact_match": "off",
 }
-# Formats 1-4 dealt training rows into batches at random (format 5: --batching, default length).
+# Formats 1-4 dealt training rows into batches at random (format 5 records --batching).
 FORMAT_4_HYPERPARAMETERS = {"batching": "random"}
 # Format 2 (kboolq 0.2) had every setting above, but no character CNN.
 FORMAT_2_HYPERPARAMETERS = {"chars": 0}
@@ -94,4 +99,25 @@ def migrate_grid_record(raw: Any) -> dict[str, Any]:
     for section, before in fills:
         if isinstance(migrated.get(section), dict):
             migrated[section] = {**before, **migrated[section]}
+    return migrated
+
+
+def any_steps(model: keras.Model) -> keras.Model:
+    """A model saved with a fixed T (kboolq before batches were cut to their own rows) as one
+    that takes any T: the same layers, called on inputs of shape (batch, None, ...), with the
+    same weights, so that its batches are cut as a new run's are (its layers find the parts
+    from the row lengths; tests/data/runs answer as they did). A model that takes any T
+    already is returned as it is."""
+    if all(t.shape[1] is None for t in model.inputs if t.name in TIME_INPUTS):
+        return model
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(
+            shape=(None, *t.shape[2:]) if t.name in TIME_INPUTS else t.shape[1:],
+            dtype=t.dtype,
+            name=t.name,
+        ),
+        model.input,  # the structure the model was built with (a dict, for kboolq's)
+    )
+    migrated = keras.models.clone_model(model, input_tensors=inputs)
+    migrated.set_weights(model.get_weights())
     return migrated
