@@ -8,7 +8,11 @@ along the path: lengths, stem classes and characters stay the row's own. So do e
 a model computes them from the vectors, scaled vectors keep them, but zero vectors would all
 match each other, a jump at the very end of the path. The baseline's P(yes) is therefore taken
 where the path starts, at BASELINE_SCALE of the row's vectors. An ensemble is one model
-averaging its members, so it is explained the same way.
+averaging its members, so it is explained the same way. An ensemble whose members read
+different vectors (an OpenMix) is explained member by member: a word's score is the weighted
+sum of the scores its members give it (0 from a member that does not read it; a member's
+averaged passage tail shares its score equally among the words it averages), so the scores
+still sum to P(yes) - P(yes at the baseline), both the members' weighted means.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from kboolq.data.boolq import Row, parse_row
 from kboolq.data.layout import Layout
 from kboolq.data.tokens import tokenize
 from kboolq.errors import UserError
-from kboolq.runs.api import OpenMix, OpenRun
+from kboolq.runs.api import OpenMix, OpenRun, leaves
 
 STEPS = 64  # path midpoints: the gap stayed within GAP on 20 real valid rows (max 0.015)
 GAP = 0.02  # the completeness tolerance stated (and tested) for STEPS steps
@@ -34,13 +38,16 @@ VECTORS = "vectors"
 
 def check_explainable(run: OpenRun | OpenMix) -> None:
     """What explain cannot do, refused before any row is read: the jax backend (check_backend),
-    and an ensemble whose members read different vectors (their words do not line up)."""
+    and an ensemble whose members tokenize differently (their words do not line up)."""
     check_backend()
     if isinstance(run, OpenMix):
-        raise UserError(
-            f"{run.path.name} is an ensemble whose members read different vectors or layouts; "
-            "explanations read one input: explain one of its members (members.json lists them)"
-        )
+        accents = {member.info.data.accents for member, _ in leaves(run)}
+        if len(accents) > 1:
+            raise UserError(
+                f"{run.path.name}: its members tokenize with --accents "
+                f"{' and '.join(sorted(accents))}, so their words do not line up; explain one "
+                "of its members (members.json lists them)"
+            )
 
 
 def check_backend() -> None:
@@ -112,9 +119,11 @@ def _words(row: Row, run: OpenRun, layout: Layout, scores: np.ndarray, q_len: in
     )
 
 
-def explain(run: OpenRun, rows: Sequence[Row | dict], steps: int = STEPS) -> list[dict]:
+def explain(run: OpenRun | OpenMix, rows: Sequence[Row | dict], steps: int = STEPS) -> list[dict]:
     """Per row: P(yes), P(yes) at the baseline, the steps, the completeness gap and each
     question and passage word's score (integrated gradients, see the module)."""
+    if isinstance(run, OpenMix):
+        return _explain_mix(run, rows, steps)
     encoded = run.encode(rows)
     split = encoded.splits["rows"]
     batches = Batches.for_model(run.model, split, encoded.lookup, encoded.layout, 1)
@@ -139,4 +148,40 @@ def explain(run: OpenRun, rows: Sequence[Row | dict], steps: int = STEPS) -> lis
             "question": question,
             "passage": passage,
         }
+    return found
+
+
+def _explain_mix(run: OpenMix, rows: Sequence[Row | dict], steps: int) -> list[dict]:
+    """explain for an ensemble whose members read different vectors (see the module)."""
+    parsed = [
+        row if isinstance(row, Row) else parse_row(row, f"row {i}", labelled=False)
+        for i, row in enumerate(rows)
+    ]
+    accents = run.info.data.accents
+    found: list[dict] = []
+    each = [(member, weight, explain(member, parsed, steps)) for member, weight in leaves(run)]
+    for index, row in enumerate(parsed):
+        answer = {"p_yes": 0.0, "baseline_p_yes": 0.0, "steps": steps}
+        for part, text in (("question", row.question), ("passage", row.passage)):
+            tokens = tokenize(text, accents)
+            scores, read = np.zeros(len(tokens)), np.zeros(len(tokens), bool)
+            for member, weight, explained in each:
+                own = explained[index][part]
+                reads_all = bool(member.info.layout.word_chars)  # unknown words too
+                kept = [i for i, t in enumerate(tokens) if reads_all or t in member.glove.index]
+                for place, entry in enumerate(own):
+                    covers = kept[place : place + 1]
+                    if part == "passage" and place == len(own) - 1 and len(kept) > len(own):
+                        covers = kept[place:]  # the averaged tail: an equal share each
+                    scores[covers] += weight * entry["score"] / len(covers)
+                    read[covers] = True
+            answer[part] = [
+                {"word": t, "score": float(scores[i])} for i, t in enumerate(tokens) if read[i]
+            ]
+        for _, weight, explained in each:
+            answer["p_yes"] += weight * explained[index]["p_yes"]
+            answer["baseline_p_yes"] += weight * explained[index]["baseline_p_yes"]
+        total = sum(w["score"] for part in ("question", "passage") for w in answer[part])
+        answer["completeness_gap"] = total - (answer["p_yes"] - answer["baseline_p_yes"])
+        found.append(answer)
     return found

@@ -61,7 +61,7 @@ from kboolq.data.tokens import TOKENIZER_VERSION, tokenize
 from kboolq.errors import UserError
 from kboolq.files import write_json, write_text
 from kboolq.models import gru
-from kboolq.runs.api import OpenMix, OpenRun, check_threshold, open_run
+from kboolq.runs.api import OpenMix, OpenRun, check_threshold, leaves, open_run
 from kboolq.runs.outputs import Kind, claimed
 from kboolq.runs.rundir import CARD_FILE, run_and_members
 from kboolq.threads import set_threads
@@ -213,15 +213,6 @@ class MixIds(torch.nn.Module):
             p_yes = member(q_ids, p_ids, torch.stack([q_len, p_len], dim=1)) * self.weights[k]
             total = p_yes if total is None else total + p_yes
         return total
-
-
-def leaves(run: OpenRun | OpenMix, weight: float = 1.0) -> list[tuple[OpenRun, float]]:
-    """The runs whose models an ensemble averages, each with its weight in the mean (a member
-    that is itself such an ensemble shares its weight among its own members)."""
-    if isinstance(run, OpenRun):
-        return [(run, weight)]
-    share = weight / len(run.members)
-    return [leaf for member in run.members for leaf in leaves(member, share)]
 
 
 def joined_vocabulary(runs: list[OpenRun]) -> list[str]:

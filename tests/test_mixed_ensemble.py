@@ -106,18 +106,11 @@ def test_predict_and_evaluate_take_the_ensemble(mixed, tmp_path, capsys):
     )
 
 
-def test_what_reads_one_input_refuses_the_ensemble_in_one_line(mixed, tmp_path, capsys):
+def test_refit_refuses_the_ensemble_in_one_line(mixed, tmp_path, capsys):
     from kboolq import fit
 
     _, _, out, cache = mixed
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    row = ROWS[0]
-    said = "ens is an ensemble whose members read different vectors or layouts; "
-    words = [str(out), "--question", row.question, "--passage", row.passage, "--explain",
-             "--cache-dir", str(cache)]  # fmt: skip
-    if __import__("keras").backend.backend() == "torch":
-        assert run_command(predict.main, "kboolq.predict")(words) == 2
-        assert said + "explanations read one input" in capsys.readouterr().err
     words = ["--refit", str(out), "--out", str(tmp_path / "r"), "--cache-dir", str(cache)]
     assert run_command(fit.main, "kboolq.fit")(words) == 2
     assert f"--refit {out}: its members read different vectors or layouts" in (
@@ -245,4 +238,63 @@ def test_a_members_json_that_lists_its_own_ensemble_is_refused(mixed, tmp_path):
     assert (
         str(caught.value)
         == f"{copy.resolve()}: an ensemble's members.json lists a run that holds it"
+    )
+
+
+@pytest.mark.skipif(
+    __import__("keras").backend.backend() != "torch", reason="explanations run on torch"
+)
+def test_the_ensemble_is_explained_as_the_weighted_sum_of_its_members(mixed, capsys):
+    from kboolq.explain import GAP, explain
+
+    first, second, out, cache = mixed
+    mix = load_run(out, cache)
+    rows = [{"question": "is the moon red", "passage": "the river is red and the moon is old"}]
+    (found,) = explain(mix, rows)
+    (one,), (two,) = explain(load_run(first, cache), rows), explain(load_run(second, cache), rows)
+    assert found["p_yes"] == pytest.approx(float(mix.predict(rows)[0]), abs=1e-5)
+    assert abs(found["completeness_gap"]) <= GAP
+    # "moon" and "river": only the first member reads them (the second's vectors lack them)
+    assert [w["word"] for w in found["question"]] == [w["word"] for w in one["question"]]
+    assert "moon" not in [w["word"] for w in two["question"]]
+    moon = [w["score"] for w in found["question"] if w["word"] == "moon"]
+    assert moon == pytest.approx([w["score"] / 2 for w in one["question"] if w["word"] == "moon"])
+    is_ = found["question"][0]  # "is": both read it
+    assert is_["word"] == "is" == one["question"][0]["word"] == two["question"][0]["word"]
+    assert is_["score"] == pytest.approx(
+        (one["question"][0]["score"] + two["question"][0]["score"]) / 2
+    )
+    words = [str(out), "--question", rows[0]["question"], "--passage", rows[0]["passage"],
+             "--explain", "--cache-dir", str(cache)]  # fmt: skip
+    assert run_command(predict.main, "kboolq.predict")(words) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # a passage longer than a member's p_max: its averaged tail shares its score equally
+    long = {"question": "is the moon red", "passage": " ".join(["the river is red"] * 40)}
+    (tail,) = explain(mix, [long])
+    assert load_run(first, cache).info.layout.p_max < 160 == len(tail["passage"])
+    assert abs(tail["completeness_gap"]) <= GAP
+    shown = printed["explanation"]["question"]
+    assert [w["word"] for w in shown] == [w["word"] for w in found["question"]]
+    assert [w["score"] for w in shown] == pytest.approx([w["score"] for w in found["question"]])
+
+
+def test_an_ensemble_whose_members_tokenize_differently_is_not_explained(mixed, tmp_path):
+    from helpers import copy_run
+
+    from kboolq.errors import UserError
+    from kboolq.explain import check_explainable
+
+    first, second, _, cache = mixed
+    other = copy_run(second, tmp_path / "other")
+    config = json.loads((other / "config.json").read_text())
+    config["data"]["accents"] = "drop" if config["data"]["accents"] == "fold" else "fold"
+    (other / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "ens"
+    words = [str(first), str(other), "--out", str(out), "--cache-dir", str(cache)]
+    assert run_command(ensemble.main, "kboolq.ensemble")(words) == 0
+    with pytest.raises(UserError) as caught:
+        check_explainable(load_run(out, cache))
+    assert str(caught.value) == (
+        "ens: its members tokenize with --accents drop and fold, so their words do not line "
+        "up; explain one of its members (members.json lists them)"
     )

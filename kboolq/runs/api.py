@@ -131,6 +131,15 @@ class OpenMix:
         return np.mean(each, axis=0).astype(np.float32)
 
 
+def leaves(run: OpenRun | OpenMix, weight: float = 1.0) -> list[tuple[OpenRun, float]]:
+    """The runs whose models an answer averages, each with its weight in the mean (a member
+    that is itself an OpenMix shares its weight among its own members)."""
+    if isinstance(run, OpenRun):
+        return [(run, weight)]
+    share = weight / len(run.members)
+    return [leaf for member in run.members for leaf in leaves(member, share)]
+
+
 def _params(member: OpenRun | OpenMix) -> int:
     return member.count_params() if isinstance(member, OpenMix) else member.model.count_params()
 
