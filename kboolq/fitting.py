@@ -17,7 +17,7 @@ from kboolq.members import train_members
 from kboolq.runs.api import Encodings, OpenMix, open_run
 from kboolq.runs.card import fit_command
 from kboolq.runs.finish import finish_run
-from kboolq.runs.rundir import SEEDS_FILE, HeldOut, answering_file, write_info
+from kboolq.runs.rundir import MODEL_FILE, SEEDS_FILE, HeldOut, write_info
 from kboolq.training import BestCheckpoint, train_model
 
 
@@ -105,12 +105,13 @@ def train_run(
         )
     if tracker is not None:
         valid = prepared.splits["valid"]
+        saved: Path | None = work / MODEL_FILE  # the model artifact; a mix has no one file
         if isinstance(model, OpenMix):
-            scores = model.scores(encoded, "valid", config.batch_size)
+            scores, saved = model.scores(encoded, "valid", config.batch_size), None
         else:
             scores = predict_split(
                 model, valid, prepared.lookup, prepared.layout, config.batch_size
             )
-        tracking.log_final(tracker, reports, valid.labels, scores, answering_file(work))
+        tracking.log_final(tracker, reports, valid.labels, scores, saved)
         tracker.finish()
     return Trained(reports, seconds, checkpoint, members_spread)
