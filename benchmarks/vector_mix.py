@@ -28,7 +28,8 @@ from kboolq.threads import set_threads
 def row(title: str, reports: list[dict]) -> str:
     result = spread(reports)
     cells = [
-        f"{result[split][m]['mean']:.3f} ± {result[split][m]['std']:.3f}"
+        f"{result[split][m]['mean']:.3f}"
+        + (f" ± {result[split][m]['std']:.3f}" if len(reports) > 1 else "")  # one: no spread
         for split in ("valid", "test")
         if split in result
         for m in SPREAD_METRICS
