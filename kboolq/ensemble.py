@@ -140,11 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             chosen = greedy_select(labels, valid)
             runs, members = [runs[i] for i in chosen], [members[i] for i in chosen]
             infos = [infos[i] for i in chosen]
+            info = infos[0]  # config.json: the first member's (its data, batch size)
             print(f"selected on valid: {', '.join(str(run) for run in runs)}")
         # staged: a kill at any moment leaves the old run whole or the new one complete
         with out.staged() as work:
             write_info(work, info)
-            models = [getattr(member, "model", None) for member in members]
+            models = [getattr(member, "model", None) for member in members]  # None: a mix
             model = save_ensemble(work, models, runs, out.path, infos)
             answerer = model if model is not None else open_run(work, cache)
             encoded = (members[0] if model is not None else answerer).encode_splits(groups)

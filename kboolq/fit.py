@@ -105,8 +105,7 @@ def parser() -> argparse.ArgumentParser:
         'those members other vectors (e.g. --alternate "--glove spacy-md"): each member then '
         "encodes its own input and RUN_DIR answers the mean of the members. 'none' trains every "
         "member alike. The default mix (esim members between the default bigru members) scored "
-        "best "
-        "on valid among the ensembles measured (docs/results.md) "
+        "best on valid among the ensembles measured (docs/results.md) "
         "(default: '%(default)s')",
     )
     p.add_argument(
@@ -258,7 +257,7 @@ def fit(
             warn_about_data(loaded[spec], config.batch_size)
         if args.distill is not None:
             loaded[spec] = distilled(loaded[spec], args.distill, args.distill_weight, plan.cache)
-    inputs = loaded.get(settings.glove) or next(iter(loaded.values()))
+    inputs = loaded[settings.glove]
     member_inputs = [loaded[spec] for spec in vectors]
     staging = out.held and not left
     if left:
