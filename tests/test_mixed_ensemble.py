@@ -106,17 +106,22 @@ def test_predict_and_evaluate_take_the_ensemble(mixed, tmp_path, capsys):
     )
 
 
-def test_refit_refuses_the_ensemble_in_one_line(mixed, tmp_path, capsys):
+def test_a_refit_retrains_each_member_on_its_own_vectors(mixed, tmp_path, capsys):
     from kboolq import fit
 
-    _, _, out, cache = mixed
+    first, second, out, cache = mixed
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    words = ["--refit", str(out), "--out", str(tmp_path / "r"), "--cache-dir", str(cache)]
-    assert run_command(fit.main, "kboolq.fit")(words) == 2
-    assert f"--refit {out}: its members read different vectors or layouts" in (
-        capsys.readouterr().err
-    )
-    assert not (tmp_path / "r").exists()
+    refit = tmp_path / "r"
+    words = ["--refit", str(out), "--out", str(refit), "--cache-dir", str(cache)]
+    assert run_command(fit.main, "kboolq.fit")(words) == 0
+    members = sorted((refit / "members").iterdir())
+    assert [read_info(m).vectors for m in members] == [read_info(first).vectors,
+                                                       read_info(second).vectors]  # fmt: skip
+    assert json.loads((refit / "members.json").read_text())["inputs"] == "own"
+    mix = load_run(refit, cache)
+    expected = np.mean([load_run(m, cache).predict(ROWS) for m in members], axis=0)
+    np.testing.assert_allclose(mix.predict(ROWS), expected, atol=1e-6)
+    assert set(json.loads((refit / "metrics.json").read_text())) == {"test"}  # valid: trained on
     assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
