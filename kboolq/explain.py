@@ -37,9 +37,9 @@ VECTORS = "vectors"
 
 
 def check_explainable(run: OpenRun | OpenMix) -> None:
-    """What explain cannot do, refused before any row is read: the jax backend (check_backend),
-    and an ensemble whose members tokenize differently (their words do not line up)."""
-    check_backend()
+    """What explain cannot do, refused before any row is read: an ensemble whose members
+    tokenize differently (their words do not line up; a fault of the run, so named first on any
+    backend), then the jax backend (check_backend)."""
     if isinstance(run, OpenMix):
         accents = {member.info.data.accents for member, _ in leaves(run)}
         if len(accents) > 1:
@@ -48,6 +48,7 @@ def check_explainable(run: OpenRun | OpenMix) -> None:
                 f"{' and '.join(sorted(accents))}, so their words do not line up; explain one "
                 "of its members (members.json lists them)"
             )
+    check_backend()
 
 
 def check_backend() -> None:
