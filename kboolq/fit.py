@@ -47,6 +47,7 @@ from kboolq.members import (
     split_vectors,
 )
 from kboolq.refit import plan_refit, refit_into
+from kboolq.resume import read_state, training_key
 from kboolq.runs.outputs import Claim, claimed
 from kboolq.runs.rundir import (
     MEMBERS_DIR,
@@ -261,8 +262,11 @@ def fit(
     member_inputs = [loaded[spec] for spec in vectors]
     staging = out.held and not left
     if left:
-        print(f"{run_dir} holds a run that did not finish; starting it over")
-        clear_run(run_dir)
+        if len(members) == 1 and read_state(run_dir, training_key(config, inputs.prepared)):
+            print(f"{run_dir} holds a run that did not finish; going on where it stopped")
+        else:  # an ensemble keeps its finished members and each member's state
+            print(f"{run_dir} holds a run that did not finish; starting it over")
+            clear_run(run_dir)
     try:
         with out.staged() if staging else _in_place(run_dir) as work:
             trained = train_run(work, plan, config, members, inputs, run_dir, member_inputs)
@@ -273,10 +277,11 @@ def fit(
         elif staging:
             said = f"{run_dir} still holds the previous run"
         elif len(members) > 1:
-            said = f"finished members kept in {run_dir / MEMBERS_DIR}"
+            said = f"finished members kept in {run_dir / MEMBERS_DIR}; the same command goes on"
         else:
             saved = run_dir / MODEL_FILE
             said = f"best model so far {f'kept in {saved}' if saved.exists() else 'none saved yet'}"
+            said += "; the same command goes on from the last finished epoch"
         raise Interrupted(f"interrupted: {said}", signum) from None
     print(format_table(trained.reports))
     if len(members) > 1:

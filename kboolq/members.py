@@ -14,6 +14,7 @@ from kboolq.config import Config, config_with_flags
 from kboolq.data.layout import Prepared, train_folds
 from kboolq.errors import UserError
 from kboolq.inputs import Inputs, run_info
+from kboolq.resume import read_state, training_key
 from kboolq.runs.card import fit_command
 from kboolq.runs.finish import finish_run
 from kboolq.runs.rundir import (
@@ -95,7 +96,8 @@ def train_members(
     """Train one member run per plan (its settings, held-out fold and inputs: vectors may
     differ) under work/members: members/seed_S (--seeds), or members/fold_k trained without
     fold k's train rows (--train-folds). A finished member whose config.json matches is kept,
-    so a killed fit resumes. Saves their ensemble into work (save_ensemble: one averaged model,
+    and an unfinished one goes on from its last epoch (kboolq.resume), so a killed fit resumes.
+    Saves their ensemble into work (save_ensemble: one averaged model,
     or None when their inputs differ); returns it and each member's report (its train split:
     the rows it trained on)."""
     models, reports, names, infos = [], [], [], []
@@ -116,7 +118,8 @@ def train_members(
             reports.append(json.loads((member_dir / METRICS_FILE).read_text()))
             continue
         member_dir.mkdir(parents=True, exist_ok=True)
-        clear_run(member_dir)
+        if read_state(member_dir, training_key(config, own)) is None:
+            clear_run(member_dir)  # else train_model goes on where the member stopped
         write_info(member_dir, member)
         where = f"{len(models) + 1} of {len(plans)}, {config.arch}"
         if len({i.glove.source for _, _, i in plans}) > 1:  # members over different vectors

@@ -30,7 +30,8 @@ from kboolq.evaluation import training_metrics
 from kboolq.files import write_text
 from kboolq.models.architectures import build_model
 from kboolq.plots import read_history, save_learning_curves
-from kboolq.runs.rundir import CURVES_FILE, HISTORY_FILE, load_model, save_model
+from kboolq.resume import Resume, read_state, training_key
+from kboolq.runs.rundir import CURVES_FILE, HISTORY_FILE, RESUME_DIR, load_model, save_model
 
 MONITOR = "val_balanced_accuracy"
 
@@ -195,10 +196,22 @@ def train_model(
     verbose: int | str = 1,
 ) -> tuple[keras.Model, BestCheckpoint]:
     """Trains with early stopping on valid balanced accuracy; returns the best model. run_dir
-    gets model.keras (the best), history.csv and learning_curves.png.
+    gets model.keras (the best), history.csv and learning_curves.png, and after every epoch the
+    state that a training killed and run again with the same settings goes on from
+    (kboolq.resume; finish_run removes it).
 
     The best model is read back from run_dir/model.keras, which also proves the saved file works.
     """
+    key = training_key(config, prepared)
+    state = read_state(run_dir, key)
+    checkpoint = BestCheckpoint(run_dir)
+    history = HistoryWriter(Path(run_dir) / HISTORY_FILE)
+    if state is not None and state.stopped:  # killed after training, before it was finished
+        for callback in (checkpoint, history):
+            vars(callback).update(state.held[type(callback).__name__])
+        print(f"{run_dir}: training had ended after epoch {state.epochs}; finishing it")
+        save_learning_curves(history.rows, Path(run_dir) / CURVES_FILE, checkpoint.best_epoch)
+        return load_model(run_dir), checkpoint
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config, prepared.layout, prepared.lookup.dim), config)
     splits, lookup, layout, size = (
@@ -207,8 +220,10 @@ def train_model(
     train = Batches.for_model(model, splits["train"], lookup, layout, size, shuffle=True,
                               seed=config.seed, batching=config.batching)  # fmt: skip
     valid = Batches.for_model(model, splits["valid"], lookup, layout, size)
-    checkpoint = BestCheckpoint(run_dir)
-    history = HistoryWriter(Path(run_dir) / HISTORY_FILE)
+    first = 0 if state is None else state.epochs
+    if first:
+        train.start_at(first)
+        print(f"{run_dir}: going on after epoch {first} (the state saved in {RESUME_DIR}/)")
     # With --ema the averaged weights are swapped in before validation and at each epoch's end,
     # so the metrics, early stopping and the checkpoint (placed after the swap) all see them.
     averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []
@@ -235,12 +250,16 @@ def train_model(
         ReleaseMemory(),
         *extra_callbacks,
         interrupt := StopOnInterrupt(),
+        resume := Resume(run_dir, key, state),  # after the callbacks whose state it keeps
         *([EpochProgbar()] if verbose else []),
     ]
+    resume.others = callbacks
+    resume.interrupted = lambda: interrupt.interrupted
     signals.raise_if_received()  # one that came while the model was built, and was swallowed
     model.fit(
         train,
         validation_data=valid,
+        initial_epoch=first,
         epochs=config.max_epochs,
         callbacks=callbacks,
         verbose=verbose,

@@ -17,6 +17,7 @@ from kboolq.config import Config
 from kboolq.data.layout import Prepared
 from kboolq.files import write_json
 from kboolq.models.architectures import build_model
+from kboolq.resume import forget
 from kboolq.runs.rundir import (
     RunInfo,
     write_info,
@@ -112,6 +113,7 @@ class GridTuner(kt.Tuner):
         _, checkpoint = train_model(
             config, self.hypermodel.prepared, trial_dir, extra, verbose=self.fit_verbose
         )
+        forget(trial_dir)  # the trial's training state: its checkpoint is what counts
         if tracker is not None:
             tracker.summary[MONITOR] = checkpoint.best
             tracker.finish()

@@ -171,3 +171,8 @@ class Batches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.batches = self._deal()
+
+    def start_at(self, epoch: int) -> None:
+        """Deal the rows as for `epoch` (0 is the first): a resumed training's order."""
+        self.epoch = epoch
+        self.batches = self._deal()

@@ -11,6 +11,7 @@ import keras
 from kboolq.data.layout import Prepared
 from kboolq.evaluation import binary_report, evaluate_splits
 from kboolq.files import write_json
+from kboolq.resume import forget
 from kboolq.runs.card import write_card
 from kboolq.runs.rundir import METRICS_FILE, RunInfo
 
@@ -43,4 +44,5 @@ def finish_run(
         }
     write_json(Path(work) / METRICS_FILE, reports)
     write_card(work, name, info, model, reports, made_by, prepared, seconds)
+    forget(work)  # a finished run needs no training state
     return reports

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -52,7 +53,8 @@ RUN_FILES = (
 PLOT_FILES = re.compile(r"(valid|test)_(confusion_matrix|roc|pr|calibration)\.png")
 ERRORS_FILES = re.compile(r"(valid|test)_errors\.jsonl")
 MEMBERS_DIR = "members"  # fit --seeds / --train-folds: the member runs
-RUN_DIRS = (MEMBERS_DIR,)
+RESUME_DIR = "resume"  # an unfinished training's state after its last epoch (kboolq.resume)
+RUN_DIRS = (MEMBERS_DIR, RESUME_DIR)
 
 
 @dataclass(frozen=True)
@@ -388,10 +390,12 @@ def is_kboolq_entry(name: str) -> bool:
 
 
 def clear_run(run_dir: Path) -> None:
-    """Remove the files kboolq writes into a run directory (not its member runs), nothing else."""
+    """Remove the files kboolq writes into a run directory and a training's saved state (not
+    its member runs), nothing else."""
     for path in Path(run_dir).iterdir():
         if path.is_file() and is_kboolq_entry(path.name) and path.name not in RUN_DIRS:
             path.unlink()
+    shutil.rmtree(Path(run_dir) / RESUME_DIR, ignore_errors=True)
 
 
 def is_run(directory: Path) -> bool:

@@ -1,0 +1,189 @@
+"""A training killed and run again goes on from its last finished epoch, and ends exactly as the
+uninterrupted one: the same history, the same best epoch and the same weights."""
+
+import csv
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import fit_fixture
+
+from kboolq.config import Config
+from kboolq.inputs import load_inputs
+from kboolq.resume import STATE_FILE, read_state, training_key
+from kboolq.runs.rundir import METRICS_FILE, RESUME_DIR, read_info
+from kboolq.training import train_model
+
+# the recipe's moving parts, all of them on: dropout (the seeds' state), EMA swapped in at each
+# epoch's end, the learning-rate plateau, early stopping's count and the best checkpoint
+CONFIG = Config(hidden_size=4, max_epochs=6, min_epochs=0, patience=3, lr_plateau=1,
+                dropout=0.3, embedding_dropout=0.2)  # fmt: skip
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt:
+    """A callback that raises when epoch `epoch` (0 is the first) begins: what a kill there
+    leaves, the state of the epochs before it saved."""
+
+    def __new__(cls, epoch):
+        import keras
+
+        class _Crash(keras.callbacks.Callback):
+            def on_epoch_begin(self, index, logs=None):
+                if index == epoch:
+                    raise Crash(f"killed at epoch {index}")
+
+        return _Crash()
+
+
+@pytest.fixture(scope="module")
+def prepared(trained):
+    run, cache = trained
+    return load_inputs(read_info(run).data, cache).prepared
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _weights(model):
+    return [np.asarray(v) for v in model.get_weights()]
+
+
+@pytest.fixture(scope="module")
+def killed(prepared, tmp_path_factory):
+    """A training of CONFIG killed as its 4th epoch began (its state: 3 epochs), never changed
+    by a test: copy it first."""
+    cut = tmp_path_factory.mktemp("killed") / "cut"
+    with pytest.raises(Crash):
+        train_model(CONFIG, prepared, cut, [CrashAt(3)], verbose=0)
+    return cut
+
+
+def test_a_resumed_training_ends_as_the_uninterrupted_one(prepared, killed, tmp_path):
+    whole, checkpoint = train_model(CONFIG, prepared, tmp_path / "whole", verbose=0)
+    cut = Path(shutil.copytree(killed, tmp_path / "cut"))
+    state = read_state(cut, training_key(CONFIG, prepared))
+    assert (state.epochs, state.stopped) == (3, False)
+    assert sorted(p.name for p in (cut / RESUME_DIR).iterdir()) == [
+        "epoch-3.weights.h5",
+        STATE_FILE,
+    ]  # one epoch's variables only
+    resumed, again = train_model(CONFIG, prepared, cut, verbose=0)
+    # early stopping's count is carried over: both stop at the same epoch, before the last
+    assert len(_history(cut)) == len(_history(tmp_path / "whole")) < CONFIG.max_epochs
+    for a, b in zip(_history(cut), _history(tmp_path / "whole"), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (a["epoch"], key)
+    assert (again.best, again.best_epoch) == (checkpoint.best, checkpoint.best_epoch)
+    for a, b in zip(_weights(resumed), _weights(whole), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert json.loads((cut / RESUME_DIR / STATE_FILE).read_text())["stopped"] is True
+    # killed after training ended, before the run was finished: nothing is trained again
+    _, last = train_model(CONFIG, prepared, cut, verbose=0)
+    assert (last.best, last.best_epoch) == (checkpoint.best, checkpoint.best_epoch)
+    assert len(_history(cut)) == len(_history(tmp_path / "whole"))
+
+
+def test_a_state_of_other_settings_or_rows_is_not_taken_up(prepared, killed):
+    other = dataclasses.replace(CONFIG, seed=1)
+    assert read_state(killed, training_key(CONFIG, prepared)) is not None
+    assert read_state(killed, training_key(other, prepared)) is None
+    train = prepared.splits["train"]
+    fewer = dataclasses.replace(
+        prepared, splits={**prepared.splits, "train": train.take(np.arange(len(train) - 1))}
+    )
+    assert read_state(killed, training_key(CONFIG, fewer)) is None
+
+
+def test_a_damaged_state_starts_over(prepared, killed, tmp_path):
+    cut = Path(shutil.copytree(killed, tmp_path / "cut"))
+    key = training_key(CONFIG, prepared)
+    (cut / RESUME_DIR / STATE_FILE).write_text('{"format": 1, "key": "' + key[:10])
+    assert read_state(cut, key) is None
+    raw = json.loads((killed / RESUME_DIR / STATE_FILE).read_text())
+    (cut / RESUME_DIR / STATE_FILE).write_text(json.dumps({**raw, "weights": "epoch-9.weights.h5"}))
+    assert read_state(cut, key) is None  # names a file that is not there
+    (cut / RESUME_DIR / STATE_FILE).write_text(json.dumps({**raw, "format": 2}))
+    assert read_state(cut, key) is None
+
+
+def test_a_finished_run_keeps_no_training_state(trained):
+    run, _ = trained
+    assert (run / METRICS_FILE).exists()
+    assert (run / "history.csv").exists()
+    assert not (run / RESUME_DIR).exists()
+
+
+@pytest.mark.slow
+def test_fit_killed_with_sigkill_goes_on_and_ends_as_an_uninterrupted_fit(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import fixture_args
+
+    def command(out):
+        extra = ["--hidden", "8", "--epochs", "30", "--patience", "30", "--min-epochs", "0",
+                 "--dropout", "0.3", "--verbose", "2"]  # fmt: skip
+        return [sys.executable, "-m", "kboolq.fit", *fixture_args(out, tmp_path / "cache", *extra)]
+
+    whole = tmp_path / "whole"
+    subprocess.run(command(whole), check=True, capture_output=True, timeout=600)
+    out = tmp_path / "run"
+    process = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state, deadline = out / RESUME_DIR / STATE_FILE, time.monotonic() + 300
+    while not (state.exists() and json.loads(state.read_text() or "{}").get("epochs", 0) >= 3):
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / METRICS_FILE).exists()
+    result = subprocess.run(command(out), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "did not finish; going on where it stopped" in result.stdout
+    assert "going on after epoch" in result.stdout
+    assert len(_history(out)) == len(_history(whole)) == 30
+    for a, b in zip(_history(out), _history(whole), strict=True):
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (a["epoch"], key)
+    assert json.loads((out / METRICS_FILE).read_text()) == json.loads(
+        (whole / METRICS_FILE).read_text()
+    )
+    assert not (out / RESUME_DIR).exists()
+
+
+def test_an_ensemble_member_killed_goes_on_where_it_stopped(tmp_path, monkeypatch, capsys):
+    import kboolq.members as members
+
+    real, calls = members.train_model, []
+
+    def crash_second(config, prepared, run_dir, extra, verbose):
+        calls.append(run_dir.name)
+        crash = [CrashAt(2)] if len(calls) == 2 else []
+        return real(config, prepared, run_dir, [*extra, *crash], verbose=verbose)
+
+    monkeypatch.setattr(members, "train_model", crash_second)
+    out, cache = tmp_path / "ens", tmp_path / "cache"
+    flags = ("--hidden", "4", "--epochs", "4", "--min-epochs", "0", "--seeds", "2")
+    with pytest.raises(Crash):
+        fit_fixture(out, cache, *flags)
+    assert calls == ["seed_0", "seed_1"]
+    capsys.readouterr()
+    assert fit_fixture(out, cache, *flags) == 0
+    said = capsys.readouterr().out
+    assert "member seed 0: kept from an earlier run" in said
+    assert f"{out / 'members' / 'seed_1'}: going on after epoch 2" in said
+    assert len(_history(out / "members" / "seed_1")) == 4
+    assert not (out / "members" / "seed_1" / RESUME_DIR).exists()
