@@ -129,7 +129,7 @@ class Resume(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.key, self.state = Path(run_dir) / RESUME_DIR, key, state
         self.others: list[keras.callbacks.Callback] = []
-        self.interrupted = lambda: False  # set by train_model: a stop that is not the end
+        self.interrupted = lambda: False  # set by train_model: Ctrl-C or SIGTERM came
 
     def _held(self) -> dict[str, dict]:
         return {
@@ -164,6 +164,8 @@ class Resume(keras.callbacks.Callback):
                 setattr(callback, name, value)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.interrupted():  # cut short by Ctrl-C or SIGTERM: the last whole epoch stands
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         weights = f"epoch-{epoch + 1}.weights.h5"
         self.model.save_weights(self.folder / weights, overwrite=True)

@@ -36,19 +36,27 @@ from kboolq.runs.rundir import CURVES_FILE, HISTORY_FILE, RESUME_DIR, load_model
 MONITOR = "val_balanced_accuracy"
 
 
+def never() -> bool:
+    return False
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model whenever the monitored value strictly improves; only the best is kept.
 
     Improvement is judged exactly as EarlyStopping judges it, so the saved model is the one
-    early stopping would restore.
+    early stopping would restore. An epoch that `interrupted` cut short (Ctrl-C, SIGTERM) does
+    not count: a resumed training does it again whole.
     """
 
     def __init__(self, run_dir: Path, monitor: str = MONITOR) -> None:
         super().__init__()
         self.run_dir, self.monitor = Path(run_dir), monitor
         self.best, self.best_epoch = -math.inf, None
+        self.interrupted = never
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.interrupted():
+            return
         value = (logs or {}).get(self.monitor)
         if value is not None and float(value) > self.best:
             self.best, self.best_epoch = float(value), epoch + 1
@@ -116,13 +124,17 @@ class ReleaseMemory(keras.callbacks.Callback):
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """history.csv, rewritten atomically after every epoch so a crash never truncates it."""
+    """history.csv, rewritten atomically after every epoch so a crash never truncates it; an
+    epoch that `interrupted` cut short is left out, as in BestCheckpoint."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path, self.rows = Path(path), []
+        self.interrupted = never
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.interrupted():
+            return
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(self.rows[-1]), extrasaction="ignore")
@@ -254,7 +266,8 @@ def train_model(
         *([EpochProgbar()] if verbose else []),
     ]
     resume.others = callbacks
-    resume.interrupted = lambda: interrupt.interrupted
+    for callback in (checkpoint, history, resume):  # an epoch cut short is not an epoch
+        callback.interrupted = lambda: interrupt.interrupted
     signals.raise_if_received()  # one that came while the model was built, and was swallowed
     model.fit(
         train,

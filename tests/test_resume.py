@@ -93,6 +93,51 @@ def test_a_resumed_training_ends_as_the_uninterrupted_one(prepared, killed, tmp_
     assert len(_history(cut)) == len(_history(tmp_path / "whole"))
 
 
+class CtrlCAt:
+    """A callback that sends this process SIGINT after the first batch of epoch `epoch`: the
+    epoch is cut short (kboolq.training.StopOnInterrupt ends it after that batch)."""
+
+    def __new__(cls, epoch):
+        import os
+        import signal
+
+        import keras
+
+        class _CtrlC(keras.callbacks.Callback):
+            def on_epoch_begin(self, index, logs=None):
+                self.index = index
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.index == epoch and batch == 0:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        return _CtrlC()
+
+
+def test_an_epoch_cut_short_by_ctrl_c_is_done_again_whole(prepared, tmp_path, request):
+    import signal
+
+    from kboolq.errors import Interrupted
+
+    previous = signal.getsignal(signal.SIGINT)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    assert len(prepared.splits["train"]) > CONFIG.batch_size  # an epoch of more than one batch
+    whole, checkpoint = train_model(CONFIG, prepared, tmp_path / "whole", verbose=0)
+    cut = tmp_path / "cut"
+    with pytest.raises(Interrupted):
+        train_model(CONFIG, prepared, cut, [CtrlCAt(2)], verbose=0)
+    assert len(_history(cut)) == 2  # the third epoch, cut short, is not recorded
+    assert read_state(cut, training_key(CONFIG, prepared)).epochs == 2
+    resumed, again = train_model(CONFIG, prepared, cut, verbose=0)
+    for a, b in zip(_history(cut), _history(tmp_path / "whole"), strict=True):
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (a["epoch"], key)
+    assert len(_history(cut)) == len(_history(tmp_path / "whole"))
+    assert (again.best, again.best_epoch) == (checkpoint.best, checkpoint.best_epoch)
+    for a, b in zip(_weights(resumed), _weights(whole), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_a_state_of_other_settings_or_rows_is_not_taken_up(prepared, killed):
     other = dataclasses.replace(CONFIG, seed=1)
     assert read_state(killed, training_key(CONFIG, prepared)) is not None
