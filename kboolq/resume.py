@@ -170,7 +170,9 @@ class Resume(keras.callbacks.Callback):
         weights = f"epoch-{epoch + 1}.weights.h5"
         self.model.save_weights(self.folder / weights, overwrite=True)
         seeds = [np.asarray(variable).tolist() for variable in self._seeds()]
-        self._write(epoch + 1, False, weights, seeds, global_random())
+        # early stopping decided here, or the last epoch: a kill before the end finishes only
+        ending = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", 0)
+        self._write(epoch + 1, ending, weights, seeds, global_random())
 
     def on_train_end(self, logs=None) -> None:
         if self.interrupted() or not self.folder.is_dir():

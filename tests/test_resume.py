@@ -138,6 +138,24 @@ def test_an_epoch_cut_short_by_ctrl_c_is_done_again_whole(prepared, tmp_path, re
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_killed_after_early_stopping_decided_it_trains_no_further(prepared, tmp_path, capsys):
+    import keras
+
+    class CrashAtEnd(keras.callbacks.Callback):  # a kill after the last epoch's state was saved
+        def on_train_end(self, logs=None):
+            raise Crash("killed at the end")
+
+    whole, checkpoint = train_model(CONFIG, prepared, tmp_path / "whole", verbose=0)
+    with pytest.raises(Crash):
+        train_model(CONFIG, prepared, tmp_path / "cut", [CrashAtEnd()], verbose=0)
+    capsys.readouterr()
+    _, again = train_model(CONFIG, prepared, tmp_path / "cut", verbose=0)
+    epochs = len(_history(tmp_path / "whole"))
+    assert f"training had ended after epoch {epochs}; finishing it" in capsys.readouterr().out
+    assert len(_history(tmp_path / "cut")) == epochs < CONFIG.max_epochs
+    assert (again.best, again.best_epoch) == (checkpoint.best, checkpoint.best_epoch)
+
+
 def test_a_state_of_other_settings_or_rows_is_not_taken_up(prepared, killed):
     other = dataclasses.replace(CONFIG, seed=1)
     assert read_state(killed, training_key(CONFIG, prepared)) is not None
