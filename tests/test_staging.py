@@ -221,7 +221,8 @@ def test_sigterm_is_handled_like_ctrl_c(trained, tmp_path, overwrite):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     else:
         assert lines[-1] == (
-            f"kboolq.fit: interrupted: best model so far kept in {out / 'model.keras'}"
+            f"kboolq.fit: interrupted: best model so far kept in {out / 'model.keras'}; the "
+            "same command goes on from the last finished epoch"
         )
         answers(out, trained[1])  # the kept checkpoint loads and answers
     assert "Traceback" not in err
