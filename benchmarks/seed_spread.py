@@ -2,15 +2,18 @@
 is computed from runs trained one by one (`fit --seeds N` writes the same into seeds.json).
 
     python benchmarks/seed_spread.py RUN_DIR RUN_DIR ... [--extra "valid=ACC,BAL,F1;test=..."]
-        [--ensembles K [--alternate RUN_DIR ...]]
+        [--recorded "N;valid=M+-S,M+-S,M+-S;test=..."] [--ensembles K [--alternate RUN_DIR ...]]
 
 --extra adds a run known only by its figures (accuracy, balanced accuracy, macro F1 per split),
-for runs whose directory is gone but whose numbers were recorded. --ensembles K also scores the
-average of every K of the runs (what `fit --seeds K` would give for each draw of K seeds) and
-prints the mean +- std over those draws; draws share members, so their std understates the
-spread of independent K-seed ensembles. With --alternate (runs of the model that fit's
---alternate trains), every draw is mixed as `fit --seeds K` mixes its members: ceil(K/2) of the
---alternate runs and K//2 of the others.
+for runs whose directory is gone but whose numbers were recorded. --recorded adds N runs known
+only by their recorded mean +- std per metric: they stand as N values with exactly that mean and
+sample std, so the runs' mean +- std pooled with the others is exact (to the recorded digits).
+
+--ensembles K also scores the average of every K of the runs (what `fit --seeds K` would give
+for each draw of K seeds) and prints the mean +- std over those draws; draws share members, so
+their std understates the spread of independent K-seed ensembles. With --alternate (runs of
+the model that fit's --alternate trains), every draw is mixed as `fit --seeds K` mixes its
+members: ceil(K/2) of the --alternate runs and K//2 of the others.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 from run_scores import average_report, format_means, scores_of
 
 from kboolq.evaluation import SPREAD_METRICS
@@ -36,10 +40,30 @@ def parse_extra(text: str) -> dict[str, dict[str, float]]:
     return report
 
 
+def parse_recorded(text: str) -> list[dict[str, dict[str, float]]]:
+    """N reports whose metrics have the recorded mean and sample std: mean + std * z_i, z the
+    standardized 0..N-1 (mean 0, sample std 1)."""
+    count, _, rest = text.partition(";")
+    n = int(count)
+    z = np.arange(n) - (n - 1) / 2
+    z = z / z.std(ddof=1) if n > 1 else z
+    reports: list[dict[str, dict[str, float]]] = [{} for _ in range(n)]
+    for part in rest.split(";"):
+        split, _, values = part.partition("=")
+        for metric, value in zip(SPREAD_METRICS, values.split(","), strict=True):
+            mean, _, std = value.partition("+-")
+            for report, zi in zip(reports, z, strict=True):
+                report.setdefault(split.strip(), {})[metric] = float(mean) + float(std or 0) * zi
+    return reports
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories with metrics.json")
     parser.add_argument("--extra", action="append", default=[], help="split=acc,bal,f1;...")
+    parser.add_argument(
+        "--recorded", action="append", default=[], help="N;split=M+-S,M+-S,M+-S;..."
+    )
     parser.add_argument("--ensembles", type=int, metavar="K", help="score every K of the runs")
     parser.add_argument(
         "--alternate",
@@ -54,6 +78,7 @@ def main() -> None:
         parser.error("--alternate needs --ensembles K")
     reports = [json.loads((run / "metrics.json").read_text()) for run in args.runs]
     reports += [parse_extra(text) for text in args.extra]
+    reports += [report for text in args.recorded for report in parse_recorded(text)]
     splits = [s for s in ("valid", "test") if all(s in r for r in reports)]
     print(format_means("runs", [{s: r[s] for s in splits} for r in reports]))
     if args.ensembles:
