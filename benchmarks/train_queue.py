@@ -3,24 +3,27 @@
     python benchmarks/train_queue.py benchmarks/plans/PLAN.txt [--data data/boolq-pt]
         [--slots 2] [--runs runs] [--kept benchmarks/results/kept]
 
-Each line of the plan is `GROUP/NAME FIT_FLAGS` (`#` starts a comment). A line becomes
-`python -m kboolq.fit --data DATA --threads 1 FIT_FLAGS --out RUNS/GROUP/NAME`, run in the
-plan's order with at most --slots at a time. A line already kept in KEPT/GROUP/NAME is skipped;
-an unfinished run directory goes on where it stopped (kboolq/resume.py); a finished one is only
-kept. Each run is kept (benchmarks/keep_scores.py) as soon as it finishes, so a session's end
-loses at most the unfinished epochs. Ctrl-C or SIGTERM stops the trainings the way kboolq.fit
-stops (each saves its last finished epoch) and waits for them. Logs: RUNS/GROUP/NAME.log.
-"""
+Each line of the plan is `GROUP/NAME FIT_FLAGS` (`#` starts a comment). A line becomes `python
+-m kboolq.fit --data DATA --threads 1 FIT_FLAGS --out RUNS/GROUP/NAME`, run in the plan's order
+with at most --slots at a time. A line already kept in KEPT/GROUP/NAME is skipped; an unfinished
+run directory goes on where it stopped (kboolq/resume.py); a finished one is only kept. Each run
+is kept (benchmarks/keep_scores.py) as soon as it finishes, so a session's end loses at most the
+unfinished epochs. A queue holds RUNS/GROUP/NAME.lock while it trains a line, and another queue
+over the same plan skips a locked line: two queues can share a plan. Ctrl-C or SIGTERM stops the
+trainings the way kboolq.fit stops (each saves its last finished epoch) and waits for them.
+Logs: RUNS/GROUP/NAME.log."""
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from run_scores import keep
 
@@ -60,6 +63,7 @@ def main() -> None:
         f"{len(plan) - len(todo)} of {len(plan)} runs kept already; {len(todo)} to go", flush=True
     )
     running: dict[str, subprocess.Popen] = {}
+    locks: dict[str, IO] = {}
     stopping = False
 
     def stop(signum, frame) -> None:
@@ -74,15 +78,27 @@ def main() -> None:
         while todo and not stopping and len(running) < args.slots:
             name, flags = todo.pop(0)
             out = args.runs / name
-            if (out / METRICS_FILE).is_file():
-                finished(name, out, args.kept / name)
+            if (args.kept / name).exists():  # kept by another queue meanwhile
                 continue
             out.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(f"{out}.lock", "w")  # noqa: SIM115 (held until the training ends)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"skip {name}: another queue trains it", flush=True)
+                lock.close()
+                continue
+            if (out / METRICS_FILE).is_file():
+                finished(name, out, args.kept / name)
+                lock.close()
+                continue
             command = [sys.executable, "-m", "kboolq.fit", "--data", args.data, "--threads", "1"]
             command += [*flags, "--out", str(out)]
             print(f"{time.strftime('%H:%M:%S')} start {name}: {shlex.join(command)}", flush=True)
             with open(f"{out}.log", "a") as log:
-                running[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            running[name] = process
+            locks[name] = lock
         time.sleep(5)
         for name, process in list(running.items()):
             if process.poll() is None:
@@ -91,6 +107,7 @@ def main() -> None:
             print(f"{time.strftime('%H:%M:%S')} end {name}: exit {process.returncode}", flush=True)
             if process.returncode == 0:
                 finished(name, args.runs / name, args.kept / name)
+            locks.pop(name).close()
 
 
 def finished(name: str, run: Path, into: Path) -> None:
