@@ -1,5 +1,6 @@
 """benchmarks/keep_scores.py: a kept run (its small files and scores.npz) answers in the ensemble
-benchmarks exactly as the run it was kept from, and one scored on other rows is refused."""
+benchmarks exactly as the run it was kept from, and one scored on other rows is refused; and
+benchmarks/best_mix.py's compositions, draws and training times."""
 
 import json
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import best_mix  # noqa: E402
 import run_scores  # noqa: E402
 
 
@@ -44,3 +46,17 @@ def test_a_kept_run_scored_on_other_rows_is_refused(trained, tmp_path):
     np.savez(kept / "scores.npz", **saved)
     with pytest.raises(SystemExit, match=f"^{kept}: scored on other valid or test rows"):
         run_scores.scores_of([run, kept], cache)
+
+
+def test_best_mix_enumerates_compositions_and_draws_and_reads_the_training_time(trained, tmp_path):
+    assert best_mix.compositions([2, 1], 2) == [(1, 1), (2, 0)]
+    assert best_mix.compositions([3, 3], 5) == [(2, 3), (3, 2)]
+    # pools [0, 1] and [2]: one from each -> (0, 2), (1, 2); both of the first -> (0, 1)
+    assert best_mix.draws_of([[0, 1], [2]], (1, 1), 10) == [(0, 2), (1, 2)]
+    assert best_mix.draws_of([[0, 1], [2]], (2, 0), 10) == [(0, 1)]
+    assert len(best_mix.draws_of([[0, 1, 2, 3], [4, 5, 6]], (2, 2), 5)) == 5  # 18 capped to 5
+    run, cache = trained
+    card = (run / "README.md").read_text()
+    seconds = best_mix.train_seconds(run)
+    assert f"Training time: {seconds:.0f} s;" in card
+    assert best_mix.train_seconds(tmp_path) != best_mix.train_seconds(tmp_path)  # no card: NaN
