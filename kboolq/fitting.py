@@ -14,6 +14,7 @@ from kboolq.evaluation import predict_split, spread
 from kboolq.files import write_json
 from kboolq.inputs import Inputs, run_info
 from kboolq.members import train_members
+from kboolq.resume import earlier_seconds, read_state, training_key
 from kboolq.runs.api import Encodings, OpenMix, open_run
 from kboolq.runs.card import fit_command
 from kboolq.runs.finish import finish_run
@@ -68,6 +69,8 @@ def train_run(
         plan.wandb, {**config.to_dict(), **settings}, plan.cache / "wandb", name=run_dir.name
     )  # the hyperparameters once, at the top, where W&B's tables and filters find them
     started = time.perf_counter()
+    if len(members) == 1:  # a resumed run's card counts the time its earlier processes trained
+        started -= earlier_seconds(read_state(work, training_key(config, prepared)))
     checkpoint, members_spread = None, None
     held_out = [HeldOut(k, plan.folds) if plan.folds > 1 else None for k in range(len(members))]
     if len(members) == 1:

@@ -2,9 +2,10 @@
 
 After each epoch, RUN_DIR/resume/ gets the model's and optimizer's variables (the weights, the
 moment estimates, the weights' moving average, the learning rate) and state.json: the dropout
-seeds' and the global random states, the epochs done, what the callbacks that judge epochs hold
-(the best checkpoint, early stopping, the learning-rate plateau, the history, whether the
-averaged weights are swapped in), and a key of the settings and rows trained on.
+seeds' and the global random states, the epochs done and the time they took, what the
+callbacks that judge epochs hold (the best checkpoint, early stopping, the learning-rate
+plateau, the history, whether the averaged weights are swapped in), and a key of the settings
+and rows trained on.
 
 Training run again on the same RUN_DIR with the same key (train_model) takes that state up and
 ends exactly as the uninterrupted run would (tests/test_resume.py), after any kill, SIGKILL too:
@@ -18,6 +19,7 @@ import hashlib
 import json
 import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +68,7 @@ class State:
     seeds: list  # the dropout seeds' state (Keras saves weights only)
     shuffle: dict | None  # the global random states (global_random)
     held: dict[str, dict]  # HELD's values by callback
+    seconds: float = 0.0  # training time up to the saved epoch, over every process so far
 
 
 def _plain(value):
@@ -89,13 +92,19 @@ def read_state(run_dir: Path, key: str) -> State | None:
             return None
         state = State(
             int(raw["epochs"]), bool(raw["stopped"]), raw["weights"], raw["seeds"],
-            raw["shuffle"], raw["held"],
+            raw["shuffle"], raw["held"], float(raw.get("seconds", 0.0)),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if state.weights is not None and not (path.parent / state.weights).is_file():
         return None
     return state
+
+
+def earlier_seconds(state: State | None) -> float:
+    """The training time that earlier processes spent on the epochs `state` saved (0 without
+    one): a resumed run's card counts it with its own."""
+    return state.seconds if state is not None else 0.0
 
 
 def forget(run_dir: Path) -> None:
@@ -147,6 +156,7 @@ class Resume(keras.callbacks.Callback):
         return [variable for variable in self.model.variables if id(variable) not in weights]
 
     def on_train_begin(self, logs=None) -> None:
+        self.started = time.perf_counter()
         if self.state is None:
             return
         optimizer = self.model.optimizer
@@ -172,19 +182,22 @@ class Resume(keras.callbacks.Callback):
         seeds = [np.asarray(variable).tolist() for variable in self._seeds()]
         # early stopping decided here, or the last epoch: a kill before the end finishes only
         ending = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", 0)
-        self._write(epoch + 1, ending, weights, seeds, global_random())
+        seconds = earlier_seconds(self.state) + time.perf_counter() - self.started
+        self._write(epoch + 1, ending, weights, seeds, global_random(), seconds)
 
     def on_train_end(self, logs=None) -> None:
         if self.interrupted() or not self.folder.is_dir():
             return
         state = read_state(self.folder.parent, self.key)
-        self._write(state.epochs if state else 0, True, None, [], None)
+        epochs, seconds = (state.epochs, state.seconds) if state else (0, 0.0)
+        self._write(epochs, True, None, [], None, seconds)
 
-    def _write(self, epochs, stopped, weights, seeds, shuffle) -> None:
+    def _write(self, epochs, stopped, weights, seeds, shuffle, seconds) -> None:
         write_json(
             self.folder / STATE_FILE,
             {"format": FORMAT, "key": self.key, "epochs": epochs, "stopped": stopped,
-             "weights": weights, "seeds": seeds, "shuffle": shuffle, "held": self._held()},
+             "weights": weights, "seeds": seeds, "shuffle": shuffle, "held": self._held(),
+             "seconds": seconds},
         )  # fmt: skip
         for path in self.folder.glob("epoch-*.weights.h5"):
             if path.name != weights:

@@ -4,6 +4,7 @@ uninterrupted one: the same history, the same best epoch and the same weights.""
 import csv
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def test_a_resumed_training_ends_as_the_uninterrupted_one(prepared, killed, tmp_
     cut = Path(shutil.copytree(killed, tmp_path / "cut"))
     state = read_state(cut, training_key(CONFIG, prepared))
     assert (state.epochs, state.stopped) == (3, False)
+    assert state.seconds > 0  # the 3 epochs' training time
     assert sorted(p.name for p in (cut / RESUME_DIR).iterdir()) == [
         "epoch-3.weights.h5",
         STATE_FILE,
@@ -86,7 +88,9 @@ def test_a_resumed_training_ends_as_the_uninterrupted_one(prepared, killed, tmp_
     assert (again.best, again.best_epoch) == (checkpoint.best, checkpoint.best_epoch)
     for a, b in zip(_weights(resumed), _weights(whole), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    assert json.loads((cut / RESUME_DIR / STATE_FILE).read_text())["stopped"] is True
+    ended = json.loads((cut / RESUME_DIR / STATE_FILE).read_text())
+    assert ended["stopped"] is True
+    assert ended["seconds"] > state.seconds  # the time before the kill, and the time after it
     # killed after training ended, before the run was finished: nothing is trained again
     _, last = train_model(CONFIG, prepared, cut, verbose=0)
     assert (last.best, last.best_epoch) == (checkpoint.best, checkpoint.best_epoch)
@@ -213,6 +217,9 @@ def test_fit_killed_with_sigkill_goes_on_and_ends_as_an_uninterrupted_fit(tmp_pa
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / METRICS_FILE).exists()
+    # the card counts the time trained before the kill: made large here to be told apart
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "seconds": saved["seconds"] + 5000}))
     result = subprocess.run(command(out), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "did not finish; going on where it stopped" in result.stdout
@@ -225,6 +232,8 @@ def test_fit_killed_with_sigkill_goes_on_and_ends_as_an_uninterrupted_fit(tmp_pa
         (whole / METRICS_FILE).read_text()
     )
     assert not (out / RESUME_DIR).exists()
+    trained = re.search(r"Training time: (\d+) s;", (out / "README.md").read_text())
+    assert 5000 < int(trained.group(1)) < 5000 + 600, trained.group(0)
 
 
 def test_an_ensemble_member_killed_goes_on_where_it_stopped(tmp_path, monkeypatch, capsys):
