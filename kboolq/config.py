@@ -104,8 +104,8 @@ class Config:
         "how training rows are dealt into batches each epoch: 'length' puts rows of similar "
         "passage length together (with a little noise; the batches come in random order), so "
         "each batch, cut to its longest passage, computes little padding; 'random' shuffles "
-        "the rows alone (the default until 'length' is shown to train as well on seed means: "
-        "docs/performance.md)",
+        "the rows alone (the default: 'length' takes half the time an epoch, but over 5 seeds "
+        "it reached 2 points less valid balanced accuracy; docs/performance.md)",
         choices=BATCHINGS,
     )  # fmt: skip
 
