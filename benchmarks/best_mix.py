@@ -21,7 +21,7 @@ import random
 import re
 from pathlib import Path
 
-from run_scores import average_report, scores_of
+from run_scores import average_report, markdown_row, scores_of
 
 from kboolq.evaluation import SPREAD_METRICS, spread
 from kboolq.runs.rundir import CARD_FILE
@@ -76,20 +76,12 @@ def main() -> None:
         for counts in compositions([len(pool) for pool in pools], k):
             draws = draws_of(pools, counts, args.max_draws)
             reports = [average_report(labels, [scores[i] for i in draw]) for draw in draws]
-            result = spread(reports)
+            balanced = spread(reports)["valid"]["balanced_accuracy"]["mean"]
             time = sum(sum(seconds[i] for i in draw) for draw in draws) / len(draws)
-            ranked.append(
-                (result["valid"]["balanced_accuracy"]["mean"], counts, result, draws, time)
-            )
+            ranked.append((balanced, counts, reports, time))
         ranked.sort(key=lambda item: -item[0])
-        for _, counts, result, draws, time in ranked[: args.top]:
-            cells = [
-                f"{result[split][m]['mean']:.3f} ± {result[split][m]['std']:.3f}"
-                for split in ("valid", "test")
-                for m in SPREAD_METRICS
-            ]
-            mix = " + ".join(map(str, counts))
-            print(f"| {mix} | {len(draws)} | {' | '.join(cells)} | {time:.0f} |")
+        for _, counts, reports, time in ranked[: args.top]:
+            print(markdown_row(" + ".join(map(str, counts)), reports, f"{time:.0f}"))
 
 
 if __name__ == "__main__":

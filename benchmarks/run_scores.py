@@ -99,3 +99,17 @@ def format_means(title: str, reports: list[dict]) -> str:
         cells = [f"{metrics[m]['mean']:.3f} +- {metrics[m]['std']:.3f}" for m in SPREAD_METRICS]
         lines.append(f"  {split:>6}: {' / '.join(cells)}")
     return "\n".join(lines)
+
+
+def markdown_row(title: str, reports: list[dict], *extra: str) -> str:
+    """A Markdown row: title, draws, then valid and test mean ± std per metric (no std for one
+    report), then `extra` cells."""
+    result = spread(reports)
+    cells = [
+        f"{result[split][m]['mean']:.3f}"
+        + (f" ± {result[split][m]['std']:.3f}" if len(reports) > 1 else "")  # one: no spread
+        for split in ("valid", "test")
+        if split in result
+        for m in SPREAD_METRICS
+    ]
+    return f"| {title} | {len(reports)} | " + " | ".join([*cells, *extra]) + " |"

@@ -19,22 +19,10 @@ import itertools
 import sys
 from pathlib import Path
 
-from run_scores import average_report, scores_of
+from run_scores import average_report, markdown_row, scores_of
 
-from kboolq.evaluation import SPREAD_METRICS, spread
+from kboolq.evaluation import SPREAD_METRICS
 from kboolq.threads import set_threads
-
-
-def row(title: str, reports: list[dict]) -> str:
-    result = spread(reports)
-    cells = [
-        f"{result[split][m]['mean']:.3f}"
-        + (f" ± {result[split][m]['std']:.3f}" if len(reports) > 1 else "")  # one: no spread
-        for split in ("valid", "test")
-        if split in result
-        for m in SPREAD_METRICS
-    ]
-    return f"| {title} | {len(reports)} | " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -61,13 +49,17 @@ def main() -> None:
     print(f"| members | draws | {header} |")
     print("|---" * (2 + 2 * len(SPREAD_METRICS)) + "|")
     for name, members in index.items():
-        print(row(f"one model, {name}", [average_report(labels, [scores[i]]) for i in members]))
+        print(
+            markdown_row(
+                f"one model, {name}", [average_report(labels, [scores[i]]) for i in members]
+            )
+        )
     for k in map(int, args.sizes.split(",")):
         for name, members in index.items():
             draws = list(itertools.combinations(members, k))
             if draws:
                 reports = [average_report(labels, [scores[i] for i in d]) for d in draws]
-                print(row(f"{k} members, all {name}", reports))
+                print(markdown_row(f"{k} members, all {name}", reports))
         if k % len(mix):
             continue
         per = k // len(mix)
@@ -75,7 +67,7 @@ def main() -> None:
         draws = [sum(chosen, ()) for chosen in itertools.product(*parts)]
         if draws:
             reports = [average_report(labels, [scores[i] for i in d]) for d in draws]
-            print(row(f"{k} members, {per} each of {' + '.join(mix)}", reports))
+            print(markdown_row(f"{k} members, {per} each of {' + '.join(mix)}", reports))
 
 
 if __name__ == "__main__":
