@@ -18,23 +18,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
-import re
 from pathlib import Path
 
 from run_scores import average_report, markdown_row, scores_of
 
 from kboolq.evaluation import SPREAD_METRICS, spread
-from kboolq.runs.rundir import CARD_FILE
+from kboolq.runs.card import card_seconds
 from kboolq.threads import set_threads
-
-TRAINED = re.compile(r"^Training time: (\d+) s", re.MULTILINE)  # kboolq/runs/card.py's line
 
 
 def train_seconds(run: Path) -> float:
     """The run's training time from its card (NaN when the card does not say)."""
-    card = Path(run) / CARD_FILE
-    found = TRAINED.search(card.read_text()) if card.is_file() else None
-    return float(found.group(1)) if found else float("nan")
+    seconds = card_seconds(run)
+    return float("nan") if seconds is None else seconds
 
 
 def compositions(sizes: list[int], k: int) -> list[tuple[int, ...]]:

@@ -69,14 +69,15 @@ def train_run(
         plan.wandb, {**config.to_dict(), **settings}, plan.cache / "wandb", name=run_dir.name
     )  # the hyperparameters once, at the top, where W&B's tables and filters find them
     started = time.perf_counter()
-    if len(members) == 1:  # a resumed run's card counts the time its earlier processes trained
-        started -= earlier_seconds(read_state(work, training_key(config, prepared)))
+    earlier: float | None = 0.0  # the training time earlier processes spent: the card counts it
+    if len(members) == 1:
+        earlier = earlier_seconds(read_state(work, training_key(config, prepared)))
     checkpoint, members_spread = None, None
     held_out = [HeldOut(k, plan.folds) if plan.folds > 1 else None for k in range(len(members))]
     if len(members) == 1:
         model, checkpoint = train_model(config, prepared, work, extra, verbose=plan.verbose)
     else:
-        model, member_reports = train_members(
+        model, member_reports, earlier = train_members(
             list(zip(members, held_out, member_inputs, strict=True)),
             work,
             extra,
@@ -87,11 +88,12 @@ def train_run(
     if model is None:  # members that read different vectors: each scores its own encoding
         model = open_run(work, plan.cache)
         encoded = Encodings(tuple(member.prepared for member in member_inputs))
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started + (earlier or 0.0)
     flags = ["--seeds", str(plan.seeds), "--alternate", plan.alternate] if plan.seeds > 1 else []
     flags += ["--train-folds", str(plan.folds)] if plan.folds > 1 else []
     made_by = fit_command(info, shlex.join([*flags, "--out", str(run_dir)]))
-    reports = finish_run(work, run_dir.name, info, model, encoded, made_by, seconds)
+    card_time = None if earlier is None else seconds  # None: a kept member's time is unknown
+    reports = finish_run(work, run_dir.name, info, model, encoded, made_by, card_time)
     if len(members) > 1:
         members_spread = spread(member_reports)
         write_json(

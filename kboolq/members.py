@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import time
 from pathlib import Path
 
 import keras
@@ -14,8 +15,8 @@ from kboolq.config import Config, config_with_flags
 from kboolq.data.layout import Prepared, train_folds
 from kboolq.errors import UserError
 from kboolq.inputs import Inputs, run_info
-from kboolq.resume import read_state, training_key
-from kboolq.runs.card import fit_command
+from kboolq.resume import earlier_seconds, read_state, training_key
+from kboolq.runs.card import card_seconds, fit_command
 from kboolq.runs.finish import finish_run
 from kboolq.runs.rundir import (
     MEMBERS_DIR,
@@ -92,15 +93,17 @@ def train_members(
     extra: list[keras.callbacks.Callback],
     verbose: int,
     run_dir: Path,
-) -> tuple[keras.Model | None, list[dict]]:
+) -> tuple[keras.Model | None, list[dict], float | None]:
     """Train one member run per plan (its settings, held-out fold and inputs: vectors may
     differ) under work/members: members/seed_S (--seeds), or members/fold_k trained without
     fold k's train rows (--train-folds). A finished member whose config.json matches is kept,
     and an unfinished one goes on from its last epoch (kboolq.resume), so a killed fit resumes.
     Saves their ensemble into work (save_ensemble: one averaged model,
-    or None when their inputs differ); returns it and each member's report (its train split:
-    the rows it trained on)."""
+    or None when their inputs differ); returns it, each member's report (its train split:
+    the rows it trained on) and the training time earlier processes spent on the members (kept
+    ones and the epochs a resumed one had; None when a kept member's card does not say)."""
     models, reports, names, infos = [], [], [], []
+    earlier: float | None = 0.0
     print(
         f"training {len(plans)} members one after another (about {len(plans)} times the "
         "time of one fit; a killed run keeps the finished ones)",
@@ -116,10 +119,16 @@ def train_members(
             print(f"member {name.replace('_', ' ')}: kept from an earlier run ({member_dir})")
             models.append(load_model(member_dir))
             reports.append(json.loads((member_dir / METRICS_FILE).read_text()))
+            kept = card_seconds(member_dir)
+            earlier = None if earlier is None or kept is None else earlier + kept
             continue
         member_dir.mkdir(parents=True, exist_ok=True)
-        if read_state(member_dir, training_key(config, own)) is None:
+        state = read_state(member_dir, training_key(config, own))
+        if state is None:
             clear_run(member_dir)  # else train_model goes on where the member stopped
+        resumed = earlier_seconds(state)  # a resumed member's card counts its earlier epochs
+        earlier = None if earlier is None else earlier + resumed
+        started = time.perf_counter() - resumed
         write_info(member_dir, member)
         where = f"{len(models) + 1} of {len(plans)}, {config.arch}"
         if len({i.glove.source for _, _, i in plans}) > 1:  # members over different vectors
@@ -130,10 +139,13 @@ def train_members(
         model, _ = train_model(config, own, member_dir, extra, verbose=verbose)
         how = "--seeds" if held_out is None else "--train-folds"
         made_by = f"{fit_command(member)}  # member of {run_dir.name} (fit {how})"
-        reports.append(finish_run(member_dir, member_dir.name, member, model, own, made_by))
+        seconds = time.perf_counter() - started
+        reports.append(
+            finish_run(member_dir, member_dir.name, member, model, own, made_by, seconds)
+        )
         models.append(model)
     members = [run_dir / MEMBERS_DIR / name for name in names]
-    return save_ensemble(work, models, members, run_dir, infos), reports
+    return save_ensemble(work, models, members, run_dir, infos), reports, earlier
 
 
 def without_fold(prepared: Prepared, held_out: HeldOut | None) -> Prepared:

@@ -15,6 +15,7 @@ from helpers import fit_fixture
 from kboolq.config import Config
 from kboolq.inputs import load_inputs
 from kboolq.resume import STATE_FILE, read_state, training_key
+from kboolq.runs.card import TRAINED, card_seconds
 from kboolq.runs.rundir import METRICS_FILE, RESUME_DIR, read_info
 from kboolq.training import train_model
 
@@ -252,6 +253,13 @@ def test_an_ensemble_member_killed_goes_on_where_it_stopped(tmp_path, monkeypatc
     with pytest.raises(Crash):
         fit_fixture(out, cache, *flags)
     assert calls == ["seed_0", "seed_1"]
+    # the time the members trained before the kill, made large here to be told apart: the
+    # kept member's card says 4000 s, the resumed one's state 3000 s more than it trained
+    kept_card = out / "members" / "seed_0" / "README.md"
+    kept_card.write_text(TRAINED.sub("Training time: 4000 s;", kept_card.read_text()))
+    state = out / "members" / "seed_1" / RESUME_DIR / STATE_FILE
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "seconds": saved["seconds"] + 3000}))
     capsys.readouterr()
     assert fit_fixture(out, cache, *flags) == 0
     said = capsys.readouterr().out
@@ -259,3 +267,22 @@ def test_an_ensemble_member_killed_goes_on_where_it_stopped(tmp_path, monkeypatc
     assert f"{out / 'members' / 'seed_1'}: going on after epoch 2" in said
     assert len(_history(out / "members" / "seed_1")) == 4
     assert not (out / "members" / "seed_1" / RESUME_DIR).exists()
+    assert card_seconds(out / "members" / "seed_0") == 4000
+    assert 3000 < card_seconds(out / "members" / "seed_1") < 3000 + 300
+    # the ensemble's card: both members' time, and its own finishing
+    assert card_seconds(out / "members" / "seed_1") + 4000 <= card_seconds(out) < 7000 + 300
+
+
+def test_an_ensemble_with_a_kept_member_of_unknown_time_says_not_measured(tmp_path):
+    out, cache = tmp_path / "ens", tmp_path / "cache"
+    flags = ("--hidden", "4", "--epochs", "2", "--min-epochs", "0", "--seeds", "2")
+    assert fit_fixture(out, cache, *flags) == 0
+    assert card_seconds(out / "members" / "seed_0") > 0
+    assert card_seconds(out) >= card_seconds(out / "members" / "seed_0")
+    # an unfinished ensemble whose first member's card (an older kboolq's) gave no time
+    (out / "metrics.json").unlink()
+    card = out / "members" / "seed_0" / "README.md"
+    card.write_text(TRAINED.sub("Training time: not measured here;", card.read_text()))
+    assert fit_fixture(out, cache, *flags) == 0
+    assert card_seconds(out) is None
+    assert "Training time: not measured here;" in (out / "README.md").read_text()

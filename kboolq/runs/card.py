@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 from dataclasses import fields
 from pathlib import Path
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
     from kboolq.runs.api import OpenMix
 
 SPLITS = ("valid", "test")
+TRAINED = re.compile(r"^Training time: (\d+) s;", re.MULTILINE)  # the card's line, card_text's
+
+
+def card_seconds(run_dir: Path) -> float | None:
+    """The training time RUN_DIR's card gives (None: no card, or it says "not measured here")."""
+    card = Path(run_dir) / CARD_FILE
+    found = TRAINED.search(card.read_text(encoding="utf-8")) if card.is_file() else None
+    return float(found.group(1)) if found else None
 
 
 def fit_command(info: RunInfo, extra: str = "") -> str:
