@@ -7,9 +7,9 @@ table of docs/results.md's "Vectors" section.
 Each group is one vector source's single runs (seeds). Printed as Markdown rows, mean +- std
 (n-1) over the draws: each group's single runs; then, for each size K, every K-member draw from
 one group ("same vectors") and every draw with K / G members from each of G groups ("mixed",
-the groups named by --mix, default all; a K that G does not divide has no mixed row). Draws share members, so
-their std understates the spread of independent ensembles. Each run encodes the rows its own
-way, as kboolq.ensemble's members do.
+the groups named by --mix, default all; a K that G does not divide has no mixed row). Draws
+share members, so their std understates the spread of independent ensembles. Each run encodes
+the rows its own way, as kboolq.ensemble's members do.
 """
 
 from __future__ import annotations
