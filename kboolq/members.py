@@ -103,7 +103,7 @@ def train_members(
     the rows it trained on) and the training time earlier processes spent on the members (kept
     ones and the epochs a resumed one had; None when a kept member's card does not say)."""
     models, reports, names, infos = [], [], [], []
-    earlier: float | None = 0.0
+    earlier: list[float | None] = []  # per member: the time earlier processes trained it
     print(
         f"training {len(plans)} members one after another (about {len(plans)} times the "
         "time of one fit; a killed run keeps the finished ones)",
@@ -119,16 +119,14 @@ def train_members(
             print(f"member {name.replace('_', ' ')}: kept from an earlier run ({member_dir})")
             models.append(load_model(member_dir))
             reports.append(json.loads((member_dir / METRICS_FILE).read_text()))
-            kept = card_seconds(member_dir)
-            earlier = None if earlier is None or kept is None else earlier + kept
+            earlier.append(card_seconds(member_dir))
             continue
         member_dir.mkdir(parents=True, exist_ok=True)
         state = read_state(member_dir, training_key(config, own))
         if state is None:
             clear_run(member_dir)  # else train_model goes on where the member stopped
-        resumed = earlier_seconds(state)  # a resumed member's card counts its earlier epochs
-        earlier = None if earlier is None else earlier + resumed
-        started = time.perf_counter() - resumed
+        earlier.append(earlier_seconds(state))  # a resumed member's card counts them too
+        started = time.perf_counter() - earlier[-1]
         write_info(member_dir, member)
         where = f"{len(models) + 1} of {len(plans)}, {config.arch}"
         if len({i.glove.source for _, _, i in plans}) > 1:  # members over different vectors
@@ -145,7 +143,8 @@ def train_members(
         )
         models.append(model)
     members = [run_dir / MEMBERS_DIR / name for name in names]
-    return save_ensemble(work, models, members, run_dir, infos), reports, earlier
+    before = None if None in earlier else sum(earlier)
+    return save_ensemble(work, models, members, run_dir, infos), reports, before
 
 
 def without_fold(prepared: Prepared, held_out: HeldOut | None) -> Prepared:

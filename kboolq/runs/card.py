@@ -34,7 +34,8 @@ TRAINED = re.compile(r"^Training time: (\d+) s;", re.MULTILINE)  # the card's li
 def card_seconds(run_dir: Path) -> float | None:
     """The training time RUN_DIR's card gives (None: no card, or it says "not measured here")."""
     card = Path(run_dir) / CARD_FILE
-    found = TRAINED.search(card.read_text(encoding="utf-8")) if card.is_file() else None
+    text = card.read_text(encoding="utf-8", errors="replace") if card.is_file() else ""
+    found = TRAINED.search(text)
     return float(found.group(1)) if found else None
 
 
