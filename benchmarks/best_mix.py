@@ -48,7 +48,13 @@ def draws_of(pools: list[list[int]], counts: tuple[int, ...], limit: int) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pool", action="append", required=True, metavar="NAME=RUN,RUN,...")
+    parser.add_argument(
+        "--pool",
+        action="append",
+        required=True,
+        metavar="NAME=RUN,RUN,...",
+        help="one kind of member and its kept or finished runs; repeat per kind",
+    )
     parser.add_argument("--sizes", default="5,10", help="mix sizes K, comma-separated")
     parser.add_argument("--top", type=int, default=5, help="compositions printed per size")
     parser.add_argument("--max-draws", type=int, default=200, help="draws per composition")

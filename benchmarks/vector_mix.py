@@ -27,7 +27,13 @@ from kboolq.threads import set_threads
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", action="append", required=True, metavar="NAME=RUN,RUN,...")
+    parser.add_argument(
+        "--runs",
+        action="append",
+        required=True,
+        metavar="NAME=RUN,RUN,...",
+        help="one vector source and its runs (seeds); repeat per source",
+    )
     parser.add_argument("--sizes", default="2", help="ensemble sizes K, comma-separated")
     parser.add_argument("--mix", help="the groups the mixed draws take from (default: all)")
     args = parser.parse_args()
