@@ -2,15 +2,16 @@
 "best 5- and 10-member mix" of docs/results.md.
 
     python benchmarks/best_mix.py --pool bigru-glove=RUN,RUN,... --pool esim-spacy=RUN,... \\
-        [--sizes 5,10] [--top 5] [--max-draws 200]
+        [--sizes 5,10] [--top 5] [--max-draws 200] [--also 3,2]
 
 Each pool is one kind of run (its seeds). A mix of size K takes c_i runs from pool i (the c_i sum
 to K); every such composition is scored as the mean over its draws (each choice of which runs of
 each pool; at most --max-draws, drawn at random with a fixed seed) of the members' mean P(yes).
 The compositions are ranked by mean valid balanced accuracy; the top ones are printed as Markdown
 rows, valid and pseudo-test mean +- std over the draws, with the members' summed training time
-(from each run's card, mean over the draws). Draws share members, so their std understates the
-spread of independent ensembles. Runs may be kept runs (benchmarks/keep_scores.py).
+(from each run's card, mean over the draws); each --also composition below the top is printed
+after them with its rank. Draws share members, so their std understates the spread of
+independent ensembles. Runs may be kept runs (benchmarks/keep_scores.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import itertools
 import random
 from pathlib import Path
 
+import numpy as np
 from run_scores import average_report, markdown_row, scores_of
 
-from kboolq.evaluation import SPREAD_METRICS, spread
+from kboolq.evaluation import SPREAD_METRICS
 from kboolq.runs.card import card_seconds
 from kboolq.threads import set_threads
 
@@ -58,6 +60,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="5,10", help="mix sizes K, comma-separated")
     parser.add_argument("--top", type=int, default=5, help="compositions printed per size")
     parser.add_argument("--max-draws", type=int, default=200, help="draws per composition")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="C1,C2,...",
+        help="a composition (members per pool, in --pool order) printed with its rank even "
+        "when it is not in the top, e.g. today's --seeds make-up; repeatable",
+    )
     args = parser.parse_args()
     set_threads(1)
     names, runs, pools = [], [], []
@@ -67,23 +77,53 @@ def main() -> None:
         names.append(name)
         pools.append(list(range(len(runs), len(runs) + len(members))))
         runs += members
+    wanted = [parse_counts(text, len(pools), parser) for text in args.also]
     labels, scores = scores_of(runs)
     seconds = [train_seconds(run) for run in runs]
     splits = ("valid", "pseudo-test")
     header = " | ".join(f"{split} {m}" for split in splits for m in SPREAD_METRICS)
+    valid = np.stack([member["valid"] for member in scores])
     for k in map(int, args.sizes.split(",")):
         print(f"\n| {k} members: " + ", ".join(names) + f" | draws | {header} | train s |")
         print("|---" * (3 + 2 * len(SPREAD_METRICS)) + "|")
         ranked = []
         for counts in compositions([len(pool) for pool in pools], k):
             draws = draws_of(pools, counts, args.max_draws)
-            reports = [average_report(labels, [scores[i] for i in draw]) for draw in draws]
-            balanced = spread(reports)["valid"]["balanced_accuracy"]["mean"]
-            time = sum(sum(seconds[i] for i in draw) for draw in draws) / len(draws)
-            ranked.append((balanced, counts, reports, time))
+            mean = np.mean([balanced_accuracy(labels["valid"], valid[list(d)]) for d in draws])
+            ranked.append((mean, counts, draws))
         ranked.sort(key=lambda item: -item[0])
-        for _, counts, reports, time in ranked[: args.top]:
-            print(markdown_row(" + ".join(map(str, counts)), reports, f"{time:.0f}"))
+        for rank, (_, counts, draws) in enumerate(ranked, start=1):
+            label = " + ".join(map(str, counts))
+            if rank > args.top and counts not in wanted:
+                continue
+            if rank > args.top:
+                label = f"{label} (rank {rank} of {len(ranked)})"
+            reports = [average_report(labels, [scores[i] for i in draw]) for draw in draws]
+            time = sum(sum(seconds[i] for i in draw) for draw in draws) / len(draws)
+            print(markdown_row(label, reports, f"{time:.0f}"))
+
+
+def balanced_accuracy(labels: np.ndarray, members: np.ndarray) -> float:
+    """The balanced accuracy of the members' (rows: members) mean P(yes), as binary_report
+    scores it, without its other metrics: the ranking scores thousands of draws."""
+    predicted = np.mean(members, axis=0) >= 0.5
+    actual = np.asarray(labels).ravel() >= 0.5
+    recalls = [
+        float(np.mean(predicted[actual == cls] == cls)) if np.any(actual == cls) else 0.0
+        for cls in (False, True)
+    ]
+    return float(np.mean(recalls))
+
+
+def parse_counts(text: str, pools: int, parser: argparse.ArgumentParser) -> tuple[int, ...]:
+    """--also's "3,2,0" as (3, 2, 0): one count per pool, or a usage error naming the flag."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        parser.error(f"--also {text}: give one whole number per pool, comma-separated")
+    if len(counts) != pools or min(counts) < 0:
+        parser.error(f"--also {text}: give {pools} counts (one per --pool), none negative")
+    return counts
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 benchmarks exactly as the run it was kept from, and one scored on other rows is refused; and
 benchmarks/best_mix.py's compositions, draws and training times."""
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from kboolq.evaluation import binary_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -60,3 +63,31 @@ def test_best_mix_enumerates_compositions_and_draws_and_reads_the_training_time(
     seconds = best_mix.train_seconds(run)
     assert f"Training time: {seconds:.0f} s;" in card
     assert best_mix.train_seconds(tmp_path) != best_mix.train_seconds(tmp_path)  # no card: NaN
+
+
+def test_best_mix_also_takes_one_count_per_pool_or_says_what_is_wrong(capsys):
+    parser = argparse.ArgumentParser(prog="best_mix.py")
+    assert best_mix.parse_counts("3,2,0", 3, parser) == (3, 2, 0)
+    for text, why in [
+        ("3,x,0", "--also 3,x,0: give one whole number per pool, comma-separated"),
+        ("3,2", "--also 3,2: give 3 counts (one per --pool), none negative"),
+        ("3,-1,0", "--also 3,-1,0: give 3 counts (one per --pool), none negative"),
+    ]:
+        with pytest.raises(SystemExit):
+            best_mix.parse_counts(text, 3, parser)
+        assert capsys.readouterr().err.splitlines()[-1] == f"best_mix.py: error: {why}"
+
+
+def test_best_mix_ranks_by_the_balanced_accuracy_binary_report_gives():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 301)
+    members = rng.random((3, 301))
+    mean = np.mean(members, axis=0)
+    assert (
+        best_mix.balanced_accuracy(labels, members)
+        == binary_report(labels, mean)["balanced_accuracy"]
+    )
+    # by hand: labels 1,1,0; mean P(yes) 0.5, 0.2, 0.7 -> recall of yes 1/2, of no 0/1
+    assert best_mix.balanced_accuracy(np.array([1, 1, 0]), np.array([[0.5, 0.2, 0.7]])) == 0.25
+    # no "no" rows: that class scores 0, as in binary_report
+    assert best_mix.balanced_accuracy(np.array([1, 1]), np.array([[0.9, 0.1]])) == 0.25
