@@ -77,17 +77,19 @@ def main() -> None:
         names.append(name)
         pools.append(list(range(len(runs), len(runs) + len(members))))
         runs += members
-    wanted = [parse_counts(text, len(pools), parser) for text in args.also]
+    sizes = [int(k) for k in args.sizes.split(",")]
+    held = [len(pool) for pool in pools]
+    wanted = [parse_counts(text, held, sizes, parser) for text in args.also]
     labels, scores = scores_of(runs)
     seconds = [train_seconds(run) for run in runs]
     splits = ("valid", "pseudo-test")
     header = " | ".join(f"{split} {m}" for split in splits for m in SPREAD_METRICS)
     valid = np.stack([member["valid"] for member in scores])
-    for k in map(int, args.sizes.split(",")):
+    for k in sizes:
         print(f"\n| {k} members: " + ", ".join(names) + f" | draws | {header} | train s |")
         print("|---" * (3 + 2 * len(SPREAD_METRICS)) + "|")
         ranked = []
-        for counts in compositions([len(pool) for pool in pools], k):
+        for counts in compositions(held, k):
             draws = draws_of(pools, counts, args.max_draws)
             mean = np.mean([balanced_accuracy(labels["valid"], valid[list(d)]) for d in draws])
             ranked.append((mean, counts, draws))
@@ -115,14 +117,22 @@ def balanced_accuracy(labels: np.ndarray, members: np.ndarray) -> float:
     return float(np.mean(recalls))
 
 
-def parse_counts(text: str, pools: int, parser: argparse.ArgumentParser) -> tuple[int, ...]:
-    """--also's "3,2,0" as (3, 2, 0): one count per pool, or a usage error naming the flag."""
+def parse_counts(
+    text: str, held: list[int], sizes: list[int], parser: argparse.ArgumentParser
+) -> tuple[int, ...]:
+    """--also's "3,2,0" as (3, 2, 0): one count per pool (`held`: the runs each pool holds),
+    summing to one of --sizes; else a usage error naming the flag, not a composition silently
+    never printed."""
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
         parser.error(f"--also {text}: give one whole number per pool, comma-separated")
-    if len(counts) != pools or min(counts) < 0:
-        parser.error(f"--also {text}: give {pools} counts (one per --pool), none negative")
+    if len(counts) != len(held) or min(counts) < 0:
+        parser.error(f"--also {text}: give {len(held)} counts (one per --pool), none negative")
+    if any(c > n for c, n in zip(counts, held, strict=True)):
+        parser.error(f"--also {text}: more runs than a pool holds ({', '.join(map(str, held))})")
+    if sum(counts) not in sizes:
+        parser.error(f"--also {text}: {sum(counts)} members, not one of --sizes")
     return counts
 
 

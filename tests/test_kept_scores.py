@@ -67,14 +67,16 @@ def test_best_mix_enumerates_compositions_and_draws_and_reads_the_training_time(
 
 def test_best_mix_also_takes_one_count_per_pool_or_says_what_is_wrong(capsys):
     parser = argparse.ArgumentParser(prog="best_mix.py")
-    assert best_mix.parse_counts("3,2,0", 3, parser) == (3, 2, 0)
+    assert best_mix.parse_counts("3,2,0", [3, 5, 4], [5, 10], parser) == (3, 2, 0)
     for text, why in [
         ("3,x,0", "--also 3,x,0: give one whole number per pool, comma-separated"),
         ("3,2", "--also 3,2: give 3 counts (one per --pool), none negative"),
         ("3,-1,0", "--also 3,-1,0: give 3 counts (one per --pool), none negative"),
+        ("4,1,0", "--also 4,1,0: more runs than a pool holds (3, 5, 4)"),
+        ("1,2,0", "--also 1,2,0: 3 members, not one of --sizes"),
     ]:
         with pytest.raises(SystemExit):
-            best_mix.parse_counts(text, 3, parser)
+            best_mix.parse_counts(text, [3, 5, 4], [5, 10], parser)
         assert capsys.readouterr().err.splitlines()[-1] == f"best_mix.py: error: {why}"
 
 
